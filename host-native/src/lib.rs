@@ -1,0 +1,8 @@
+//! The native host of The Things Stack telemetry: it reads configuration, counts the Identity
+//! Server database, schedules and delivers reports, keeps an audit log, serves the admin API and
+//! the Console page, and runs the collector with its dashboard. Every report byte, UID and
+//! validation comes from `ttn-telemetry-core`; this crate does the I/O around it.
+//!
+//! Modules follow the flow of a report: `config` → `count` → (core builds) → `schedule` →
+//! `deliver` → `audit`; `admin` serves the preview, `collect` receives reports, `cmd` holds the
+//! command-line entry points.
