@@ -89,7 +89,10 @@ impl From<ReportError> for InputsError {
 impl Inputs {
     /// Parses plain inputs from JSON.
     pub fn from_json(json: &[u8]) -> Result<Inputs, InputsError> {
-        serde_json::from_slice(json).map_err(|e| InputsError::Json(e.to_string()))
+        // Through the repr, so that shape errors stay typed instead of becoming serde text.
+        let repr: InputsRepr =
+            serde_json::from_slice(json).map_err(|e| InputsError::Json(e.to_string()))?;
+        Inputs::try_from(repr)
     }
 
     /// The plain inputs as compact JSON.

@@ -1,0 +1,71 @@
+//! Golden vectors: plain inputs → exact bytes, checked against an independent oracle
+//! (`golden/oracle.py`), and parsed back by the collector's validator.
+
+use ttn_telemetry_core::{Inputs, build_report_bytes, parse_report};
+use ttn_telemetry_tests::golden_vectors;
+
+#[test]
+fn inputs_build_the_exact_expected_bytes() {
+    for g in golden_vectors() {
+        let bytes = build_report_bytes(&g.inputs).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&g.expected),
+            "golden vector {}",
+            g.name
+        );
+    }
+}
+
+#[test]
+fn expected_bytes_parse_back_to_the_built_report() {
+    for g in golden_vectors() {
+        let built = Inputs::from_json(&g.inputs).unwrap().build().unwrap();
+        let parsed = parse_report(&g.expected).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        assert_eq!(parsed, built, "{}", g.name);
+        assert_eq!(parsed.to_bytes(), g.expected, "{}", g.name);
+    }
+}
+
+#[test]
+fn plain_inputs_roundtrip_through_json() {
+    for g in golden_vectors() {
+        let inputs = Inputs::from_json(&g.inputs).unwrap();
+        assert_eq!(Inputs::from_json(&inputs.to_json()).unwrap(), inputs, "{}", g.name);
+    }
+}
+
+#[test]
+fn spec_vectors() {
+    let spec = golden_vectors().into_iter().find(|g| g.name == "spec_example").unwrap();
+    // The example of SPEC §2, with the UID of SPEC §3's test vector.
+    assert_eq!(
+        String::from_utf8(spec.expected).unwrap(),
+        concat!(
+            r#"{"uid":"wBs9NNSlIoSm2v/pcVCrI1j1UuOMFF36AFsiKszEq2r33ghp6MjSyxRci9Wqs5t3JkyLEUaouYHEO5gdyRFh3Q==","#,
+            r#""os":{"operating_system":"linux","arch":"amd64","binary_version":"0.1.0","golang_version":"rustc 1.95.0"},"cli":null,"#,
+            r#""entities_count":{"gateways":{"total":2,"gateways_by_frequency_plan_id":{"US_902_928_FSB_1":1,"US_902_928_FSB_2":1}},"#,
+            r#""end_devices":{"total":5,"activate_end_devices":{"total":4,"last_day":1,"last_week":2,"last_month":3}},"#,
+            r#""applications":{"total":1},"accounts":{"users":{"standard":3,"admin":1},"organizations":{"total":0}}}}"#
+        )
+    );
+}
+
+#[test]
+fn inputs_errors_are_clear() {
+    let cases: &[(&str, &str)] = &[
+        (r#"{"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
+         "inputs: give exactly one of `uid_elements` and `uid`"),
+        (r#"{"uid_elements":["a"],"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"}}"#,
+         "inputs: give exactly one of `entities_count` and `cli`"),
+        (r#"{"uid_elements":["",""],"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
+         "inputs: uid elements are all empty: every such deployment would share one id"),
+        (r#"{"uid":"not-a-uuid","os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
+         "inputs: `uid`: expected a uuid (8-4-4-4-12 hex)"),
+    ];
+    for (json, msg) in cases {
+        assert_eq!(build_report_bytes(json.as_bytes()).unwrap_err().to_string(), *msg);
+    }
+    let err = build_report_bytes(br#"{"uid":"x","bogus":1}"#).unwrap_err().to_string();
+    assert!(err.starts_with("inputs: unknown field `bogus`"), "{err}");
+}

@@ -1,0 +1,122 @@
+//! Property tests: for any valid report x, parse(build(x)) == x, and the bytes are stable.
+
+use proptest::collection::{btree_map, vec};
+use proptest::prelude::*;
+use ttn_telemetry_core::*;
+
+fn text(min: usize, max: usize) -> impl Strategy<Value = String> {
+    // Any Unicode scalar values, control characters and `<>&` included.
+    vec(any::<char>(), min..max).prop_map(|cs| cs.into_iter().collect::<String>())
+        .prop_filter("within the string limit", |s| s.len() <= limits::MAX_STRING_BYTES)
+}
+
+fn os() -> impl Strategy<Value = OsInfo> {
+    (text(0, 12), text(0, 12), text(0, 12), text(0, 20)).prop_map(|(a, b, c, d)| OsInfo {
+        operating_system: a,
+        arch: b,
+        binary_version: c,
+        golang_version: d,
+    })
+}
+
+fn entities() -> impl Strategy<Value = EntitiesCount> {
+    (
+        any::<u64>(),
+        btree_map(text(1, 24), any::<u64>(), 0..24),
+        [any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()],
+        any::<u64>(),
+        [any::<u64>(); 3],
+    )
+        .prop_map(|(gw_total, plans, mut ed, apps, [standard, admin, orgs])| {
+            // One snapshot's invariants: day ≤ week ≤ month ≤ seen ≤ all; a plan ≤ gateways.
+            ed.sort_unstable();
+            let bound = |n: u64| if gw_total == u64::MAX { n } else { n % (gw_total + 1) };
+            EntitiesCount {
+                gateways: GatewayCounts {
+                    total: gw_total,
+                    gateways_by_frequency_plan_id: plans.into_iter().map(|(k, v)| (k, bound(v))).collect(),
+                },
+                end_devices: EndDeviceCounts {
+                    total: ed[4],
+                    activate_end_devices: ActiveEndDevices {
+                        total: ed[3],
+                        last_day: ed[0],
+                        last_week: ed[1],
+                        last_month: ed[2],
+                    },
+                },
+                applications: Total { total: apps },
+                accounts: AccountCounts {
+                    users: UserCounts { standard, admin },
+                    organizations: Total { total: orgs },
+                },
+            }
+        })
+}
+
+fn cli() -> impl Strategy<Value = CliUsage> {
+    let command = (text(1, 30), any::<u64>(), any::<u64>())
+        .prop_map(|(command_path, execution_count, last_used_at)| CommandUsage { command_path, execution_count, last_used_at });
+    let alias = (text(1, 16), text(1, 8), any::<u64>())
+        .prop_map(|(command_name, alias, usage_count)| AliasUsage { command_name, alias, usage_count });
+    (vec(command, 0..8), vec(alias, 0..8)).prop_map(|(commands, aliases)| CliUsage { commands, aliases })
+}
+
+/// Any valid report: an IS report with a computed UID, or a CLI report with a UUID.
+pub fn report() -> impl Strategy<Value = Report> {
+    prop_oneof![
+        (vec(text(0, 40), 1..6), os(), entities()).prop_filter_map("elements not all empty", |(el, os, e)| {
+            Some(Report { uid: compute_uid(&el).ok()?, os, payload: Payload::Entities(e) })
+        }),
+        (any::<[u8; 16]>(), os(), cli())
+            .prop_map(|(b, os, c)| Report { uid: uuid_v4_from_bytes(b), os, payload: Payload::Cli(c) }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn parse_of_build_is_identity(x in report()) {
+        x.validate().unwrap();
+        let bytes = x.to_bytes();
+        prop_assert_eq!(parse_report(&bytes).unwrap(), x.clone());
+        // Compact, one line, and what serde_json reads is the same value tree.
+        prop_assert!(!bytes.contains(&b'\n'));
+        let tree: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        prop_assert_eq!(tree["uid"].as_str().unwrap(), x.uid.as_str());
+    }
+
+    #[test]
+    fn inputs_roundtrip_and_build(x in report()) {
+        let inputs = Inputs { identity: Identity::Uid(x.uid.clone()), os: x.os.clone(), payload: x.payload.clone() };
+        let back = Inputs::from_json(&inputs.to_json()).unwrap();
+        prop_assert_eq!(&back, &inputs);
+        prop_assert_eq!(back.build().unwrap().to_bytes(), x.to_bytes());
+    }
+
+    #[test]
+    fn cutoffs_are_ordered(t in -62_000_000_000_000_000i64..253_000_000_000_000_000i64) {
+        let c = cutoffs(t).unwrap();
+        prop_assert!(c.last_month < c.last_week && c.last_week < c.last_day && c.last_day < c.now);
+        // One calendar month back is 28 to 31 days, time of day kept.
+        let days = (c.now - c.last_month) / MICROS_PER_DAY;
+        prop_assert!((28..=31).contains(&days));
+        prop_assert_eq!((c.now - c.last_month) % MICROS_PER_DAY, 0);
+    }
+
+    #[test]
+    fn mutated_reports_are_refused_or_canonical(x in report(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        // Flip one byte of a valid body: the parser must not panic, and whatever it still
+        // accepts must be a valid report that round-trips through its canonical bytes.
+        let mut bytes = x.to_bytes();
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        if let Ok(r) = parse_report(&bytes) {
+            prop_assert!(r.validate().is_ok());
+            prop_assert_eq!(parse_report(&r.to_bytes()).unwrap(), r);
+        } else {
+            prop_assert!(bytes != x.to_bytes());
+        }
+    }
+}
