@@ -24,8 +24,12 @@ pub fn golden_vectors() -> Vec<Golden> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(golden_dir()).expect("golden dir") {
         let path = entry.expect("dir entry").path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        let Some(stem) = name.strip_suffix(".inputs.json") else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".inputs.json") else {
+            continue;
+        };
         let expected_path = path.with_file_name(format!("{stem}.expected"));
         out.push(Golden {
             name: stem.to_owned(),
@@ -35,6 +39,10 @@ pub fn golden_vectors() -> Vec<Golden> {
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(out.len() >= 9, "golden corpus incomplete: {} vectors", out.len());
+    assert!(
+        out.len() >= 9,
+        "golden corpus incomplete: {} vectors",
+        out.len()
+    );
     out
 }

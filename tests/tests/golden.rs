@@ -31,13 +31,21 @@ fn expected_bytes_parse_back_to_the_built_report() {
 fn plain_inputs_roundtrip_through_json() {
     for g in golden_vectors() {
         let inputs = Inputs::from_json(&g.inputs).unwrap();
-        assert_eq!(Inputs::from_json(&inputs.to_json()).unwrap(), inputs, "{}", g.name);
+        assert_eq!(
+            Inputs::from_json(&inputs.to_json()).unwrap(),
+            inputs,
+            "{}",
+            g.name
+        );
     }
 }
 
 #[test]
 fn spec_vectors() {
-    let spec = golden_vectors().into_iter().find(|g| g.name == "spec_example").unwrap();
+    let spec = golden_vectors()
+        .into_iter()
+        .find(|g| g.name == "spec_example")
+        .unwrap();
     // The example of SPEC §2, with the UID of SPEC §3's test vector.
     assert_eq!(
         String::from_utf8(spec.expected).unwrap(),
@@ -54,18 +62,31 @@ fn spec_vectors() {
 #[test]
 fn inputs_errors_are_clear() {
     let cases: &[(&str, &str)] = &[
-        (r#"{"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
-         "inputs: give exactly one of `uid_elements` and `uid`"),
-        (r#"{"uid_elements":["a"],"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"}}"#,
-         "inputs: give exactly one of `entities_count` and `cli`"),
-        (r#"{"uid_elements":["",""],"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
-         "inputs: uid elements are all empty: every such deployment would share one id"),
-        (r#"{"uid":"not-a-uuid","os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
-         "inputs: `uid`: expected a uuid (8-4-4-4-12 hex)"),
+        (
+            r#"{"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
+            "inputs: give exactly one of `uid_elements` and `uid`",
+        ),
+        (
+            r#"{"uid_elements":["a"],"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"}}"#,
+            "inputs: give exactly one of `entities_count` and `cli`",
+        ),
+        (
+            r#"{"uid_elements":["",""],"os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
+            "inputs: uid elements are all empty: every such deployment would share one id",
+        ),
+        (
+            r#"{"uid":"not-a-uuid","os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
+            "inputs: `uid`: expected a uuid (8-4-4-4-12 hex)",
+        ),
     ];
     for (json, msg) in cases {
-        assert_eq!(build_report_bytes(json.as_bytes()).unwrap_err().to_string(), *msg);
+        assert_eq!(
+            build_report_bytes(json.as_bytes()).unwrap_err().to_string(),
+            *msg
+        );
     }
-    let err = build_report_bytes(br#"{"uid":"x","bogus":1}"#).unwrap_err().to_string();
+    let err = build_report_bytes(br#"{"uid":"x","bogus":1}"#)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("inputs: unknown field `bogus`"), "{err}");
 }

@@ -6,8 +6,11 @@ use ttn_telemetry_core::*;
 
 fn text(min: usize, max: usize) -> impl Strategy<Value = String> {
     // Any Unicode scalar values, control characters and `<>&` included.
-    vec(any::<char>(), min..max).prop_map(|cs| cs.into_iter().collect::<String>())
-        .prop_filter("within the string limit", |s| s.len() <= limits::MAX_STRING_BYTES)
+    vec(any::<char>(), min..max)
+        .prop_map(|cs| cs.into_iter().collect::<String>())
+        .prop_filter("within the string limit", |s| {
+            s.len() <= limits::MAX_STRING_BYTES
+        })
 }
 
 fn os() -> impl Strategy<Value = OsInfo> {
@@ -23,18 +26,33 @@ fn entities() -> impl Strategy<Value = EntitiesCount> {
     (
         any::<u64>(),
         btree_map(text(1, 24), any::<u64>(), 0..24),
-        [any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()],
+        [
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ],
         any::<u64>(),
         [any::<u64>(); 3],
     )
         .prop_map(|(gw_total, plans, mut ed, apps, [standard, admin, orgs])| {
             // One snapshot's invariants: day ≤ week ≤ month ≤ seen ≤ all; a plan ≤ gateways.
             ed.sort_unstable();
-            let bound = |n: u64| if gw_total == u64::MAX { n } else { n % (gw_total + 1) };
+            let bound = |n: u64| {
+                if gw_total == u64::MAX {
+                    n
+                } else {
+                    n % (gw_total + 1)
+                }
+            };
             EntitiesCount {
                 gateways: GatewayCounts {
                     total: gw_total,
-                    gateways_by_frequency_plan_id: plans.into_iter().map(|(k, v)| (k, bound(v))).collect(),
+                    gateways_by_frequency_plan_id: plans
+                        .into_iter()
+                        .map(|(k, v)| (k, bound(v)))
+                        .collect(),
                 },
                 end_devices: EndDeviceCounts {
                     total: ed[4],
@@ -55,21 +73,43 @@ fn entities() -> impl Strategy<Value = EntitiesCount> {
 }
 
 fn cli() -> impl Strategy<Value = CliUsage> {
-    let command = (text(1, 30), any::<u64>(), any::<u64>())
-        .prop_map(|(command_path, execution_count, last_used_at)| CommandUsage { command_path, execution_count, last_used_at });
-    let alias = (text(1, 16), text(1, 8), any::<u64>())
-        .prop_map(|(command_name, alias, usage_count)| AliasUsage { command_name, alias, usage_count });
-    (vec(command, 0..8), vec(alias, 0..8)).prop_map(|(commands, aliases)| CliUsage { commands, aliases })
+    let command = (text(1, 30), any::<u64>(), any::<u64>()).prop_map(
+        |(command_path, execution_count, last_used_at)| CommandUsage {
+            command_path,
+            execution_count,
+            last_used_at,
+        },
+    );
+    let alias =
+        (text(1, 16), text(1, 8), any::<u64>()).prop_map(|(command_name, alias, usage_count)| {
+            AliasUsage {
+                command_name,
+                alias,
+                usage_count,
+            }
+        });
+    (vec(command, 0..8), vec(alias, 0..8))
+        .prop_map(|(commands, aliases)| CliUsage { commands, aliases })
 }
 
 /// Any valid report: an IS report with a computed UID, or a CLI report with a UUID.
 pub fn report() -> impl Strategy<Value = Report> {
     prop_oneof![
-        (vec(text(0, 40), 1..6), os(), entities()).prop_filter_map("elements not all empty", |(el, os, e)| {
-            Some(Report { uid: compute_uid(&el).ok()?, os, payload: Payload::Entities(e) })
+        (vec(text(0, 40), 1..6), os(), entities()).prop_filter_map(
+            "elements not all empty",
+            |(el, os, e)| {
+                Some(Report {
+                    uid: compute_uid(&el).ok()?,
+                    os,
+                    payload: Payload::Entities(e),
+                })
+            }
+        ),
+        (any::<[u8; 16]>(), os(), cli()).prop_map(|(b, os, c)| Report {
+            uid: uuid_v4_from_bytes(b),
+            os,
+            payload: Payload::Cli(c)
         }),
-        (any::<[u8; 16]>(), os(), cli())
-            .prop_map(|(b, os, c)| Report { uid: uuid_v4_from_bytes(b), os, payload: Payload::Cli(c) }),
     ]
 }
 

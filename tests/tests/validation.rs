@@ -5,12 +5,18 @@ use ttn_telemetry_core::{ReportError, limits, parse_report};
 use ttn_telemetry_tests::golden_vectors;
 
 fn valid() -> String {
-    let g = golden_vectors().into_iter().find(|g| g.name == "spec_example").unwrap();
+    let g = golden_vectors()
+        .into_iter()
+        .find(|g| g.name == "spec_example")
+        .unwrap();
     String::from_utf8(g.expected).unwrap()
 }
 
 fn cli() -> String {
-    let g = golden_vectors().into_iter().find(|g| g.name == "cli_report").unwrap();
+    let g = golden_vectors()
+        .into_iter()
+        .find(|g| g.name == "cli_report")
+        .unwrap();
     String::from_utf8(g.expected).unwrap()
 }
 
@@ -22,26 +28,77 @@ fn err(body: &[u8]) -> String {
 fn malformed_bodies_name_field_and_problem() {
     let v = valid();
     let cases: Vec<(String, &str)> = vec![
-        (v.replace(r#""total":2"#, r#""total":-2"#), "`entities_count.gateways.total`: expected an unsigned integer without fraction or exponent"),
-        (v.replace(r#""total":2"#, r#""total":2.0"#), "`entities_count.gateways.total`: expected an unsigned integer without fraction or exponent"),
-        (v.replace(r#""total":2"#, r#""total":2e0"#), "`entities_count.gateways.total`: expected an unsigned integer without fraction or exponent"),
-        (v.replace(r#""total":2"#, r#""total":18446744073709551616"#), "`entities_count.gateways.total`: number exceeds 18446744073709551615"),
-        (v.replace(r#""total":2"#, r#""total":"2""#), "`entities_count.gateways.total`: expected an unsigned integer"),
-        (v.replace(r#""arch":"amd64""#, r#""arch":5"#), "`os.arch`: expected a string"),
-        (v.replace(r#""arch":"amd64""#, r#""arch":"amd64","kernel":"6.1""#), "`os.kernel`: unknown key"),
+        (
+            v.replace(r#""total":2"#, r#""total":-2"#),
+            "`entities_count.gateways.total`: expected an unsigned integer without fraction or exponent",
+        ),
+        (
+            v.replace(r#""total":2"#, r#""total":2.0"#),
+            "`entities_count.gateways.total`: expected an unsigned integer without fraction or exponent",
+        ),
+        (
+            v.replace(r#""total":2"#, r#""total":2e0"#),
+            "`entities_count.gateways.total`: expected an unsigned integer without fraction or exponent",
+        ),
+        (
+            v.replace(r#""total":2"#, r#""total":18446744073709551616"#),
+            "`entities_count.gateways.total`: number exceeds 18446744073709551615",
+        ),
+        (
+            v.replace(r#""total":2"#, r#""total":"2""#),
+            "`entities_count.gateways.total`: expected an unsigned integer",
+        ),
+        (
+            v.replace(r#""arch":"amd64""#, r#""arch":5"#),
+            "`os.arch`: expected a string",
+        ),
+        (
+            v.replace(r#""arch":"amd64""#, r#""arch":"amd64","kernel":"6.1""#),
+            "`os.kernel`: unknown key",
+        ),
         (v.replace(r#""arch":"amd64","#, ""), "`os.arch`: missing"),
-        (v.replace(r#""arch":"amd64""#, r#""arch":"amd64","arch":"arm64""#), "`os.arch`: duplicate key"),
-        (v.replace(r#""applications":{"total":1}"#, r#""applications":[1]"#), "`entities_count.applications`: expected an object"),
-        (v.replace(r#""US_902_928_FSB_1":1"#, r#""":1"#), "`entities_count.gateways.gateways_by_frequency_plan_id.`: must not be empty"),
-        (v.replace(r#""US_902_928_FSB_1":1"#, r#""US_902_928_FSB_2":1"#), "`entities_count.gateways.gateways_by_frequency_plan_id.US_902_928_FSB_2`: duplicate key"),
-        (v.replace(r#""US_902_928_FSB_1":1"#, r#""US_902_928_FSB_1":3"#), "`entities_count.gateways.gateways_by_frequency_plan_id.US_902_928_FSB_1`: exceeds gateways.total (a gateway counts once per plan)"),
-        (v.replace(r#""last_day":1"#, r#""last_day":3"#), "`entities_count.end_devices.activate_end_devices.last_day`: exceeds last_week"),
-        (v.replace(r#"{"total":4,"#, r#"{"total":6,"#), "`entities_count.end_devices.activate_end_devices.total`: exceeds end_devices.total"),
-        (v.replace("wBs9", "wBs"), "`uid`: expected 88 characters of padded standard base64 (64 bytes)"),
-        (v.replace(r#""cli":null"#, r#""cli":{"commands":[],"aliases":[]}"#), "`cli` and `entities_count` are both set"),
+        (
+            v.replace(r#""arch":"amd64""#, r#""arch":"amd64","arch":"arm64""#),
+            "`os.arch`: duplicate key",
+        ),
+        (
+            v.replace(r#""applications":{"total":1}"#, r#""applications":[1]"#),
+            "`entities_count.applications`: expected an object",
+        ),
+        (
+            v.replace(r#""US_902_928_FSB_1":1"#, r#""":1"#),
+            "`entities_count.gateways.gateways_by_frequency_plan_id.`: must not be empty",
+        ),
+        (
+            v.replace(r#""US_902_928_FSB_1":1"#, r#""US_902_928_FSB_2":1"#),
+            "`entities_count.gateways.gateways_by_frequency_plan_id.US_902_928_FSB_2`: duplicate key",
+        ),
+        (
+            v.replace(r#""US_902_928_FSB_1":1"#, r#""US_902_928_FSB_1":3"#),
+            "`entities_count.gateways.gateways_by_frequency_plan_id.US_902_928_FSB_1`: exceeds gateways.total (a gateway counts once per plan)",
+        ),
+        (
+            v.replace(r#""last_day":1"#, r#""last_day":3"#),
+            "`entities_count.end_devices.activate_end_devices.last_day`: exceeds last_week",
+        ),
+        (
+            v.replace(r#"{"total":4,"#, r#"{"total":6,"#),
+            "`entities_count.end_devices.activate_end_devices.total`: exceeds end_devices.total",
+        ),
+        (
+            v.replace("wBs9", "wBs"),
+            "`uid`: expected 88 characters of padded standard base64 (64 bytes)",
+        ),
+        (
+            v.replace(r#""cli":null"#, r#""cli":{"commands":[],"aliases":[]}"#),
+            "`cli` and `entities_count` are both set",
+        ),
         (v.replace(r#""cli":null,"#, ""), "`cli`: missing"),
         (String::from("[]"), "`(root)`: expected an object"),
-        (String::from(""), "invalid json at byte 0: expected a json value"),
+        (
+            String::from(""),
+            "invalid json at byte 0: expected a json value",
+        ),
     ];
     for (body, expected) in cases {
         assert_eq!(err(body.as_bytes()), expected, "body: {body}");
@@ -53,8 +110,14 @@ fn malformed_bodies_name_field_and_problem() {
         (v.replace("}}}}", "}}}"), "`,` or `}`"),
         (format!("{v} x"), "end of input"),
         (v.replace("US_902_928_FSB_1", "US\\x"), "a valid escape"),
-        (v.replace("US_902_928_FSB_1", "US\\ud800"), "a low surrogate escape"),
-        (v.replace("US_902_928_FSB_1", "US\u{1}"), "no raw control characters in a string"),
+        (
+            v.replace("US_902_928_FSB_1", "US\\ud800"),
+            "a low surrogate escape",
+        ),
+        (
+            v.replace("US_902_928_FSB_1", "US\u{1}"),
+            "no raw control characters in a string",
+        ),
     ];
     let offsets = [
         at(&syntax[0].0, ":02", 1),
@@ -65,15 +128,37 @@ fn malformed_bodies_name_field_and_problem() {
         at(&syntax[5].0, "\u{1}", 0),
     ];
     for ((body, expected), offset) in syntax.iter().zip(offsets) {
-        assert_eq!(err(body.as_bytes()), format!("invalid json at byte {offset}: expected {expected}"));
+        assert_eq!(
+            err(body.as_bytes()),
+            format!("invalid json at byte {offset}: expected {expected}")
+        );
     }
     let c = cli();
     let cli_cases: Vec<(String, &str)> = vec![
-        (c.replace("0b6f1c2e-58a4", "0b6f1c2e_58a4"), "`uid`: expected a uuid (8-4-4-4-12 hex)"),
-        (c.replace(r#""alias":"dev""#, r#""alias":"""#), "`cli.aliases[0].alias`: must not be empty"),
-        (c.replace(r#""execution_count":12"#, r#""execution_count":true"#), "`cli.commands[0].execution_count`: expected an unsigned integer"),
-        (c.replace(r#""entities_count":null"#, r#""entities_count":null,"extra":1"#), "`extra`: unknown key"),
-        (c.replace(r#""cli":{"#, r#""cli":null,"x":{"#).replace(r#""entities_count":null"#, r#""y":null"#), "`x`: unknown key"),
+        (
+            c.replace("0b6f1c2e-58a4", "0b6f1c2e_58a4"),
+            "`uid`: expected a uuid (8-4-4-4-12 hex)",
+        ),
+        (
+            c.replace(r#""alias":"dev""#, r#""alias":"""#),
+            "`cli.aliases[0].alias`: must not be empty",
+        ),
+        (
+            c.replace(r#""execution_count":12"#, r#""execution_count":true"#),
+            "`cli.commands[0].execution_count`: expected an unsigned integer",
+        ),
+        (
+            c.replace(
+                r#""entities_count":null"#,
+                r#""entities_count":null,"extra":1"#,
+            ),
+            "`extra`: unknown key",
+        ),
+        (
+            c.replace(r#""cli":{"#, r#""cli":null,"x":{"#)
+                .replace(r#""entities_count":null"#, r#""y":null"#),
+            "`x`: unknown key",
+        ),
     ];
     for (body, expected) in cli_cases {
         assert_eq!(err(body.as_bytes()), expected, "body: {body}");
@@ -86,30 +171,56 @@ fn malformed_bodies_name_field_and_problem() {
 fn hostile_input_is_bounded() {
     // Too large.
     let big = vec![b' '; limits::MAX_REPORT_BYTES + 1];
-    assert_eq!(parse_report(&big), Err(ReportError::TooLarge { limit: limits::MAX_REPORT_BYTES }));
+    assert_eq!(
+        parse_report(&big),
+        Err(ReportError::TooLarge {
+            limit: limits::MAX_REPORT_BYTES
+        })
+    );
     // Deep nesting inside a field that must be a string, and inside the plan map.
     let deep = format!(r#"{{"uid":{}{}}}"#, "[".repeat(5000), "]".repeat(5000));
     assert_eq!(err(deep.as_bytes()), "`uid`: expected a string");
     let v = valid();
-    let deep_map = v.replace(r#""US_902_928_FSB_1":1"#, &format!(r#""a":{}1{}"#, "{\"a\":".repeat(20), "}".repeat(20)));
-    assert!(err(deep_map.as_bytes()).contains("expected an unsigned integer"), "{}", err(deep_map.as_bytes()));
+    let deep_map = v.replace(
+        r#""US_902_928_FSB_1":1"#,
+        &format!(r#""a":{}1{}"#, "{\"a\":".repeat(20), "}".repeat(20)),
+    );
+    assert!(
+        err(deep_map.as_bytes()).contains("expected an unsigned integer"),
+        "{}",
+        err(deep_map.as_bytes())
+    );
     // Many map keys: refused at the limit, before the body limit matters (no body cap here).
     let many: String = (0..100_000).map(|i| format!(r#""p{i}":0,"#)).collect();
     let body = v.replace(r#""US_902_928_FSB_1":1,"#, &many);
     assert!(body.len() > limits::MAX_REPORT_BYTES);
-    assert!(matches!(parse_report(&body.as_bytes()[..]), Err(ReportError::TooLarge { .. })));
-    let keys: String = (0..limits::MAX_OBJECT_KEYS).map(|i| format!(r#""p{i}":0,"#)).collect();
+    assert!(matches!(
+        parse_report(body.as_bytes()),
+        Err(ReportError::TooLarge { .. })
+    ));
+    let keys: String = (0..limits::MAX_OBJECT_KEYS)
+        .map(|i| format!(r#""p{i}":0,"#))
+        .collect();
     let body = v.replace(r#""US_902_928_FSB_1":1,"#, &keys);
     assert!(body.len() <= limits::MAX_REPORT_BYTES);
     assert_eq!(
         err(body.as_bytes()),
-        format!("`entities_count.gateways.gateways_by_frequency_plan_id`: more than {} entries", limits::MAX_OBJECT_KEYS)
+        format!(
+            "`entities_count.gateways.gateways_by_frequency_plan_id`: more than {} entries",
+            limits::MAX_OBJECT_KEYS
+        )
     );
     // Long strings.
-    let long = v.replace("US_902_928_FSB_1", &"x".repeat(limits::MAX_STRING_BYTES + 1));
+    let long = v.replace(
+        "US_902_928_FSB_1",
+        &"x".repeat(limits::MAX_STRING_BYTES + 1),
+    );
     assert_eq!(
         err(long.as_bytes()),
-        format!("`entities_count.gateways.gateways_by_frequency_plan_id`: string longer than {} bytes", limits::MAX_STRING_BYTES)
+        format!(
+            "`entities_count.gateways.gateways_by_frequency_plan_id`: string longer than {} bytes",
+            limits::MAX_STRING_BYTES
+        )
     );
     // Invalid UTF-8 in a string.
     let mut bytes = v.clone().into_bytes();
@@ -118,7 +229,10 @@ fn hostile_input_is_bounded() {
     assert_eq!(err(&bytes), format!("invalid utf-8 at byte {at}"));
     // Numbers far beyond u64.
     let huge = v.replace(r#""total":2"#, &format!(r#""total":{}"#, "9".repeat(500)));
-    assert_eq!(err(huge.as_bytes()), "`entities_count.gateways.total`: number exceeds 18446744073709551615");
+    assert_eq!(
+        err(huge.as_bytes()),
+        "`entities_count.gateways.total`: number exceeds 18446744073709551615"
+    );
 }
 
 #[test]
