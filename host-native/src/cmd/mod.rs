@@ -82,27 +82,21 @@ fn value_name(form: Form) -> &'static str {
     }
 }
 
-/// The clap command tree.
-pub fn cli() -> clap::Command {
-    let mut cmd = clap::Command::new("ttn-lw-telemetry")
-        .version(crate::os::BINARY_VERSION)
-        .about("The Things Stack telemetry agent: see what is reported, and where.")
-        .after_help(
-            "Configuration: defaults < -c files < TTN_LW_* environment < flags. \
-             DO_NOT_TRACK=1 turns telemetry off.",
-        )
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .arg(
-            Arg::new("config")
-                .short('c')
-                .long("config")
-                .value_name("FILE")
-                .help("YAML configuration file, as ttn-lw-stack reads it (repeatable; later wins)")
-                .action(ArgAction::Append)
-                .value_parser(clap::value_parser!(PathBuf))
-                .global(true),
-        );
+/// The configuration flags: `-c/--config` and one `--<key>` per key of [`KEYS`].
+///
+/// They are defined on the root and again on every command (not as clap "global" arguments,
+/// whose values given after the command would replace those given before it), and
+/// [`config_args`] joins both, root first.
+fn config_flags() -> Vec<Arg> {
+    let mut args = vec![
+        Arg::new("config")
+            .short('c')
+            .long("config")
+            .value_name("FILE")
+            .help("YAML configuration file, as ttn-lw-stack reads it (repeatable; later wins)")
+            .action(ArgAction::Append)
+            .value_parser(clap::value_parser!(PathBuf)),
+    ];
     for spec in KEYS {
         let mut help = spec.doc.to_owned();
         if spec.form == Form::List {
@@ -111,7 +105,7 @@ pub fn cli() -> clap::Command {
         if !spec.default.is_empty() && !spec.secret {
             help.push_str(&format!(" [default: {}]", spec.default));
         }
-        cmd = cmd.arg(
+        args.push(
             Arg::new(spec.key)
                 .long(spec.key)
                 .value_name(value_name(spec.form))
@@ -119,36 +113,49 @@ pub fn cli() -> clap::Command {
                 .action(ArgAction::Append)
                 .num_args(1)
                 .allow_hyphen_values(true)
-                .help_heading("Configuration keys")
-                .global(true),
+                .help_heading("Configuration keys"),
         );
     }
-    cmd.subcommand(clap::Command::new("uid").about("Print this deployment's UID on one line"))
-        .subcommand(
-            clap::Command::new("preview")
-                .about("Count the database now and print the exact report body that would be sent (sends nothing)")
-                .arg(
-                    Arg::new("pretty")
-                        .long("pretty")
-                        .action(ArgAction::SetTrue)
-                        .help("Indent for people (not the wire form)"),
-                ),
-        )
-        .subcommand(
-            clap::Command::new("report")
-                .about("Build the report from a plain-inputs JSON file, without a database, and print its bytes")
-                .arg(
-                    Arg::new("inputs")
-                        .long("inputs")
-                        .value_name("FILE")
-                        .required(true)
-                        .value_parser(clap::value_parser!(PathBuf))
-                        .help("Plain inputs (JSON), or - for standard input"),
-                ),
-        )
-        .subcommand(clap::Command::new("demo").about(
+    args
+}
+
+/// The clap command tree.
+pub fn cli() -> clap::Command {
+    let commands = [
+        clap::Command::new("uid").about("Print this deployment's UID on one line"),
+        clap::Command::new("preview")
+            .about("Count the database now and print the exact report body that would be sent (sends nothing)")
+            .arg(
+                Arg::new("pretty")
+                    .long("pretty")
+                    .action(ArgAction::SetTrue)
+                    .help("Indent for people (not the wire form)"),
+            ),
+        clap::Command::new("report")
+            .about("Build the report from a plain-inputs JSON file, without a database, and print its bytes")
+            .arg(
+                Arg::new("inputs")
+                    .long("inputs")
+                    .value_name("FILE")
+                    .required(true)
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Plain inputs (JSON), or - for standard input"),
+            ),
+        clap::Command::new("demo").about(
             "Count an example database and explain what would be sent, where, and how to turn it off",
-        ))
+        ),
+    ];
+    clap::Command::new("ttn-lw-telemetry")
+        .version(crate::os::BINARY_VERSION)
+        .about("The Things Stack telemetry agent: see what is reported, and where.")
+        .after_help(
+            "Configuration: defaults < -c files < TTN_LW_* environment < flags. \
+             DO_NOT_TRACK=1 turns telemetry off.",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .args(config_flags())
+        .subcommands(commands.map(|c| c.args(config_flags())))
 }
 
 /// Parses a command line (the first item is the program name).
@@ -181,21 +188,28 @@ where
         }
     };
     Ok(Invocation {
-        config: config_args(sub),
+        config: config_args(&matches, sub),
         command,
     })
 }
 
-fn config_args(m: &ArgMatches) -> config::Args {
-    let files = m
-        .get_many::<PathBuf>("config")
-        .map(|v| v.cloned().collect())
-        .unwrap_or_default();
+/// Joins the configuration flags given before the command (`root`) and after it (`sub`).
+fn config_args(root: &ArgMatches, sub: &ArgMatches) -> config::Args {
+    let both = |id: &str| -> Vec<String> {
+        [root, sub]
+            .into_iter()
+            .flat_map(|m| m.get_many::<String>(id).into_iter().flatten().cloned())
+            .collect()
+    };
+    let files = [root, sub]
+        .into_iter()
+        .flat_map(|m| m.get_many::<PathBuf>("config").into_iter().flatten().cloned())
+        .collect();
     let flags = KEYS
         .iter()
         .filter_map(|spec| {
-            let values: Vec<String> = m.get_many::<String>(spec.key)?.cloned().collect();
-            Some((spec.key, values))
+            let values = both(spec.key);
+            (!values.is_empty()).then_some((spec.key, values))
         })
         .collect();
     config::Args { files, flags }

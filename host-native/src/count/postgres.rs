@@ -60,7 +60,7 @@ pub fn count_uri(uri: &str) -> Result<Counted, CountError> {
     }
     let mut client = config
         .connect(NoTls)
-        .map_err(|e| CountError::new(uri, "connecting", e))?;
+        .map_err(|e| CountError::new(uri, "connecting", db_message(&e)))?;
     count_client(&mut client, uri)
 }
 
@@ -139,10 +139,21 @@ fn system_time(micros: i64) -> SystemTime {
     }
 }
 
-/// The server's own message (`relation "end_devices" does not exist`) when there is one.
+/// The server's own message (`relation "end_devices" does not exist`) when there is one, else
+/// the driver's message with its cause (`error connecting to server: Connection refused`).
 fn db_message(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
     }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
 }
