@@ -49,7 +49,7 @@ impl fmt::Display for Source {
             Source::Default => f.write_str("default"),
             Source::File(p) => write!(f, "file {}", p.display()),
             Source::Env(name) => write!(f, "env {name}"),
-            Source::Flag => f.write_str("flag"),
+            Source::Flag => f.write_str("command line"),
             Source::DoNotTrack => f.write_str("env DO_NOT_TRACK"),
             Source::Program(why) => f.write_str(why),
         }
@@ -244,10 +244,7 @@ enum YamlError {
     Config(ConfigError),
 }
 
-fn read_yaml(
-    text: &str,
-    source: &Source,
-) -> Result<Vec<(&'static KeySpec, RawValue)>, YamlError> {
+fn read_yaml(text: &str, source: &Source) -> Result<Vec<(&'static KeySpec, RawValue)>, YamlError> {
     let doc: Value = serde_norway::from_str(text).map_err(|e| YamlError::Syntax(e.to_string()))?;
     match doc {
         Value::Null | Value::Mapping(_) => {}
@@ -383,7 +380,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "flag: telemetry.target is a mapping: expected an http:// or https:// url with a host"
+            "command line: telemetry.target is a mapping: expected an http:// or https:// url with a host"
         );
     }
 
@@ -392,7 +389,10 @@ mod tests {
         let Err(YamlError::Config(e)) = yaml("telemetry: false\n") else {
             panic!("accepted a scalar as a section");
         };
-        assert!(e.to_string().starts_with("flag: telemetry is a boolean: expected a mapping"));
+        assert!(
+            e.to_string()
+                .starts_with("command line: telemetry is a boolean: expected a mapping")
+        );
     }
 
     #[test]

@@ -39,6 +39,9 @@ mod tests {
         assert_eq!(version.split('.').count(), 3, "{version}");
         assert!(words.next().is_none());
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-        assert_eq!((os.operating_system.as_str(), os.arch.as_str()), ("linux", "amd64"));
+        assert_eq!(
+            (os.operating_system.as_str(), os.arch.as_str()),
+            ("linux", "amd64")
+        );
     }
 }

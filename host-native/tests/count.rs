@@ -54,7 +54,13 @@ fn postgres_empty_database_counts_zero_with_an_empty_plan_map() {
     db.load_schema();
     let counted = count::count(&db.url).unwrap();
     assert_eq!(counted.counts, EntitiesCount::default());
-    assert!(counted.counts.gateways.gateways_by_frequency_plan_id.is_empty());
+    assert!(
+        counted
+            .counts
+            .gateways
+            .gateways_by_frequency_plan_id
+            .is_empty()
+    );
 }
 
 #[test]
@@ -172,5 +178,8 @@ fn unknown_scheme_is_refused_without_the_password() {
         .unwrap_err()
         .to_string();
     assert!(!shown.contains("pw123"), "{shown}");
-    assert!(shown.contains("choosing a database driver failed"), "{shown}");
+    assert!(
+        shown.contains("choosing a database driver failed"),
+        "{shown}"
+    );
 }

@@ -359,19 +359,46 @@ fn field_values(report: &Report) -> Vec<(&'static str, String)> {
             .join(", ");
         let a = &e.end_devices.activate_end_devices;
         v.extend([
-            ("entities_count.gateways.total", e.gateways.total.to_string()),
+            (
+                "entities_count.gateways.total",
+                e.gateways.total.to_string(),
+            ),
             (
                 "entities_count.gateways.gateways_by_frequency_plan_id",
                 format!("{{{plans}}}"),
             ),
-            ("entities_count.end_devices.total", e.end_devices.total.to_string()),
-            ("entities_count.end_devices.activate_end_devices.total", a.total.to_string()),
-            ("entities_count.end_devices.activate_end_devices.last_day", a.last_day.to_string()),
-            ("entities_count.end_devices.activate_end_devices.last_week", a.last_week.to_string()),
-            ("entities_count.end_devices.activate_end_devices.last_month", a.last_month.to_string()),
-            ("entities_count.applications.total", e.applications.total.to_string()),
-            ("entities_count.accounts.users.standard", e.accounts.users.standard.to_string()),
-            ("entities_count.accounts.users.admin", e.accounts.users.admin.to_string()),
+            (
+                "entities_count.end_devices.total",
+                e.end_devices.total.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.total",
+                a.total.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.last_day",
+                a.last_day.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.last_week",
+                a.last_week.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.last_month",
+                a.last_month.to_string(),
+            ),
+            (
+                "entities_count.applications.total",
+                e.applications.total.to_string(),
+            ),
+            (
+                "entities_count.accounts.users.standard",
+                e.accounts.users.standard.to_string(),
+            ),
+            (
+                "entities_count.accounts.users.admin",
+                e.accounts.users.admin.to_string(),
+            ),
             (
                 "entities_count.accounts.organizations.total",
                 e.accounts.organizations.total.to_string(),

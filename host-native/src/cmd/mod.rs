@@ -203,7 +203,12 @@ fn config_args(root: &ArgMatches, sub: &ArgMatches) -> config::Args {
     };
     let files = [root, sub]
         .into_iter()
-        .flat_map(|m| m.get_many::<PathBuf>("config").into_iter().flatten().cloned())
+        .flat_map(|m| {
+            m.get_many::<PathBuf>("config")
+                .into_iter()
+                .flatten()
+                .cloned()
+        })
         .collect();
     let flags = KEYS
         .iter()
@@ -303,7 +308,10 @@ mod tests {
             inv.config.flags,
             vec![
                 ("telemetry.enable", vec!["false".to_owned()]),
-                ("telemetry.uid-elements", vec!["x".to_owned(), "y".to_owned()]),
+                (
+                    "telemetry.uid-elements",
+                    vec!["x".to_owned(), "y".to_owned()]
+                ),
             ]
         );
         for spec in KEYS {

@@ -86,9 +86,7 @@ pub fn count_conn(conn: &mut Connection, uri: &str) -> Result<Counted, CountErro
     active.last_month = to_u64(month);
 
     {
-        let mut stmt = tx
-            .prepare(SQL_GATEWAYS)
-            .map_err(err("counting gateways"))?;
+        let mut stmt = tx.prepare(SQL_GATEWAYS).map_err(err("counting gateways"))?;
         let mut rows = stmt.query([]).map_err(err("counting gateways"))?;
         let mut per_plan = BTreeMap::new();
         let mut live = 0u64;

@@ -130,41 +130,128 @@ pub fn fixture(cut: &Cutoffs) -> Vec<Row> {
         Organization { deleted: false },
         Organization { deleted: false },
         Organization { deleted: true },
-        User { admin: true, deleted: false },
-        User { admin: true, deleted: false },
-        User { admin: true, deleted: true },
-        User { admin: false, deleted: false },
-        User { admin: false, deleted: false },
-        User { admin: false, deleted: false },
-        User { admin: false, deleted: false },
-        User { admin: false, deleted: true },
-        User { admin: false, deleted: true },
+        User {
+            admin: true,
+            deleted: false,
+        },
+        User {
+            admin: true,
+            deleted: false,
+        },
+        User {
+            admin: true,
+            deleted: true,
+        },
+        User {
+            admin: false,
+            deleted: false,
+        },
+        User {
+            admin: false,
+            deleted: false,
+        },
+        User {
+            admin: false,
+            deleted: false,
+        },
+        User {
+            admin: false,
+            deleted: false,
+        },
+        User {
+            admin: false,
+            deleted: true,
+        },
+        User {
+            admin: false,
+            deleted: true,
+        },
         // No plan, an empty plan, only spaces: counted in the total only.
-        Gateway { plans: None, deleted: false },
-        Gateway { plans: Some(""), deleted: false },
-        Gateway { plans: Some("   "), deleted: false },
-        Gateway { plans: Some("EU_863_870"), deleted: false },
+        Gateway {
+            plans: None,
+            deleted: false,
+        },
+        Gateway {
+            plans: Some(""),
+            deleted: false,
+        },
+        Gateway {
+            plans: Some("   "),
+            deleted: false,
+        },
+        Gateway {
+            plans: Some("EU_863_870"),
+            deleted: false,
+        },
         // Several plans; one plan listed twice; extra spaces around and between.
-        Gateway { plans: Some("EU_863_870 US_902_928_FSB_2"), deleted: false },
-        Gateway { plans: Some("US_902_928_FSB_2 US_902_928_FSB_2"), deleted: false },
-        Gateway { plans: Some("  AS_923   EU_863_870  "), deleted: false },
+        Gateway {
+            plans: Some("EU_863_870 US_902_928_FSB_2"),
+            deleted: false,
+        },
+        Gateway {
+            plans: Some("US_902_928_FSB_2 US_902_928_FSB_2"),
+            deleted: false,
+        },
+        Gateway {
+            plans: Some("  AS_923   EU_863_870  "),
+            deleted: false,
+        },
         // Soft-deleted: not counted, and their plans make no key.
-        Gateway { plans: Some("EU_863_870"), deleted: true },
-        Gateway { plans: Some("KR_920_923"), deleted: true },
+        Gateway {
+            plans: Some("EU_863_870"),
+            deleted: true,
+        },
+        Gateway {
+            plans: Some("KR_920_923"),
+            deleted: true,
+        },
         // Never seen; never seen but recently activated (not active).
-        Device { activated: None, seen: None },
-        Device { activated: Some(t - 60 * MINUTE), seen: None },
-        Device { activated: Some(t - 10 * MINUTE), seen: None },
+        Device {
+            activated: None,
+            seen: None,
+        },
+        Device {
+            activated: Some(t - 60 * MINUTE),
+            seen: None,
+        },
+        Device {
+            activated: Some(t - 10 * MINUTE),
+            seen: None,
+        },
         // One minute on either side of each cut-off.
-        Device { activated: Some(t - 40 * MICROS_PER_DAY), seen: Some(cut.last_day + MINUTE) },
-        Device { activated: Some(t - 40 * MICROS_PER_DAY), seen: Some(cut.last_day - MINUTE) },
-        Device { activated: Some(t - 40 * MICROS_PER_DAY), seen: Some(cut.last_week + MINUTE) },
-        Device { activated: Some(t - 40 * MICROS_PER_DAY), seen: Some(cut.last_week - MINUTE) },
-        Device { activated: Some(t - 40 * MICROS_PER_DAY), seen: Some(cut.last_month + MINUTE) },
-        Device { activated: Some(t - 40 * MICROS_PER_DAY), seen: Some(cut.last_month - MINUTE) },
+        Device {
+            activated: Some(t - 40 * MICROS_PER_DAY),
+            seen: Some(cut.last_day + MINUTE),
+        },
+        Device {
+            activated: Some(t - 40 * MICROS_PER_DAY),
+            seen: Some(cut.last_day - MINUTE),
+        },
+        Device {
+            activated: Some(t - 40 * MICROS_PER_DAY),
+            seen: Some(cut.last_week + MINUTE),
+        },
+        Device {
+            activated: Some(t - 40 * MICROS_PER_DAY),
+            seen: Some(cut.last_week - MINUTE),
+        },
+        Device {
+            activated: Some(t - 40 * MICROS_PER_DAY),
+            seen: Some(cut.last_month + MINUTE),
+        },
+        Device {
+            activated: Some(t - 40 * MICROS_PER_DAY),
+            seen: Some(cut.last_month - MINUTE),
+        },
         // Long ago; just now.
-        Device { activated: Some(t - 400 * MICROS_PER_DAY), seen: Some(t - 365 * MICROS_PER_DAY) },
-        Device { activated: Some(t - 400 * MICROS_PER_DAY), seen: Some(t - 5 * MINUTE) },
+        Device {
+            activated: Some(t - 400 * MICROS_PER_DAY),
+            seen: Some(t - 365 * MICROS_PER_DAY),
+        },
+        Device {
+            activated: Some(t - 400 * MICROS_PER_DAY),
+            seen: Some(t - 5 * MINUTE),
+        },
     ]
 }
 
@@ -173,7 +260,9 @@ pub fn expected() -> EntitiesCount {
     let mut e = EntitiesCount::default();
     e.gateways.total = 7;
     for (plan, n) in [("AS_923", 1), ("EU_863_870", 3), ("US_902_928_FSB_2", 2)] {
-        e.gateways.gateways_by_frequency_plan_id.insert(plan.to_owned(), n);
+        e.gateways
+            .gateways_by_frequency_plan_id
+            .insert(plan.to_owned(), n);
     }
     e.end_devices.total = 11;
     let a = &mut e.end_devices.activate_end_devices;
