@@ -64,9 +64,9 @@ fn postgres_empty_database_counts_zero_with_an_empty_plan_map() {
 }
 
 #[test]
-fn postgres_counts_inside_a_read_only_repeatable_read_transaction() {
-    // A role that may only read: counting must not need more, and every query sees one snapshot
-    // (the transaction timestamp is the same for the clock read and for the cut-offs).
+fn postgres_counting_needs_only_select_rights() {
+    // A role that may only read, as an operator would grant telemetry: counting must not need
+    // more (it runs in a read-only transaction and writes nothing).
     let db = TestDb::create("readonly");
     db.load_schema();
     let t0 = pg_now(&db);
