@@ -9,7 +9,8 @@
 # release binary's size.
 #
 # Environment: TTN_BENCH_PG_URL (admin URL; default TTN_TEST_PG_URL, else the local server),
-# TTN_BENCH_RUNS (default 15), TTN_BENCH_KEEP=1 keeps the database afterwards.
+# TTN_BENCH_RUNS (default 15), TTN_BENCH_KEEP=1 keeps the database afterwards, and
+# TTN_BENCH_REUSE=1 times a database kept by an earlier run instead of loading it again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -48,6 +49,9 @@ echo "== building the release binary"
 cargo build --release --locked -q -p ttn-lw-telemetry
 bin="$CARGO_TARGET_DIR/release/ttn-lw-telemetry"
 
+if [ "${TTN_BENCH_REUSE:-}" = 1 ] && psql -X -q -d "$url" -c "SELECT 1 FROM end_devices LIMIT 1" >/dev/null 2>&1; then
+  echo "== reusing $db"
+else
 echo "== loading $db (schema, then rows, then the TTS indexes)"
 start=$(date +%s)
 psql -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
@@ -89,7 +93,9 @@ INSERT INTO end_devices (application_id, device_id, join_eui, dev_eui, name, cre
 EOF
 grep '^CREATE .*INDEX' "$schema" | psql -X -q -v ON_ERROR_STOP=1 -d "$url"
 psql -X -q -d "$url" -c "VACUUM ANALYZE" >/dev/null
-echo "loaded in $(( $(date +%s) - start )) s: $(psql -X -At -d "$url" -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+echo "loaded in $(( $(date +%s) - start )) s"
+fi
+echo "database size: $(psql -X -At -d "$url" -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
 
 # The reference implementation: eleven separate statements, no transaction.
 cat >"$work/reference.sql" <<'EOF'

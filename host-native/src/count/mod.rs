@@ -93,10 +93,10 @@ pub fn plan_ids(frequency_plan_id: &str) -> BTreeSet<&str> {
         .collect()
 }
 
-/// Adds one gateway's plans to a per-plan count.
-pub(crate) fn add_plans(map: &mut BTreeMap<String, u64>, frequency_plan_id: &str) {
+/// Adds `gateways` gateways that all have this `frequency_plan_id` text to a per-plan count.
+pub(crate) fn add_plans(map: &mut BTreeMap<String, u64>, frequency_plan_id: &str, gateways: u64) {
     for id in plan_ids(frequency_plan_id) {
-        *map.entry(id.to_owned()).or_default() += 1;
+        *map.entry(id.to_owned()).or_default() += gateways;
     }
 }
 

@@ -7,8 +7,8 @@
 //!   compares time exactly to the microsecond. Writers must use this form.
 //! - `T` comes from SQLite's clock (`julianday('now')`, millisecond precision), read inside the
 //!   same read transaction as the counts, which SQLite keeps on one snapshot.
-//! - Frequency plans are split in Rust ([`super::plan_ids`]): same result as the PostgreSQL
-//!   statement, one pass over the live gateways.
+//! - Gateways are counted as on PostgreSQL: grouped by their raw plan text in SQL, each distinct
+//!   text split once in Rust ([`super::plan_ids`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,8 +32,9 @@ pub const SQL_END_DEVICES: &str = "SELECT count(*), count(last_seen_at), \
      count(*) FILTER (WHERE last_seen_at > ?3) \
      FROM end_devices";
 
-/// Live gateways' plan lists.
-pub const SQL_GATEWAYS: &str = "SELECT frequency_plan_id FROM gateways WHERE deleted_at IS NULL";
+/// Rows of (raw `frequency_plan_id` or NULL, live gateways with exactly that text).
+pub const SQL_GATEWAYS: &str = "SELECT frequency_plan_id, count(*) FROM gateways \
+     WHERE deleted_at IS NULL GROUP BY frequency_plan_id";
 
 /// Live standard and admin users.
 pub const SQL_USERS: &str = "SELECT count(*) FILTER (WHERE NOT admin), count(*) FILTER (WHERE admin) \
@@ -91,9 +92,10 @@ pub fn count_conn(conn: &mut Connection, uri: &str) -> Result<Counted, CountErro
         let mut per_plan = BTreeMap::new();
         let mut live = 0u64;
         while let Some(row) = rows.next().map_err(err("counting gateways"))? {
-            live += 1;
             let plans: Option<String> = row.get(0).map_err(err("counting gateways"))?;
-            add_plans(&mut per_plan, plans.as_deref().unwrap_or(""));
+            let n = to_u64(row.get(1).map_err(err("counting gateways"))?);
+            live += n;
+            add_plans(&mut per_plan, plans.as_deref().unwrap_or(""), n);
         }
         counts.gateways.total = live;
         counts.gateways.gateways_by_frequency_plan_id = per_plan;
