@@ -245,7 +245,11 @@ enum YamlError {
 }
 
 fn read_yaml(text: &str, source: &Source) -> Result<Vec<(&'static KeySpec, RawValue)>, YamlError> {
-    let doc: Value = serde_norway::from_str(text).map_err(|e| YamlError::Syntax(e.to_string()))?;
+    let mut doc: Value =
+        serde_norway::from_str(text).map_err(|e| YamlError::Syntax(e.to_string()))?;
+    // Operators share settings between sections with anchors and `<<:` merge keys.
+    doc.apply_merge()
+        .map_err(|e| YamlError::Syntax(e.to_string()))?;
     match doc {
         Value::Null | Value::Mapping(_) => {}
         _ => {
@@ -362,6 +366,22 @@ mod tests {
                     RawValue::Scalar("1h".into())
                 ),
                 ("redis.database", RawValue::Scalar("3".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn anchors_and_merge_keys_resolve() {
+        let got = yaml(
+            "base: &api\n  base-url: https://eu1.example.net/api/v3\nconsole:\n  ui:\n    is:\n      <<: *api\n    gs: *api\n",
+        )
+        .unwrap();
+        let url = RawValue::Scalar("https://eu1.example.net/api/v3".into());
+        assert_eq!(
+            got,
+            vec![
+                ("console.ui.is.base-url", url.clone()),
+                ("console.ui.gs.base-url", url)
             ]
         );
     }
