@@ -19,6 +19,17 @@ pub struct Gathered {
 
 /// Plain inputs from already known counts and OS facts. The identity is the UID elements in
 /// use (SPEC §3 fallback applied), so the core computes the UID.
+///
+/// ```
+/// use ttn_lw_telemetry::{inputs::from_counts, os::os_info};
+/// use ttn_telemetry_core::{Config, EntitiesCount, compute_uid};
+///
+/// let config = Config::default();
+/// let report = from_counts(&config, EntitiesCount::default(), os_info()).build().unwrap();
+/// // No uid-elements configured: the five Console base URLs identify the deployment.
+/// assert_eq!(report.uid, compute_uid(&["http://localhost:1885/api/v3"; 5]).unwrap());
+/// assert!(report.to_bytes().ends_with(br#""organizations":{"total":0}}}}"#));
+/// ```
 pub fn from_counts(config: &Config, counts: EntitiesCount, os: OsInfo) -> Inputs {
     Inputs {
         identity: Identity::Elements(config.uid_elements()),

@@ -292,10 +292,15 @@ pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
     } else {
         "telemetry.uid-elements"
     };
-    line(format!(
-        "4. The uid is a SHA-512 hash of {from}: {}. It tells reports of one deployment apart without saying whose it is.",
-        elements.join(" ")
-    ));
+    let shown = match elements.first() {
+        Some(first) if elements.iter().all(|e| e == first) => {
+            format!("{} × {first}", elements.len())
+        }
+        _ => elements.join(" "),
+    };
+    line(format!("4. The uid is a SHA-512 hash of {from}:"));
+    line(format!("   {shown}"));
+    line("   It tells reports of one deployment apart without saying whose it is.".into());
     line(String::new());
     line(format!(
         "5. Where it would go: POST {} every {}, Content-Type: application/json,",
