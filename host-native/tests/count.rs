@@ -183,3 +183,66 @@ fn unknown_scheme_is_refused_without_the_password() {
         "{shown}"
     );
 }
+
+/// Every number comes from one snapshot: rows committed while a count is under way are not
+/// counted, even in tables the count reaches after the commit. Deterministic: another session
+/// holds a lock on `gateways`, so the count stops there after it has taken its snapshot; that
+/// session then adds users and gateways and commits, and the count goes on.
+#[test]
+fn postgres_counts_one_snapshot() {
+    let db = TestDb::create("snapshot");
+    db.load_schema();
+    let t0 = pg_now(&db);
+    load_postgres(&mut db.client(), &fixture(&cutoffs(t0).unwrap()));
+
+    let mut locker = db.client();
+    let mut tx = locker.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE gateways IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let url = db.url.clone();
+    let counting = std::thread::spawn(move || count::count(&url));
+
+    // Wait until the count is blocked on the lock, that is, past its snapshot.
+    let mut watcher = db.client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the count never reached the locked table"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tx.batch_execute(
+        "INSERT INTO users (primary_email_address, admin) VALUES ('late1@example.com', false), ('late2@example.com', true);
+         INSERT INTO gateways (gateway_id, gateway_eui, frequency_plan_id) VALUES ('late-gw', 'FFFFFFFFFFFFFFFF', 'EU_863_870');
+         INSERT INTO organizations (name) VALUES ('late-org');",
+    )
+    .unwrap();
+    tx.commit().unwrap();
+
+    let counted = counting.join().unwrap().unwrap();
+    assert_counted(&counted, t0, &expected());
+
+    // The rows were there to be seen: the next count sees them.
+    let mut after = expected();
+    after.accounts.users.standard += 1;
+    after.accounts.users.admin += 1;
+    after.accounts.organizations.total += 1;
+    after.gateways.total += 1;
+    *after
+        .gateways
+        .gateways_by_frequency_plan_id
+        .get_mut("EU_863_870")
+        .unwrap() += 1;
+    assert_eq!(count::count(&db.url).unwrap().counts, after);
+}
