@@ -212,6 +212,7 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
         config.do_not_track = true;
         sources.insert("telemetry.enable", Source::DoNotTrack);
     }
+    check_database_uri(&config, &sources)?;
     config.check().map_err(|error| ConfigError::Value {
         source: sources
             .get("telemetry.uid-elements")
@@ -220,6 +221,27 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
         error,
     })?;
     Ok(Loaded { config, sources })
+}
+
+/// The core checks only the scheme of `is.database-uri`; a PostgreSQL URI must also parse as
+/// the driver reads it (port, options…), so that a typo stops start-up (exit 2) instead of
+/// failing at the first count.
+fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
+    let uri = &config.database_uri;
+    if uri.starts_with("sqlite:") || uri.parse::<postgres::Config>().is_ok() {
+        return Ok(());
+    }
+    Err(ConfigError::Value {
+        source: sources
+            .get("is.database-uri")
+            .cloned()
+            .unwrap_or(Source::Default),
+        error: ttn_telemetry_core::ConfigError::Invalid {
+            key: "is.database-uri",
+            value: ttn_telemetry_core::redact_uri(uri),
+            expected: "postgresql://user:password@host:port/database?options as PostgreSQL reads it, or sqlite:PATH",
+        },
+    })
 }
 
 /// Reads one YAML file and returns the values it sets for keys of [`KEYS`], in [`KEYS`] order.

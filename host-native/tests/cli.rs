@@ -205,6 +205,19 @@ fn bad_configuration_exits_2_with_one_line() {
             ],
         ),
         (
+            vec![
+                "uid",
+                "--is.database-uri",
+                "postgresql://root:pw-secret-1@db:54x2/is",
+            ],
+            vec![],
+            vec![
+                "is.database-uri",
+                "postgresql://root:***@db:54x2/is",
+                "as PostgreSQL reads it",
+            ],
+        ),
+        (
             vec!["uid", "--no-such-key", "x"],
             vec![],
             vec!["--no-such-key"],
