@@ -2,7 +2,10 @@
 //!
 //! Every configuration key of the core's [`KEYS`] table is a global flag `--<key> VALUE`
 //! (`--key=VALUE` works too; a list key is given by repeating the flag), generated from the table
-//! so that a new key needs no change here. `-c/--config FILE` is repeatable.
+//! so that a new key needs no change here. `-c/--config FILE` is repeatable. Flags may come
+//! before or after the command. Every key flag takes a value, booleans too
+//! (`--telemetry.enable=false`; a bare `--telemetry.enable` is a usage error), so that a value
+//! can never be mistaken for the command name.
 //!
 //! The parser is clap's builder API: flags are generated at run time from [`KEYS`] (the derive
 //! API cannot do that), and clap gives `--help` with each key's documentation, suggestions for
