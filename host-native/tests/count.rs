@@ -208,7 +208,8 @@ fn postgres_counts_one_snapshot() {
     loop {
         let waiting: i64 = watcher
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                 AND application_name = 'ttn-lw-telemetry' AND wait_event_type = 'Lock'",
                 &[&db.name],
             )
             .unwrap()
