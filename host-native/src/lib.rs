@@ -3,6 +3,12 @@
 //! the Console page, and runs the collector with its dashboard. Every report byte, UID and
 //! validation comes from `ttn-telemetry-core`; this crate does the I/O around it.
 //!
-//! Modules follow the flow of a report: `config` → `count` → (core builds) → `schedule` →
-//! `deliver` → `audit`; `admin` serves the preview, `collect` receives reports, `cmd` holds the
-//! command-line entry points.
+//! Modules follow the flow of a report: `config` → `count` → `inputs` → (core builds) →
+//! `schedule` → `deliver` → `audit`; `admin` serves the preview, `collect` receives reports,
+//! `cmd` holds the command-line entry points, `os` the build and platform facts.
+
+pub mod cmd;
+pub mod config;
+pub mod count;
+pub mod inputs;
+pub mod os;

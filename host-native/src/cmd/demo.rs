@@ -1,0 +1,414 @@
+//! `demo`: the README's first command. It makes an example Identity Server database (embedded
+//! SQLite, under the state directory), counts it exactly as the agent counts a real one, shows
+//! the report the core builds, and explains what would be sent, where, and how to turn it off.
+//! It sends nothing and finishes by itself.
+//!
+//! The example is deterministic (a fixed seed), with timestamps relative to the database's own
+//! clock, so every run shows the same numbers.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rusqlite::{Connection, params};
+use ttn_telemetry_core::{
+    FIELDS, Identity, MICROS_PER_DAY, Payload, Report, content_digest, cutoffs, format_duration,
+    sha256_hex, uuid_v4_from_bytes,
+};
+
+use crate::config::{Loaded, Source};
+use crate::count::{format_timestamp, sqlite};
+use crate::inputs::gather;
+
+/// What the example database holds, so the demo can say what was (not) counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Example {
+    /// Applications, including soft-deleted ones.
+    pub applications: u64,
+    /// Soft-deleted applications.
+    pub applications_deleted: u64,
+    /// End devices.
+    pub end_devices: u64,
+    /// Gateways, including soft-deleted ones.
+    pub gateways: u64,
+    /// Soft-deleted gateways.
+    pub gateways_deleted: u64,
+    /// Users, including soft-deleted ones.
+    pub users: u64,
+    /// Soft-deleted users.
+    pub users_deleted: u64,
+    /// Organizations, including soft-deleted ones.
+    pub organizations: u64,
+    /// Soft-deleted organizations.
+    pub organizations_deleted: u64,
+}
+
+/// Plan lists of the example gateways, as operators write them: one plan, several, one twice,
+/// stray spaces, none.
+const PLANS: &[Option<&str>] = &[
+    Some("EU_863_870_TTN"),
+    Some("EU_863_870_TTN"),
+    Some("EU_863_870_TTN"),
+    Some("EU_863_870"),
+    Some("US_902_928_FSB_2"),
+    Some("US_902_928_FSB_2"),
+    Some("AU_915_928_FSB_2"),
+    Some("AS_923"),
+    Some("IN_865_867"),
+    Some("EU_863_870 EU_863_870_TTN"),
+    Some("US_902_928_FSB_2  US_902_928_FSB_2"),
+    Some(" AS_923_2 "),
+    None,
+];
+
+/// A small, fixed pseudo-random sequence (xorshift64*), so the example is the same every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn uuid(&mut self) -> String {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.next().to_le_bytes());
+        b[8..].copy_from_slice(&self.next().to_le_bytes());
+        uuid_v4_from_bytes(b)
+    }
+}
+
+/// Creates (or re-creates) the example database at `path` and fills it. Timestamps are relative
+/// to SQLite's own clock, the `T` the counter will read.
+pub fn create_example(path: &Path) -> anyhow::Result<Example> {
+    if path.exists() {
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the old example {}", path.display()))?;
+    }
+    let mut conn = Connection::open(path)
+        .with_context(|| format!("creating the example database {}", path.display()))?;
+    conn.execute_batch(sqlite::SCHEMA)
+        .context("creating the example tables")?;
+    let now: i64 = conn.query_row(sqlite::SQL_NOW, [], |r| r.get(0))?;
+    let ts = |micros_ago: i64| format_timestamp(now - micros_ago);
+    const HOUR: i64 = 3_600_000_000;
+    let mut rng = Rng(0x7474_6e2d_6c77_2d74);
+    let mut ex = Example::default();
+    let tx = conn.transaction()?;
+
+    let mut apps = Vec::new();
+    for i in 0..14u64 {
+        let deleted = i % 7 == 6;
+        let created = ts(HOUR * (24 * 400 - 24 * 20 * i as i64));
+        let app_id = format!("app-{i:02}");
+        tx.execute(
+            "INSERT INTO applications (id, created_at, updated_at, deleted_at, application_id, name) VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
+            params![rng.uuid(), created, deleted.then(|| ts(HOUR * 24 * 3)), app_id, format!("Application {i}")],
+        )?;
+        ex.applications += 1;
+        if deleted {
+            ex.applications_deleted += 1;
+        } else {
+            apps.push(app_id);
+        }
+    }
+
+    // Devices: a realistic spread of activity. Some were never seen (some of those activated
+    // recently: still not active), the rest last seen hours, days, weeks or months ago.
+    for i in 0..640u64 {
+        let app = &apps[(i % apps.len() as u64) as usize];
+        let (activated, seen): (Option<i64>, Option<i64>) = match i % 20 {
+            0 | 1 => (None, None),
+            2 => (Some(HOUR * (1 + rng.below(20) as i64)), None),
+            3..=7 => {
+                let seen = HOUR + rng.below(22 * HOUR as u64) as i64;
+                (Some(seen + 30 * MICROS_PER_DAY), Some(seen))
+            }
+            8..=11 => (
+                Some(100 * MICROS_PER_DAY),
+                Some(2 * MICROS_PER_DAY + rng.below(4 * MICROS_PER_DAY as u64) as i64),
+            ),
+            12..=15 => (
+                Some(100 * MICROS_PER_DAY),
+                Some(8 * MICROS_PER_DAY + rng.below(19 * MICROS_PER_DAY as u64) as i64),
+            ),
+            _ => (
+                Some(400 * MICROS_PER_DAY),
+                Some(40 * MICROS_PER_DAY + rng.below(260 * MICROS_PER_DAY as u64) as i64),
+            ),
+        };
+        tx.execute(
+            "INSERT INTO end_devices (id, created_at, updated_at, application_id, device_id, join_eui, dev_eui, activated_at, last_seen_at) \
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                rng.uuid(),
+                ts(500 * MICROS_PER_DAY),
+                app,
+                format!("dev-{i:04}"),
+                "70B3D57ED0000000",
+                format!("{:016X}", 0x0004_A30B_0000_0000u64 + i),
+                activated.map(ts),
+                seen.map(ts),
+            ],
+        )?;
+        ex.end_devices += 1;
+    }
+
+    for i in 0..48u64 {
+        let deleted = i % 16 == 15;
+        let plan = PLANS[(i % PLANS.len() as u64) as usize];
+        tx.execute(
+            "INSERT INTO gateways (id, created_at, updated_at, deleted_at, gateway_eui, gateway_id, name, frequency_plan_id) \
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                rng.uuid(),
+                ts(300 * MICROS_PER_DAY),
+                deleted.then(|| ts(10 * MICROS_PER_DAY)),
+                format!("{:016X}", 0xB827_EBFF_FE00_0000u64 + i),
+                format!("gw-{i:03}"),
+                format!("Gateway {i}"),
+                plan,
+            ],
+        )?;
+        ex.gateways += 1;
+        ex.gateways_deleted += u64::from(deleted);
+    }
+
+    for i in 0..37u64 {
+        let deleted = i % 12 == 11;
+        let admin = i % 10 == 0;
+        tx.execute(
+            "INSERT INTO users (id, created_at, updated_at, deleted_at, name, primary_email_address, admin) VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                rng.uuid(),
+                ts(200 * MICROS_PER_DAY),
+                deleted.then(|| ts(MICROS_PER_DAY)),
+                format!("User {i}"),
+                format!("user{i}@example.com"),
+                admin,
+            ],
+        )?;
+        ex.users += 1;
+        ex.users_deleted += u64::from(deleted);
+    }
+
+    for i in 0..6u64 {
+        let deleted = i == 5;
+        tx.execute(
+            "INSERT INTO organizations (id, created_at, updated_at, deleted_at, name) VALUES (?1, ?2, ?2, ?3, ?4)",
+            params![
+                rng.uuid(),
+                ts(150 * MICROS_PER_DAY),
+                deleted.then(|| ts(2 * MICROS_PER_DAY)),
+                format!("Organization {i}"),
+            ],
+        )?;
+        ex.organizations += 1;
+        ex.organizations_deleted += u64::from(deleted);
+    }
+    tx.commit()?;
+    Ok(ex)
+}
+
+/// Runs the demo with the loaded configuration (its database is replaced by the example's).
+pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
+    let dir = PathBuf::from(&loaded.config.state_dir).join("demo");
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the demo directory {}", dir.display()))?;
+    let path = dir.join("is.sqlite");
+    let ex = create_example(&path)?;
+    let uri = format!("sqlite:{}", path.display());
+    loaded.set_by_program("is.database-uri", &uri, "demo (its example database)")?;
+
+    let gathered = gather(&loaded.config)?;
+    let report = gathered
+        .inputs
+        .build()
+        .context("building the report from the counted inputs")?;
+    let bytes = report.to_bytes();
+    let cut = cutoffs(gathered.counted_at).context("computing cut-offs")?;
+    let c = &loaded.config;
+
+    let mut w = String::new();
+    let mut line = |s: String| {
+        w.push_str(&s);
+        w.push('\n');
+    };
+    line("ttn-lw-telemetry demo: what a The Things Stack deployment would report".into());
+    line(String::new());
+    line(format!(
+        "1. An example Identity Server database (SQLite): {}",
+        path.display()
+    ));
+    line(format!(
+        "   {} end devices, {} gateways ({} soft-deleted), {} applications ({} soft-deleted),",
+        ex.end_devices, ex.gateways, ex.gateways_deleted, ex.applications, ex.applications_deleted
+    ));
+    line(format!(
+        "   {} users ({} soft-deleted), {} organizations ({} soft-deleted). Soft-deleted rows are not counted.",
+        ex.users, ex.users_deleted, ex.organizations, ex.organizations_deleted
+    ));
+    line(String::new());
+    line(format!(
+        "2. Counted in one snapshot at the database's time T = {}.",
+        format_timestamp(gathered.counted_at)
+    ));
+    line(format!(
+        "   Active means last seen after T-1 day ({}), T-7 days ({}), T-1 month ({}).",
+        format_timestamp(cut.last_day),
+        format_timestamp(cut.last_week),
+        format_timestamp(cut.last_month)
+    ));
+    line(String::new());
+    line(format!(
+        "3. The report, byte for byte as it would be sent ({} bytes, SHA-256 {}):",
+        bytes.len(),
+        sha256_hex(&bytes)
+    ));
+    line(String::from_utf8_lossy(&bytes).into_owned());
+    line(String::new());
+    line("   Field by field:".into());
+    for (path, value) in field_values(&report) {
+        let meaning = FIELDS
+            .iter()
+            .find(|f| f.path == path)
+            .map_or("", |f| f.meaning);
+        line(format!("   {path} = {value}"));
+        if !meaning.is_empty() {
+            line(format!("       {meaning}"));
+        }
+    }
+    line(String::new());
+    let elements = match &gathered.inputs.identity {
+        Identity::Elements(e) => e.clone(),
+        Identity::Uid(_) => Vec::new(),
+    };
+    let from = if c.uid_elements.is_empty() {
+        "the five Console API base URLs (console.ui.{is,gs,ns,as,js}.base-url)"
+    } else {
+        "telemetry.uid-elements"
+    };
+    let shown = match elements.first() {
+        Some(first) if elements.iter().all(|e| e == first) => {
+            format!("{} × {first}", elements.len())
+        }
+        _ => elements.join(" "),
+    };
+    line(format!("4. The uid is a SHA-512 hash of {from}:"));
+    line(format!("   {shown}"));
+    line("   It tells reports of one deployment apart without saying whose it is.".into());
+    line(String::new());
+    line(format!(
+        "5. Where it would go: POST {} every {}, Content-Type: application/json,",
+        c.target,
+        format_duration(c.interval)
+    ));
+    line(format!("   Content-Digest: {}", content_digest(&bytes)));
+    line(format!(
+        "   target from {}, interval from {}.",
+        source(&loaded, "telemetry.target"),
+        source(&loaded, "telemetry.entity-count-telemetry.interval")
+    ));
+    match c.off_reason() {
+        Some(reason) => line(format!(
+            "   Telemetry is OFF here ({reason}): a deployment with this configuration sends nothing."
+        )),
+        None => line(
+            "   Telemetry is ON with this configuration (the default): a deployment would send this once per interval."
+                .into(),
+        ),
+    }
+    line("   This demo sent nothing and connected nowhere.".into());
+    line(String::new());
+    line("6. How to turn it off (any one of these):".into());
+    line("   config file:  telemetry: { enable: false }".into());
+    line("   environment:  TTN_LW_TELEMETRY_ENABLE=false   or   DO_NOT_TRACK=1".into());
+    line("   flag:         --telemetry.enable=false".into());
+    line("   Or send it to your own collector: --telemetry.target https://collector.example.com/collect".into());
+    line(String::new());
+    line(format!(
+        "7. Try: ttn-lw-telemetry preview --pretty --is.database-uri {uri}"
+    ));
+    out.write_all(w.as_bytes())
+        .context("writing to standard output")?;
+    Ok(())
+}
+
+fn source(loaded: &Loaded, key: &str) -> String {
+    loaded
+        .sources
+        .get(key)
+        .map_or_else(|| Source::Default.to_string(), ToString::to_string)
+}
+
+/// The report's leaf values by field path, in wire order.
+fn field_values(report: &Report) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("uid", report.uid.clone()),
+        ("os.operating_system", report.os.operating_system.clone()),
+        ("os.arch", report.os.arch.clone()),
+        ("os.binary_version", report.os.binary_version.clone()),
+        ("os.golang_version", report.os.golang_version.clone()),
+    ];
+    if let Payload::Entities(e) = &report.payload {
+        let plans = e
+            .gateways
+            .gateways_by_frequency_plan_id
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let a = &e.end_devices.activate_end_devices;
+        v.extend([
+            (
+                "entities_count.gateways.total",
+                e.gateways.total.to_string(),
+            ),
+            (
+                "entities_count.gateways.gateways_by_frequency_plan_id",
+                format!("{{{plans}}}"),
+            ),
+            (
+                "entities_count.end_devices.total",
+                e.end_devices.total.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.total",
+                a.total.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.last_day",
+                a.last_day.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.last_week",
+                a.last_week.to_string(),
+            ),
+            (
+                "entities_count.end_devices.activate_end_devices.last_month",
+                a.last_month.to_string(),
+            ),
+            (
+                "entities_count.applications.total",
+                e.applications.total.to_string(),
+            ),
+            (
+                "entities_count.accounts.users.standard",
+                e.accounts.users.standard.to_string(),
+            ),
+            (
+                "entities_count.accounts.users.admin",
+                e.accounts.users.admin.to_string(),
+            ),
+            (
+                "entities_count.accounts.organizations.total",
+                e.accounts.organizations.total.to_string(),
+            ),
+        ]);
+    }
+    v
+}

@@ -1,0 +1,334 @@
+//! The command line: parsing, dispatch, and the one place where errors become exit codes.
+//!
+//! Every configuration key of the core's [`KEYS`] table is a global flag `--<key> VALUE`
+//! (`--key=VALUE` works too; a list key is given by repeating the flag), generated from the table
+//! so that a new key needs no change here. `-c/--config FILE` is repeatable. Flags may come
+//! before or after the command. Every key flag takes a value, booleans too
+//! (`--telemetry.enable=false`; a bare `--telemetry.enable` is a usage error), so that a value
+//! can never be mistaken for the command name.
+//!
+//! The parser is clap's builder API: flags are generated at run time from [`KEYS`] (the derive
+//! API cannot do that), and clap gives `--help` with each key's documentation, suggestions for
+//! misspelt flags, and usage errors with exit code 2 like every other bad input.
+//!
+//! Exit codes ([`exit_code`]): 0 success; 1 a runtime failure (the database cannot be counted,
+//! output cannot be written); 2 bad input (usage, configuration, an inputs file), printed as one
+//! line that names the key, the value and the expected form.
+//!
+//! To add a command: a variant of [`Command`], a `clap::Command` in [`cli`], a file in this
+//! folder, and an arm in [`run`].
+
+pub mod demo;
+pub mod preview;
+pub mod report;
+pub mod uid;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches};
+use ttn_telemetry_core::{Form, KEYS};
+
+use crate::config::{self, ConfigError, Loaded};
+
+/// A command and its own options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `uid`: print the deployment's UID.
+    Uid,
+    /// `preview [--pretty]`: count now and print the report that would be sent.
+    Preview {
+        /// Pretty-print for people instead of the wire form.
+        pretty: bool,
+    },
+    /// `report --inputs FILE`: build a report from a plain-inputs JSON file.
+    Report {
+        /// The plain-inputs file (`-` for standard input).
+        inputs: PathBuf,
+    },
+    /// `demo`: count an embedded example database and explain the report.
+    Demo,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Configuration files and flags.
+    pub config: config::Args,
+    /// What to do.
+    pub command: Command,
+}
+
+/// Bad input that is not configuration (an unreadable or invalid inputs file): exit code 2.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn value_name(form: Form) -> &'static str {
+    match form {
+        Form::Bool => "BOOL",
+        Form::HttpUrl => "URL",
+        Form::PositiveDuration => "DURATION",
+        Form::List => "VALUE",
+        Form::DatabaseUri => "URI",
+        Form::OptionalHostPort | Form::HostPort => "HOST:PORT",
+        Form::U32 => "N",
+        Form::NonEmpty | Form::Text => "TEXT",
+    }
+}
+
+/// The configuration flags: `-c/--config` and one `--<key>` per key of [`KEYS`].
+///
+/// They are defined on the root and again on every command (not as clap "global" arguments,
+/// whose values given after the command would replace those given before it), and
+/// [`config_args`] joins both, root first.
+fn config_flags() -> Vec<Arg> {
+    let mut args = vec![
+        Arg::new("config")
+            .short('c')
+            .long("config")
+            .value_name("FILE")
+            .help("YAML configuration file, as ttn-lw-stack reads it (repeatable; later wins)")
+            .action(ArgAction::Append)
+            .value_parser(clap::value_parser!(PathBuf)),
+    ];
+    for spec in KEYS {
+        let mut help = spec.doc.to_owned();
+        if spec.form == Form::List {
+            help.push_str(" Repeat the flag for each element.");
+        }
+        if !spec.default.is_empty() && !spec.secret {
+            help.push_str(&format!(" [default: {}]", spec.default));
+        }
+        args.push(
+            Arg::new(spec.key)
+                .long(spec.key)
+                .value_name(value_name(spec.form))
+                .help(help)
+                .action(ArgAction::Append)
+                .num_args(1)
+                .allow_hyphen_values(true)
+                .help_heading("Configuration keys"),
+        );
+    }
+    args
+}
+
+/// The clap command tree.
+pub fn cli() -> clap::Command {
+    let commands = [
+        clap::Command::new("uid").about("Print this deployment's UID on one line"),
+        clap::Command::new("preview")
+            .about("Count the database now and print the exact report body that would be sent (sends nothing)")
+            .arg(
+                Arg::new("pretty")
+                    .long("pretty")
+                    .action(ArgAction::SetTrue)
+                    .help("Indent for people (not the wire form)"),
+            ),
+        clap::Command::new("report")
+            .about("Build the report from a plain-inputs JSON file, without a database, and print its bytes")
+            .arg(
+                Arg::new("inputs")
+                    .long("inputs")
+                    .value_name("FILE")
+                    .required(true)
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Plain inputs (JSON), or - for standard input"),
+            ),
+        clap::Command::new("demo").about(
+            "Count an example database and explain what would be sent, where, and how to turn it off",
+        ),
+    ];
+    clap::Command::new("ttn-lw-telemetry")
+        .version(crate::os::BINARY_VERSION)
+        .about("The Things Stack telemetry agent: see what is reported, and where.")
+        .after_help(
+            "Configuration: defaults < -c files < TTN_LW_* environment < flags. \
+             DO_NOT_TRACK=1 turns telemetry off.",
+        )
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .args(config_flags())
+        .subcommands(commands.map(|c| c.args(config_flags())))
+}
+
+/// Parses a command line (the first item is the program name).
+pub fn parse<I, T>(argv: I) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = cli().try_get_matches_from(argv)?;
+    let (name, sub) = matches
+        .subcommand()
+        .ok_or_else(|| cli().error(clap::error::ErrorKind::MissingSubcommand, "no command"))?;
+    let command = match name {
+        "uid" => Command::Uid,
+        "preview" => Command::Preview {
+            pretty: sub.get_flag("pretty"),
+        },
+        "report" => Command::Report {
+            inputs: sub
+                .get_one::<PathBuf>("inputs")
+                .cloned()
+                .unwrap_or_default(),
+        },
+        "demo" => Command::Demo,
+        other => {
+            return Err(cli().error(
+                clap::error::ErrorKind::InvalidSubcommand,
+                format!("unknown command {other}"),
+            ));
+        }
+    };
+    Ok(Invocation {
+        config: config_args(&matches, sub),
+        command,
+    })
+}
+
+/// Joins the configuration flags given before the command (`root`) and after it (`sub`).
+fn config_args(root: &ArgMatches, sub: &ArgMatches) -> config::Args {
+    let both = |id: &str| -> Vec<String> {
+        [root, sub]
+            .into_iter()
+            .flat_map(|m| m.get_many::<String>(id).into_iter().flatten().cloned())
+            .collect()
+    };
+    let files = [root, sub]
+        .into_iter()
+        .flat_map(|m| {
+            m.get_many::<PathBuf>("config")
+                .into_iter()
+                .flatten()
+                .cloned()
+        })
+        .collect();
+    let flags = KEYS
+        .iter()
+        .filter_map(|spec| {
+            let values = both(spec.key);
+            (!values.is_empty()).then_some((spec.key, values))
+        })
+        .collect();
+    config::Args { files, flags }
+}
+
+/// Runs a parsed invocation. Output goes to standard output; notes for people to standard error.
+pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match inv.command {
+        Command::Report { inputs } => report::run(&inputs, &mut stdout),
+        command => {
+            let loaded: Loaded = config::load(&inv.config, env)?;
+            match command {
+                Command::Uid => uid::run(&loaded, &mut stdout),
+                Command::Preview { pretty } => preview::run(&loaded, pretty, &mut stdout),
+                Command::Demo => demo::run(loaded, &mut stdout),
+                Command::Report { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+/// The exit code of a failed command: 2 for bad input, 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<InputError>().is_some() {
+        2
+    } else {
+        1
+    }
+}
+
+/// The program: parses `argv`, runs, prints any error as one line, and returns the exit code.
+pub fn main<I, T>(argv: I, env: impl Fn(&str) -> Option<String>) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let inv = match parse(argv) {
+        Ok(inv) => inv,
+        Err(e) => {
+            // Help and version print to stdout and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match run(inv, env) {
+        Ok(()) => 0,
+        Err(e) => {
+            let message = format!("{e:#}");
+            eprintln!(
+                "ttn-lw-telemetry: {}",
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            exit_code(&e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        cli().debug_assert();
+    }
+
+    #[test]
+    fn flags_are_generated_from_keys_and_repeat() {
+        let inv = parse([
+            "ttn-lw-telemetry",
+            "-c",
+            "a.yml",
+            "preview",
+            "--pretty",
+            "--telemetry.uid-elements",
+            "x",
+            "--telemetry.uid-elements=y",
+            "--config",
+            "b.yml",
+            "--telemetry.enable",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(inv.command, Command::Preview { pretty: true });
+        assert_eq!(
+            inv.config.files,
+            [PathBuf::from("a.yml"), PathBuf::from("b.yml")]
+        );
+        assert_eq!(
+            inv.config.flags,
+            vec![
+                ("telemetry.enable", vec!["false".to_owned()]),
+                (
+                    "telemetry.uid-elements",
+                    vec!["x".to_owned(), "y".to_owned()]
+                ),
+            ]
+        );
+        for spec in KEYS {
+            let flag = format!("--{}", spec.key);
+            let inv = parse(["t", "uid", &flag, "v"]).unwrap();
+            assert_eq!(inv.config.flags, vec![(spec.key, vec!["v".to_owned()])]);
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        let e = parse(["t", "preview", "--no-such-flag"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = parse(["t", "report"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+}

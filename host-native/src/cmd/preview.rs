@@ -1,0 +1,115 @@
+//! `preview [--pretty]`: counts now and prints the exact body that would be sent. Sends nothing.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::config::Loaded;
+use crate::inputs::gather;
+
+/// Counts the configured database and prints the report the core builds: the wire bytes and a
+/// newline, or with `pretty` an indented form for people (and a note on stderr that it is not
+/// the wire form). When telemetry is off the report is still shown, and stderr says that
+/// nothing is sent.
+pub fn run(loaded: &Loaded, pretty: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let gathered = gather(&loaded.config)?;
+    let report = gathered
+        .inputs
+        .build()
+        .context("building the report from the counted inputs")?;
+    let bytes = report.to_bytes();
+    if pretty {
+        eprintln!(
+            "note: indented for people; the wire form is the compact line that `preview` prints without --pretty"
+        );
+        writeln!(out, "{}", pretty_json(&bytes)).context("writing to standard output")?;
+    } else {
+        out.write_all(&bytes)
+            .and_then(|()| out.write_all(b"\n"))
+            .context("writing to standard output")?;
+    }
+    match loaded.config.off_reason() {
+        Some(reason) => eprintln!("telemetry is off ({reason}): nothing is sent"),
+        None => eprintln!(
+            "preview only: nothing was sent; the agent sends this to {} every {}",
+            loaded.config.target,
+            ttn_telemetry_core::format_duration(loaded.config.interval)
+        ),
+    }
+    Ok(())
+}
+
+/// Indents compact JSON by two spaces per level, keeping every token (and so the key order
+/// and escaping) exactly as the core wrote it.
+pub fn pretty_json(compact: &[u8]) -> String {
+    let text = String::from_utf8_lossy(compact);
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                if chars.peek() == Some(&close) {
+                    out.push(close);
+                    chars.next();
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty_json;
+
+    #[test]
+    fn pretty_keeps_tokens_and_order() {
+        let compact = br#"{"b":{"x":[1,2],"e":{},"s":"a,b:{\"c\"}"},"a":null}"#;
+        let want = "{\n  \"b\": {\n    \"x\": [\n      1,\n      2\n    ],\n    \"e\": {},\n    \"s\": \"a,b:{\\\"c\\\"}\"\n  },\n  \"a\": null\n}";
+        let got = pretty_json(compact);
+        assert_eq!(got, want);
+        let squeezed: String = got
+            .split('\n')
+            .map(str::trim_start)
+            .collect::<String>()
+            .replace("\": ", "\":");
+        assert_eq!(squeezed.as_bytes(), compact);
+    }
+}

@@ -1,0 +1,428 @@
+//! The real binary: commands, their output bytes, exit codes, and error lines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ttn_lw_telemetry::os::os_info;
+use ttn_telemetry_core::{
+    EntitiesCount, Identity, Inputs, Payload, build_report_bytes, compute_uid, parse_report,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ttn-lw-telemetry");
+const DEFAULT_BASE: &str = "http://localhost:1885/api/v3";
+
+fn stack_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ttn-lw-stack.yml")
+}
+
+/// Runs the binary in `dir` with only the given environment.
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn uid_line(elements: &[&str]) -> String {
+    format!("{}\n", compute_uid(elements).unwrap())
+}
+
+#[test]
+fn uid_prints_one_line_from_the_right_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run(d, &["uid"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), uid_line(&[DEFAULT_BASE; 5]));
+
+    let file = stack_file();
+    let file = file.to_str().unwrap();
+    let o = run(d, &["-c", file, "uid"], &[]);
+    assert_eq!(
+        stdout(&o),
+        uid_line(&["https://lorawan.example.net/api/v3"; 5])
+    );
+
+    // env beats the file, flags beat env; env lists split on spaces; flags repeat.
+    let env = [("TTN_LW_TELEMETRY_UID_ELEMENTS", "e1 e2")];
+    let o = run(d, &["-c", file, "uid"], &env);
+    assert_eq!(stdout(&o), uid_line(&["e1", "e2"]));
+    let o = run(
+        d,
+        &[
+            "-c",
+            file,
+            "--telemetry.uid-elements",
+            "f1",
+            "uid",
+            "--telemetry.uid-elements=f2",
+        ],
+        &env,
+    );
+    assert_eq!(stdout(&o), uid_line(&["f1", "f2"]));
+    // The §3 test vector.
+    let o = run(
+        d,
+        &[
+            "uid",
+            "--telemetry.uid-elements",
+            "foo",
+            "--telemetry.uid-elements",
+            "bar",
+        ],
+        &[],
+    );
+    assert_eq!(
+        stdout(&o),
+        "wBs9NNSlIoSm2v/pcVCrI1j1UuOMFF36AFsiKszEq2r33ghp6MjSyxRci9Wqs5t3JkyLEUaouYHEO5gdyRFh3Q==\n"
+    );
+}
+
+/// Arguments, environment, and what stderr must contain (nothing: the run must succeed).
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+
+/// Each bad input: exit 2, one line on stderr naming the key (or file), the value and the form.
+#[test]
+fn bad_configuration_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let wrong_type = write("wrong-type.yml", "telemetry:\n  enable: maybe\n");
+    let bad_db = write("redis.yml", "redis:\n  database: two\n");
+    let all_empty = write("empty-uid.yml", "telemetry:\n  uid-elements: ['', '']\n");
+    let bad_url = write(
+        "url.yml",
+        "console:\n  ui:\n    is:\n      base-url: localhost:1885\n",
+    );
+    let unparseable = write("broken.yml", "telemetry:\n  enable: [true\n");
+    let mapping = write("mapping.yml", "telemetry:\n  target:\n    url: https://x\n");
+    let missing = d.join("missing.yml").to_str().unwrap().to_owned();
+
+    let cases: Vec<Case> = vec![
+        (
+            vec!["-c", &wrong_type, "uid"],
+            vec![],
+            vec![
+                "telemetry.enable",
+                "\"maybe\"",
+                "expected a boolean",
+                &wrong_type,
+            ],
+        ),
+        (
+            vec!["-c", &bad_db, "uid"],
+            vec![],
+            vec!["redis.database", "\"two\"", "expected a whole number"],
+        ),
+        (
+            vec!["uid"],
+            vec![("TTN_LW_TELEMETRY_ENTITY_COUNT_TELEMETRY_INTERVAL", "1day")],
+            vec![
+                "telemetry.entity-count-telemetry.interval",
+                "\"1day\"",
+                "expected a positive duration",
+                "TTN_LW_TELEMETRY_ENTITY_COUNT_TELEMETRY_INTERVAL",
+            ],
+        ),
+        (
+            vec!["uid", "--telemetry.entity-count-telemetry.interval", "-5m"],
+            vec![],
+            vec![
+                "telemetry.entity-count-telemetry.interval",
+                "\"-5m\"",
+                "expected a positive duration",
+            ],
+        ),
+        (
+            vec!["uid", "--telemetry.target", "not a url"],
+            vec![],
+            vec![
+                "telemetry.target",
+                "\"not a url\"",
+                "expected an http:// or https:// url",
+                "command line",
+            ],
+        ),
+        (
+            vec!["-c", &bad_url, "uid"],
+            vec![],
+            vec![
+                "console.ui.is.base-url",
+                "\"localhost:1885\"",
+                "expected an http://",
+            ],
+        ),
+        (
+            vec!["-c", &all_empty, "uid"],
+            vec![],
+            vec![
+                "telemetry.uid-elements",
+                "expected at least one non-empty element",
+            ],
+        ),
+        (
+            vec!["uid"],
+            vec![("TTN_LW_TELEMETRY_UID_ELEMENTS", "   ")],
+            // Spaces only split into no elements: the §3 fallback applies, so this is valid.
+            vec![],
+        ),
+        (
+            vec!["-c", &missing, "uid"],
+            vec![],
+            vec![&missing, "cannot be read", "expected a readable YAML file"],
+        ),
+        (
+            vec!["-c", &unparseable, "uid"],
+            vec![],
+            vec![&unparseable, "cannot be parsed", "expected YAML"],
+        ),
+        (
+            vec!["-c", &mapping, "uid"],
+            vec![],
+            vec!["telemetry.target is a mapping", "expected an http://"],
+        ),
+        (
+            vec!["uid", "--is.database-uri", "mysql://root:pw-secret-1@db/is"],
+            vec![],
+            vec![
+                "is.database-uri",
+                "mysql://root:***@db/is",
+                "expected a postgresql://",
+            ],
+        ),
+        (
+            vec![
+                "uid",
+                "--is.database-uri",
+                "postgresql://root:pw-secret-1@db:54x2/is",
+            ],
+            vec![],
+            vec![
+                "is.database-uri",
+                "postgresql://root:***@db:54x2/is",
+                "as PostgreSQL reads it",
+            ],
+        ),
+        (
+            vec!["uid", "--no-such-key", "x"],
+            vec![],
+            vec!["--no-such-key"],
+        ),
+    ];
+    for (args, env, wants) in cases {
+        let o = run(d, &args, &env);
+        let err = stderr(&o);
+        if wants.is_empty() {
+            assert!(o.status.success(), "{args:?}: {err}");
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        // clap's usage errors come with a usage block; everything of ours is one line.
+        if !args.contains(&"--no-such-key") {
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("ttn-lw-telemetry: "), "{err}");
+        }
+        for want in wants {
+            assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+        }
+        assert!(!err.contains("pw-secret-1"), "{err}");
+    }
+}
+
+#[test]
+fn passwords_never_appear_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = stack_file();
+    // The stack file's database host does not resolve here, and port 1 refuses: both fail to
+    // connect, and the error names the database with its password masked.
+    let o = run(
+        dir.path(),
+        &[
+            "-c",
+            file.to_str().unwrap(),
+            "preview",
+            "--is.database-uri",
+            "postgresql://root:Sup3rS3cret@127.0.0.1:1/ttn_lorawan",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "ttn-lw-telemetry: IS database postgresql://root:***@127.0.0.1:1/ttn_lorawan: connecting failed: "
+        ),
+        "{err}"
+    );
+    for secret in ["Sup3rS3cret", "R3disPass", "M4ilP4ss"] {
+        assert!(!err.contains(secret), "{err}");
+        assert!(!stdout(&o).contains(secret));
+    }
+}
+
+/// The numbers of the demo's example database (deterministic by design).
+fn demo_counts() -> EntitiesCount {
+    let mut e = EntitiesCount::default();
+    e.gateways.total = 45;
+    for (plan, n) in [
+        ("AS_923", 4),
+        ("AS_923_2", 3),
+        ("AU_915_928_FSB_2", 4),
+        ("EU_863_870", 7),
+        ("EU_863_870_TTN", 14),
+        ("IN_865_867", 3),
+        ("US_902_928_FSB_2", 10),
+    ] {
+        e.gateways
+            .gateways_by_frequency_plan_id
+            .insert(plan.into(), n);
+    }
+    e.end_devices.total = 640;
+    let a = &mut e.end_devices.activate_end_devices;
+    (a.total, a.last_day, a.last_week, a.last_month) = (544, 160, 288, 416);
+    e.applications.total = 12;
+    e.accounts.users.standard = 30;
+    e.accounts.users.admin = 4;
+    e.accounts.organizations.total = 5;
+    e
+}
+
+#[test]
+fn demo_then_preview_prints_the_exact_core_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run(d, &["demo"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for want in [
+        ".ttn-lw-telemetry/demo/is.sqlite",
+        "POST https://telemetry.thethingsstack.io/collect every 24h",
+        "How to turn it off",
+        "DO_NOT_TRACK=1",
+        "TTN_LW_TELEMETRY_ENABLE=false",
+        "--telemetry.enable=false",
+        "This demo sent nothing",
+        "Soft-deleted rows are not counted",
+    ] {
+        assert!(text.contains(want), "demo output lacks {want:?}:\n{text}");
+    }
+
+    let want = Inputs {
+        identity: Identity::Elements(vec![DEFAULT_BASE.into(); 5]),
+        os: os_info(),
+        payload: Payload::Entities(demo_counts()),
+    }
+    .build()
+    .unwrap()
+    .to_bytes();
+    // The demo shows the same bytes that preview prints.
+    assert!(text.contains(std::str::from_utf8(&want).unwrap()));
+
+    let uri = "sqlite:.ttn-lw-telemetry/demo/is.sqlite";
+    let o = run(d, &["preview", "--is.database-uri", uri], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut line = want.clone();
+    line.push(b'\n');
+    assert_eq!(o.stdout, line);
+    assert!(parse_report(&want).is_ok());
+    assert!(stderr(&o).contains("nothing was sent"), "{}", stderr(&o));
+
+    // Off: the same report, and stderr says nothing is sent.
+    for (args, env, reason) in [
+        (
+            vec!["preview"],
+            vec![("DO_NOT_TRACK", "1")],
+            "DO_NOT_TRACK is set",
+        ),
+        (
+            vec!["preview", "--telemetry.enable=false"],
+            vec![],
+            "telemetry.enable is false",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--is.database-uri", uri]);
+        let o = run(d, &args, &env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(o.stdout, line);
+        assert!(
+            stderr(&o).contains(&format!("telemetry is off ({reason}): nothing is sent")),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    // Pretty: for people, and says so; same JSON value.
+    let o = run(d, &["preview", "--pretty", "--is.database-uri", uri], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("wire form"), "{}", stderr(&o));
+    assert!(o.stdout.len() > line.len() && o.stdout.iter().filter(|&&b| b == b'\n').count() > 10);
+    let pretty: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let compact: serde_json::Value = serde_json::from_slice(&want).unwrap();
+    assert_eq!(pretty, compact);
+}
+
+#[test]
+fn report_builds_the_core_bytes_from_an_inputs_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut counts = EntitiesCount::default();
+    counts.gateways.total = 2;
+    counts
+        .gateways
+        .gateways_by_frequency_plan_id
+        .insert("EU_863_870<&>".into(), 2);
+    let inputs = Inputs {
+        identity: Identity::Elements(vec!["foo".into(), "bar".into()]),
+        os: os_info(),
+        payload: Payload::Entities(counts),
+    };
+    let json = inputs.to_json();
+    std::fs::write(d.join("inputs.json"), &json).unwrap();
+    let o = run(d, &["report", "--inputs", "inputs.json"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut want = build_report_bytes(&json).unwrap();
+    assert!(want.windows(6).any(|w| w == br"\u003c"));
+    want.push(b'\n');
+    assert_eq!(o.stdout, want);
+
+    std::fs::write(d.join("bad.json"), b"{\"uid_elements\":[\"a\"]}").unwrap();
+    for (file, want) in [
+        ("bad.json", "inputs file bad.json: inputs:"),
+        ("absent.json", "inputs file absent.json: cannot be read"),
+    ] {
+        let o = run(d, &["report", "--inputs", file], &[]);
+        assert_eq!(o.status.code(), Some(2));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+#[test]
+fn help_lists_every_key_as_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["preview", "--help"], &[]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for spec in ttn_telemetry_core::KEYS {
+        assert!(text.contains(&format!("--{}", spec.key)), "{}", spec.key);
+    }
+    assert!(text.contains("--pretty"));
+}
