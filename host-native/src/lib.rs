@@ -6,3 +6,10 @@
 //! Modules follow the flow of a report: `config` → `count` → (core builds) → `schedule` →
 //! `deliver` → `audit`; `admin` serves the preview, `collect` receives reports, `cmd` holds the
 //! command-line entry points.
+
+pub mod admin;
+pub mod audit;
+pub mod daemon;
+pub mod deliver;
+pub mod metrics;
+pub mod schedule;
