@@ -20,7 +20,8 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use ttn_telemetry_core::{redact_uri, sha256_hex};
 
-use crate::deliver::{Attempt, Outcome};
+use crate::deliver::{self, Attempt, Clock, DeliverConfig, Delivery, Observer, Outcome, Rng};
+use crate::metrics::SharedStatus;
 
 /// File name of the audit log in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
@@ -256,6 +257,97 @@ pub fn read_last_body(dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
     }
+}
+
+/// An [`Observer`] that writes every attempt to the audit log (and the shared status), and
+/// defers stop/continue decisions to an inner observer (shutdown, claim renewal).
+pub struct Recorder<'a> {
+    /// `telemetry.target` (redacted when written).
+    pub target: &'a str,
+    /// The body being sent.
+    pub body: &'a [u8],
+    /// Where lines go.
+    pub log: &'a AuditLog,
+    /// The metrics to update, if any.
+    pub status: Option<&'a SharedStatus>,
+    /// Decides whether to go on.
+    pub guard: &'a mut dyn Observer,
+}
+
+impl std::fmt::Debug for Recorder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observer for Recorder<'_> {
+    fn before_attempt(&mut self, number: u32) -> bool {
+        if !self.guard.before_attempt(number) {
+            return false;
+        }
+        let entry = AuditEntry::sending(self.target, self.body, number, SystemTime::now());
+        if let Err(e) = self.log.append(&entry) {
+            tracing::warn!("audit: {e:#}");
+        }
+        true
+    }
+
+    fn after_attempt(&mut self, attempt: &Attempt) {
+        let entry = AuditEntry::finished(self.target, self.body, attempt);
+        if let Err(e) = self.log.append(&entry) {
+            tracing::warn!("audit: {e:#}");
+        }
+        let ok = matches!(attempt.outcome, Outcome::Delivered { .. });
+        if !ok {
+            tracing::info!(
+                attempt = attempt.number,
+                "telemetry attempt failed: {}",
+                attempt.outcome
+            );
+        }
+        if let Some(status) = self.status {
+            status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_attempt(attempt.started, ok, attempt.outcome.to_string());
+        }
+        self.guard.after_attempt(attempt);
+    }
+
+    fn keep_waiting(&mut self) -> bool {
+        self.guard.keep_waiting()
+    }
+}
+
+/// Delivers `body` as [`deliver::deliver`] does, keeping the last body and auditing every
+/// attempt: what `send` and the daemon both do.
+#[allow(clippy::too_many_arguments)]
+pub fn deliver_audited(
+    cfg: &DeliverConfig,
+    body: &[u8],
+    deadline: SystemTime,
+    clock: &dyn Clock,
+    rng: &mut Rng,
+    log: &AuditLog,
+    status: Option<&SharedStatus>,
+    guard: &mut dyn Observer,
+) -> Delivery {
+    if let Err(e) = log.write_last_body(body) {
+        tracing::warn!("audit: {e:#}");
+    }
+    if let Some(s) = status {
+        s.lock().unwrap_or_else(|e| e.into_inner()).last_sha256 = Some(sha256_hex(body));
+    }
+    let mut recorder = Recorder {
+        target: &cfg.target,
+        body,
+        log,
+        status,
+        guard,
+    };
+    deliver::deliver(cfg, body, deadline, clock, rng, &mut recorder)
 }
 
 #[cfg(test)]

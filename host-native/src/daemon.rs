@@ -22,8 +22,8 @@ use anyhow::Context as _;
 use ttn_telemetry_core::{format_duration, redact_uri, sha256_hex};
 
 use crate::admin::{self, AdminConfig, AdminState, InputsProvider};
-use crate::audit::{AuditEntry, AuditLog, read_history, rfc3339};
-use crate::deliver::{self, Attempt, Clock, DeliverConfig, Final, Observer, Rng};
+use crate::audit::{self, AuditLog, read_history, rfc3339};
+use crate::deliver::{Clock, DeliverConfig, Final, Observer, Rng};
 use crate::metrics::{self, SharedStatus};
 use crate::schedule::{Claim, Coordinator, Grant};
 
@@ -359,31 +359,22 @@ impl Daemon {
                 }
             }
         };
-        if let Err(e) = self.audit.write_last_body(&bytes) {
-            tracing::warn!("audit: {e:#}");
-        }
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last_sha256 = Some(sha256_hex(&bytes));
         let clock = ShutdownClock(shutdown.clone());
-        let mut observer = DaemonObserver {
-            target: &self.cfg.deliver.target,
-            body: &bytes,
-            audit: &self.audit,
-            status: &self.status,
+        let mut guard = Guard {
             coordinator: &mut *self.coordinator,
             grant,
             shutdown,
             last_renew: SystemTime::now(),
         };
-        let delivery = deliver::deliver(
+        let delivery = audit::deliver_audited(
             &self.cfg.deliver,
             &bytes,
             grant.deadline,
             &clock,
             &mut self.rng,
-            &mut observer,
+            &self.audit,
+            Some(&self.status),
+            &mut guard,
         );
         match &delivery.result {
             Final::Delivered { .. } => tracing::info!(
@@ -408,18 +399,15 @@ impl Daemon {
     }
 }
 
-struct DaemonObserver<'a> {
-    target: &'a str,
-    body: &'a [u8],
-    audit: &'a AuditLog,
-    status: &'a SharedStatus,
+/// Stops delivery on shutdown or when the claim is lost, and keeps the claim alive.
+struct Guard<'a> {
     coordinator: &'a mut dyn Coordinator,
     grant: &'a Grant,
     shutdown: &'a Shutdown,
     last_renew: SystemTime,
 }
 
-impl DaemonObserver<'_> {
+impl Guard<'_> {
     /// Renews the claim every 10 s; `false` if it was lost to another agent.
     fn renew(&mut self) -> bool {
         let now = SystemTime::now();
@@ -442,35 +430,9 @@ impl DaemonObserver<'_> {
     }
 }
 
-impl Observer for DaemonObserver<'_> {
-    fn before_attempt(&mut self, number: u32) -> bool {
-        if self.shutdown.is_set() || !self.renew() {
-            return false;
-        }
-        let entry = AuditEntry::sending(self.target, self.body, number, SystemTime::now());
-        if let Err(e) = self.audit.append(&entry) {
-            tracing::warn!("audit: {e:#}");
-        }
-        true
-    }
-
-    fn after_attempt(&mut self, attempt: &Attempt) {
-        let entry = AuditEntry::finished(self.target, self.body, attempt);
-        if let Err(e) = self.audit.append(&entry) {
-            tracing::warn!("audit: {e:#}");
-        }
-        let ok = matches!(attempt.outcome, deliver::Outcome::Delivered { .. });
-        if !ok {
-            tracing::info!(
-                attempt = attempt.number,
-                "telemetry attempt failed: {}",
-                attempt.outcome
-            );
-        }
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record_attempt(attempt.started, ok, attempt.outcome.to_string());
+impl Observer for Guard<'_> {
+    fn before_attempt(&mut self, _number: u32) -> bool {
+        !self.shutdown.is_set() && self.renew()
     }
 
     fn keep_waiting(&mut self) -> bool {
