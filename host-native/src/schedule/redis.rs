@@ -259,8 +259,10 @@ impl Coordinator for RedisSchedule {
         match holder {
             Some(h) if h.ends_with("|done") => Ok(Claim::NotDue { next_due: deadline }),
             // Held by a live (or not yet expired) agent: ask again when its lease may run out.
+            // Never later than the next slot, which this agent may have to send.
             Some(_) => Ok(Claim::Busy {
-                retry_at: now + Duration::from_millis(pttl.clamp(50, lease_ms as i64) as u64),
+                retry_at: (now + Duration::from_millis(pttl.clamp(50, lease_ms as i64) as u64))
+                    .min(deadline),
             }),
             // Expired between the two calls: ask again at once.
             None => Ok(Claim::Busy { retry_at: now }),
