@@ -408,10 +408,12 @@ struct Guard<'a> {
 }
 
 impl Guard<'_> {
-    /// Renews the claim every 10 s; `false` if it was lost to another agent.
+    /// Renews the claim as often as the coordinator asks; `false` if it was lost to another
+    /// agent.
     fn renew(&mut self) -> bool {
         let now = SystemTime::now();
-        if now.duration_since(self.last_renew).unwrap_or_default() < Duration::from_secs(10) {
+        if now.duration_since(self.last_renew).unwrap_or_default() < self.coordinator.renew_every()
+        {
             return true;
         }
         self.last_renew = now;

@@ -439,7 +439,7 @@ pub trait Observer {
 impl Observer for () {}
 
 /// Longest single sleep while waiting between attempts, so observers can renew leases or stop.
-pub const WAIT_SLICE: Duration = Duration::from_secs(5);
+pub const WAIT_SLICE: Duration = Duration::from_secs(1);
 
 /// Sends `body` to the target until a 2xx, a non-retryable outcome, or `deadline`.
 pub fn deliver(

@@ -60,6 +60,10 @@ pub trait Coordinator: Send {
     fn complete(&mut self, grant: &Grant, now: SystemTime) -> anyhow::Result<()>;
     /// What coordinates, for the start-up log and `status` (no secrets).
     fn describe(&self) -> String;
+    /// How often a holder renews its grant while delivering.
+    fn renew_every(&self) -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 /// The slot that `now` falls in, for a given epoch and interval (0 before the first due time).

@@ -345,3 +345,163 @@ fn two_replicas_with_redis_send_one_report_per_interval() {
         .unwrap();
     let _: () = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
 }
+
+// ---- Process level: real agent processes killed with SIGKILL ----
+//
+// These run `examples/mini_agent.rs` (this crate's daemon over fixed inputs), which `cargo test`
+// builds with the tests. Once the `run` command exists they can run it instead.
+
+fn mini_agent() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let bin = dir.join(format!("mini_agent{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the whole `cargo test -p ttn-lw-telemetry` (it builds examples) or `cargo build -p ttn-lw-telemetry --example mini_agent`",
+        bin.display()
+    );
+    bin
+}
+
+fn spawn_agent(envs: &[(&str, String)], log: &Path) -> std::process::Child {
+    let mut cmd = std::process::Command::new(mini_agent());
+    cmd.env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn kill9(child: &mut std::process::Child) {
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+}
+
+#[test]
+fn process_killed_during_a_send_resends_once_and_audits_both_attempts() {
+    let sink = Sink::start(
+        vec![Reply::Hang(Duration::from_secs(30))],
+        Reply::Receipt(200),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let envs = [
+        ("MINI_AGENT_TARGET", sink.url()),
+        ("MINI_AGENT_STATE_DIR", state.display().to_string()),
+        ("MINI_AGENT_INTERVAL_MS", "2000".into()),
+        ("MINI_AGENT_ATTEMPT_TIMEOUT_MS", "20000".into()),
+    ];
+    let mut a = spawn_agent(&envs, &dir.path().join("a.log"));
+    // The first report is due 2 s after the first start; the collector never answers it.
+    let got = sink.wait_for(1, Duration::from_secs(6));
+    assert_eq!(got.len(), 1, "the first agent sent its report");
+    std::thread::sleep(Duration::from_millis(100));
+    kill9(&mut a);
+    let mut b = spawn_agent(&envs, &dir.path().join("b.log"));
+    let got = sink.wait_for(2, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(300));
+    kill9(&mut b);
+    let got_after = sink.requests();
+    assert_eq!(got.len(), 2, "the restart resent the interrupted report");
+    assert_eq!(got_after.len(), 2, "and only once");
+    assert_eq!(got[0].body, got[1].body, "the same bytes");
+    let h = read_history(&state).unwrap();
+    let lines: Vec<(u32, &str)> = h
+        .entries
+        .iter()
+        .map(|e| (e.attempt, e.outcome.as_str()))
+        .collect();
+    assert_eq!(lines, [(1, "sending"), (1, "sending"), (1, "delivered")]);
+}
+
+#[test]
+fn redis_process_killed_mid_send_is_taken_over_by_the_other() {
+    let url = redis_url();
+    redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
+        .unwrap_or_else(|e| panic!("Redis at {url} (TTN_TEST_REDIS_URL) is unreachable: {e}"));
+    let ns = format!(
+        "ttn-test:{}:{}:process-takeover",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    // Slot 1 is answered; slot 2's first request hangs (its sender will be killed).
+    let sink = Sink::start(
+        vec![Reply::Receipt(200), Reply::Hang(Duration::from_secs(30))],
+        Reply::Receipt(200),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let began = Instant::now();
+    let mut agents: Vec<(std::process::Child, std::path::PathBuf)> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let state = dir.path().join(name);
+            let envs = [
+                ("MINI_AGENT_TARGET", sink.url()),
+                ("MINI_AGENT_STATE_DIR", state.display().to_string()),
+                ("MINI_AGENT_INTERVAL_MS", "3000".into()),
+                ("MINI_AGENT_ATTEMPT_TIMEOUT_MS", "1000".into()),
+                ("MINI_AGENT_REDIS_URL", url.clone()),
+                ("MINI_AGENT_REDIS_NS", ns.clone()),
+                ("MINI_AGENT_LEASE_MS", "1500".into()),
+            ];
+            let log = dir.path().join(format!("{name}.log"));
+            (spawn_agent(&envs, &log), state)
+        })
+        .collect();
+    // Slot 2 is due at 6 s; its sender hangs; kill that one with SIGKILL.
+    let got = sink.wait_for(2, Duration::from_secs(9));
+    assert_eq!(got.len(), 2);
+    std::thread::sleep(Duration::from_millis(200));
+    let holder = agents
+        .iter()
+        .position(|(_, state)| {
+            read_history(state)
+                .unwrap()
+                .entries
+                .last()
+                .is_some_and(|e| e.outcome == "sending")
+        })
+        .expect("one agent is in the middle of sending slot 2");
+    kill9(&mut agents[holder].0);
+    // The survivor takes slot 2 over when the lease (1.5 s) runs out, then sends slot 3 at 9 s.
+    let remaining = Duration::from_millis(9700).saturating_sub(began.elapsed());
+    std::thread::sleep(remaining);
+    let survivor = 1 - holder;
+    kill9(&mut agents[survivor].0);
+    let reqs = sink.requests();
+    assert_eq!(
+        reqs.len(),
+        4,
+        "slot 1, slot 2 (hung), slot 2 taken over, slot 3: {:?}",
+        reqs.iter().map(|r| r.at - began).collect::<Vec<_>>()
+    );
+    assert!(reqs.windows(2).all(|w| w[0].body == w[1].body));
+    let took_over = reqs[2].at - reqs[1].at;
+    assert!(
+        took_over >= Duration::from_millis(1000) && took_over < Duration::from_millis(3000),
+        "taken over after the lease: {took_over:?}"
+    );
+    let survivor_delivered = read_history(&agents[survivor].1)
+        .unwrap()
+        .entries
+        .iter()
+        .filter(|e| e.delivered())
+        .count();
+    assert!(survivor_delivered >= 2, "the survivor sent slots 2 and 3");
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{ns}:*"))
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
+}

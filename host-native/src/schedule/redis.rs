@@ -312,4 +312,8 @@ impl Coordinator for RedisSchedule {
     fn describe(&self) -> String {
         format!("{} (namespace {})", self.target.shown, self.ns)
     }
+
+    fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
 }
