@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod cli_telemetry;
 pub mod daemon;
 pub mod deliver;
 pub mod metrics;
