@@ -345,15 +345,15 @@ pub fn record(opts: &Options, usage: Usage<'_>, now: SystemTime) -> io::Result<S
     thread::spawn(move || {
         let delivered = send(&opts, &body, now);
         // Whatever happened, release the claim; on a 2xx also reset what was reported.
-        if let Ok(locked) = Locked::open(&opts.state_dir) {
-            if let Ok(Some(mut state)) = locked.read() {
-                state.sending_since = None;
-                if delivered {
-                    state.subtract(&sent);
-                    state.last_sent_at = Some(now_s);
-                }
-                let _ = locked.write(&state);
+        if let Ok(locked) = Locked::open(&opts.state_dir)
+            && let Ok(Some(mut state)) = locked.read()
+        {
+            state.sending_since = None;
+            if delivered {
+                state.subtract(&sent);
+                state.last_sent_at = Some(now_s);
             }
+            let _ = locked.write(&state);
         }
         let _ = tx.send(delivered);
     });
