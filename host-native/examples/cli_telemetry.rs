@@ -109,14 +109,13 @@ fn run() -> Result<(), String> {
 fn canonical(words: &[String]) -> (String, Option<(String, String)>) {
     let mut out = words.to_vec();
     let mut alias = None;
-    if let Some(first) = out.first_mut() {
-        if let Some((name, _)) = COMMANDS
+    if let Some(first) = out.first_mut()
+        && let Some((name, _)) = COMMANDS
             .iter()
             .find(|(_, aliases)| aliases.contains(&first.as_str()))
-        {
-            alias = Some(((*name).to_owned(), first.clone()));
-            *first = (*name).to_owned();
-        }
+    {
+        alias = Some(((*name).to_owned(), first.clone()));
+        *first = (*name).to_owned();
     }
     let path = if out.is_empty() {
         String::from("(root)")
