@@ -232,10 +232,13 @@ fn concurrent_invocations_keep_exact_counts() {
     assert_eq!(s["aliases"]["organizations"]["orgs"], 1);
 }
 
+/// Flags and environment that must turn CLI telemetry off.
+type OffCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 #[test]
 fn off_means_nothing_written_nothing_sent() {
     let sink = Sink::start(vec![], Reply::Receipt(202));
-    let cases: &[(&[&str], &[(&str, &str)])] = &[
+    let cases: &[OffCase] = &[
         (&["--telemetry.enable=false"], &[]),
         (&["--telemetry.enable", "false"], &[]),
         (&[], &[("TTN_LW_TELEMETRY_ENABLE", "false")]),
