@@ -1,0 +1,315 @@
+//! The admin HTTP listener: what the operator sees (SPEC §8) and the agent's metrics.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /api/v1/telemetry/inputs` | JSON: the plain core inputs of the next report, its SHA-256 and size, whether telemetry is on (and why not), last attempt / success, next due |
+//! | `GET /api/v1/telemetry/report` | the exact report bytes built by the core, with `Content-Digest` |
+//! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
+//! | `GET /console/telemetry[/…]` | the Console page's static assets, when a [`ConsoleAssets`] is plugged in |
+//!
+//! Everything else is refused: unknown paths get 404, other methods 405.
+//!
+//! With a token (`telemetry.admin.token`), the API and metrics routes require
+//! `Authorization: Bearer <token>`, compared in constant time; a missing or wrong token gets 401.
+//! The Console's static assets are served without it: they hold no data, and a browser cannot
+//! attach a bearer token to a page load (the page asks the operator for the token instead).
+//!
+//! With telemetry off, the inputs route says so and the provider is never called: nothing is
+//! counted and no database connection is made; the report route answers 409.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use ttn_telemetry_core::{Inputs, content_digest, format_duration, redact_uri, sha256, sha256_hex};
+
+use crate::audit::rfc3339;
+use crate::metrics::SharedStatus;
+
+/// Default address of the listener (`telemetry.admin.listen`).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1886";
+
+/// Returns the plain inputs of the next report; the agent plugs in its database counting.
+///
+/// It may block (it counts a database): the listener calls it on a blocking thread.
+pub trait InputsProvider: Send + Sync + 'static {
+    /// Counts now and returns the inputs.
+    fn inputs(&self) -> anyhow::Result<Inputs>;
+}
+
+impl<F> InputsProvider for F
+where
+    F: Fn() -> anyhow::Result<Inputs> + Send + Sync + 'static,
+{
+    fn inputs(&self) -> anyhow::Result<Inputs> {
+        self()
+    }
+}
+
+/// One static asset of the Console page.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its bytes.
+    pub bytes: Cow<'static, [u8]>,
+}
+
+/// The hook for the Console telemetry page (`/console/telemetry`): the wasm/web-preview work
+/// provides an implementation serving its built assets. `path` is the part after
+/// `/console/telemetry/`, empty for the page itself.
+pub trait ConsoleAssets: Send + Sync + 'static {
+    /// The asset at `path`, if there is one.
+    fn get(&self, path: &str) -> Option<Asset>;
+}
+
+/// The listener's settings.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Bearer token; `None` (or empty) means no token is required.
+    pub token: Option<String>,
+    /// Why telemetry is off (core `Config::off_reason`), `None` when reports are sent.
+    pub off_reason: Option<String>,
+    /// `telemetry.target`; shown redacted.
+    pub target: String,
+    /// The report interval.
+    pub interval: Duration,
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    cfg: Arc<AdminConfig>,
+    provider: Arc<dyn InputsProvider>,
+    status: SharedStatus,
+    console: Option<Arc<dyn ConsoleAssets>>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("off_reason", &self.cfg.off_reason)
+            .field("console", &self.console.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// The state of a listener.
+    pub fn new(cfg: AdminConfig, provider: Arc<dyn InputsProvider>, status: SharedStatus) -> Self {
+        AdminState {
+            cfg: Arc::new(cfg),
+            provider,
+            status,
+            console: None,
+        }
+    }
+
+    /// Plugs in the Console page's assets.
+    pub fn with_console(mut self, console: Arc<dyn ConsoleAssets>) -> Self {
+        self.console = Some(console);
+        self
+    }
+}
+
+/// The listener's routes.
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/telemetry/inputs", get(inputs))
+        .route("/api/v1/telemetry/report", get(report))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let console = Router::new()
+        .route("/console/telemetry", get(console_index))
+        .route("/console/telemetry/", get(console_index))
+        .route("/console/telemetry/{*path}", get(console_asset));
+    api.merge(console)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// Constant-time equality of two secrets: both are hashed to 32 bytes first so the comparison
+/// does not leak their lengths either.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (x, y) = (sha256(a.as_bytes()), sha256(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Some(token) = s.cfg.token.as_deref().filter(|t| !t.is_empty()) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|g| same_secret(g, token)) {
+            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ttn-lw-telemetry\""),
+            );
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+async fn count(s: &AdminState) -> Result<(Inputs, Vec<u8>), Response> {
+    let provider = s.provider.clone();
+    let inputs = tokio::task::spawn_blocking(move || provider.inputs())
+        .await
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "counting panicked"))?
+        .map_err(|e| {
+            tracing::warn!("counting for the admin API failed: {e:#}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("counting failed: {e:#}"),
+            )
+        })?;
+    let bytes = inputs
+        .build()
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
+        .to_bytes();
+    Ok((inputs, bytes))
+}
+
+async fn inputs(State(s): State<AdminState>) -> Response {
+    let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let telemetry = json!({
+        "enabled": s.cfg.off_reason.is_none(),
+        "off_reason": s.cfg.off_reason,
+        "target": redact_uri(&s.cfg.target),
+        "interval": format_duration(s.cfg.interval),
+    });
+    let (inputs, sha, size) = if s.cfg.off_reason.is_some() {
+        (serde_json::Value::Null, None, None)
+    } else {
+        match count(&s).await {
+            Ok((inputs, bytes)) => (
+                serde_json::to_value(&inputs).unwrap_or_default(),
+                Some(sha256_hex(&bytes)),
+                Some(bytes.len()),
+            ),
+            Err(r) => return r,
+        }
+    };
+    let body = json!({
+        "telemetry": telemetry,
+        "inputs": inputs,
+        "sha256": sha,
+        "size": size,
+        "last_attempt": status.last_attempt.map(rfc3339),
+        "last_success": status.last_success.map(rfc3339),
+        "last_outcome": status.last_outcome,
+        "last_sha256": status.last_sha256,
+        "consecutive_failures": status.consecutive_failures,
+        "next_due": status.next_due.map(rfc3339),
+    });
+    let mut r = axum::Json(body).into_response();
+    no_store(r.headers_mut());
+    r
+}
+
+async fn report(State(s): State<AdminState>) -> Response {
+    if let Some(reason) = &s.cfg.off_reason {
+        return error(
+            StatusCode::CONFLICT,
+            &format!("telemetry is off ({reason}): no report is built or sent"),
+        );
+    }
+    match count(&s).await {
+        Ok((_, bytes)) => {
+            let digest = content_digest(&bytes);
+            let mut r = bytes.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&digest) {
+                h.insert("content-digest", v);
+            }
+            no_store(h);
+            r
+        }
+        Err(r) => r,
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let text = s.status.lock().unwrap_or_else(|e| e.into_inner()).render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn no_store(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+async fn console_index(State(s): State<AdminState>) -> Response {
+    console(&s, "")
+}
+
+async fn console_asset(State(s): State<AdminState>, Path(path): Path<String>) -> Response {
+    console(&s, &path)
+}
+
+fn console(s: &AdminState, path: &str) -> Response {
+    let Some(assets) = &s.console else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the Console telemetry page is not built into this agent",
+        );
+    };
+    match assets.get(path) {
+        Some(a) => {
+            let bytes: Vec<u8> = a.bytes.into_owned();
+            ([(header::CONTENT_TYPE, a.content_type)], bytes).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "no such asset"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare() {
+        assert!(same_secret("s3cret", "s3cret"));
+        assert!(!same_secret("s3cret", "s3cre"));
+        assert!(!same_secret("", "x"));
+    }
+}

@@ -1,0 +1,443 @@
+//! The run loop of `ttn-lw-telemetry run`: schedule → count → build (core) → deliver → audit,
+//! with metrics and the admin listener alongside.
+//!
+//! The loop is synchronous on its own thread: it sleeps on a condition variable until the next
+//! due time (or shutdown), so an idle agent uses no CPU. One report is in flight at a time:
+//! the loop does not claim again before the current delivery has finished. The admin listener
+//! runs on a single-threaded tokio runtime in a second thread.
+//!
+//! # Off means off
+//! When core `Config::off_reason` gives a reason, [`run`] logs one info line saying telemetry is
+//! off and why, and then does nothing but wait for shutdown: the coordinator factory and the
+//! inputs provider are never called, so no state is written, no database is opened, and no
+//! connection is made. The admin listener, if asked for, still answers on loopback that
+//! telemetry is off, so the Console can show it; it never counts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use ttn_telemetry_core::{format_duration, redact_uri, sha256_hex};
+
+use crate::admin::{self, AdminConfig, AdminState, InputsProvider};
+use crate::audit::{self, AuditLog, read_history, rfc3339};
+use crate::deliver::{Clock, DeliverConfig, Final, Observer, Rng};
+use crate::metrics::{self, SharedStatus};
+use crate::schedule::{Claim, Coordinator, Grant};
+
+/// Longest single sleep of the idle loop; the schedule is re-read after it, which absorbs wall
+/// clock jumps (suspend, NTP steps) without polling.
+const MAX_IDLE_SLEEP: Duration = Duration::from_secs(3600);
+/// How long to wait before asking the coordinator again after it failed (Redis down…).
+const COORDINATOR_RETRY: Duration = Duration::from_secs(30);
+/// How long to wait before counting again after counting failed.
+const COUNT_RETRY: Duration = Duration::from_secs(60);
+
+/// A shutdown signal that sleeping threads wake up for.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Shutdown {
+    /// A signal not yet given.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Gives the signal.
+    pub fn trigger(&self) {
+        let (m, c) = &*self.inner;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        c.notify_all();
+    }
+    /// Whether the signal was given.
+    pub fn is_set(&self) -> bool {
+        *self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Sleeps up to `d`; returns `true` if the signal was given (at once, when it was).
+    pub fn wait(&self, d: Duration) -> bool {
+        let (m, c) = &*self.inner;
+        let g = m.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) = c
+            .wait_timeout_while(g, d, |stop| !*stop)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
+    }
+    /// Sleeps until `t` (by the wall clock), at most [`MAX_IDLE_SLEEP`] at a time; `true` on
+    /// shutdown.
+    pub fn wait_until(&self, t: SystemTime) -> bool {
+        let d = t.duration_since(SystemTime::now()).unwrap_or_default();
+        self.wait(d.min(MAX_IDLE_SLEEP))
+    }
+}
+
+/// A real clock whose sleeps end early on shutdown.
+#[derive(Debug)]
+struct ShutdownClock(Shutdown);
+
+impl Clock for ShutdownClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn sleep(&self, d: Duration) {
+        self.0.wait(d);
+    }
+}
+
+/// What the daemon needs to know.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Why telemetry is off (core `Config::off_reason`), `None` when it is on.
+    pub off_reason: Option<String>,
+    /// Target and timeouts.
+    pub deliver: DeliverConfig,
+    /// `telemetry.entity-count-telemetry.interval`.
+    pub interval: Duration,
+    /// `telemetry.state-dir` (audit log, last body, local schedule).
+    pub state_dir: PathBuf,
+    /// Where the admin listener listens, if at all.
+    pub admin_listen: Option<SocketAddr>,
+    /// `telemetry.admin.token`.
+    pub admin_token: Option<String>,
+}
+
+/// The info line logged at start-up when telemetry is on (SPEC §6).
+pub fn startup_line(cfg: &DaemonConfig) -> String {
+    let preview = match cfg.admin_listen {
+        Some(a) => format!("; see the exact report at http://{a}/api/v1/telemetry/report"),
+        None => String::new(),
+    };
+    format!(
+        "telemetry is on: every {} this agent sends {} an anonymous deployment id, its version, OS and architecture, and the number of users, organizations, applications, gateways (per frequency plan) and end devices (active in the last day, week and month){preview}; \
+         turn it off with telemetry.enable=false (env TTN_LW_TELEMETRY_ENABLE=false) or DO_NOT_TRACK=1",
+        format_duration(cfg.interval),
+        redact_uri(&cfg.deliver.target),
+    )
+}
+
+/// The info line logged when telemetry is off.
+pub fn off_line(reason: &str) -> String {
+    format!("telemetry is off ({reason}): nothing is counted, stored or sent")
+}
+
+/// Runs the agent until `shutdown`: the admin listener (if configured) and, when telemetry is
+/// on, the report loop. `coordinator` is called only when telemetry is on.
+pub fn run(
+    cfg: DaemonConfig,
+    coordinator: impl FnOnce() -> anyhow::Result<Box<dyn Coordinator>>,
+    provider: Arc<dyn InputsProvider>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let status = metrics::shared(cfg.off_reason.is_none());
+    let admin = match cfg.admin_listen {
+        Some(addr) => Some(spawn_admin(
+            &cfg,
+            addr,
+            provider.clone(),
+            status.clone(),
+            &shutdown,
+        )?),
+        None => None,
+    };
+    let result = match &cfg.off_reason {
+        Some(reason) => {
+            tracing::info!("{}", off_line(reason));
+            while !shutdown.wait(MAX_IDLE_SLEEP) {}
+            Ok(())
+        }
+        None => {
+            tracing::info!("{}", startup_line(&cfg));
+            let coordinator = coordinator()?;
+            tracing::info!(
+                "telemetry schedule coordinated through {}",
+                coordinator.describe()
+            );
+            let mut d = Daemon::new(cfg, coordinator, provider, status)?;
+            d.run(&shutdown);
+            Ok(())
+        }
+    };
+    shutdown.trigger();
+    if let Some(h) = admin {
+        let _ = h.join();
+    }
+    result
+}
+
+/// Binds the admin listener now (so a bad or busy address fails start-up) and serves it on a
+/// single-threaded runtime in its own thread until shutdown.
+pub fn spawn_admin(
+    cfg: &DaemonConfig,
+    addr: SocketAddr,
+    provider: Arc<dyn InputsProvider>,
+    status: SharedStatus,
+    shutdown: &Shutdown,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("admin listener cannot listen at {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let state = AdminState::new(
+        AdminConfig {
+            token: cfg.admin_token.clone(),
+            off_reason: cfg.off_reason.clone(),
+            target: cfg.deliver.target.clone(),
+            interval: cfg.interval,
+        },
+        provider,
+        status,
+    );
+    tracing::info!("admin listener at http://{}", listener.local_addr()?);
+    let shutdown = shutdown.clone();
+    Ok(std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(2)
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("admin listener: cannot start its runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("admin listener: {e}");
+                        return;
+                    }
+                };
+                // Bridge the blocking shutdown signal into the runtime.
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                std::thread::spawn(move || {
+                    while !shutdown.wait(MAX_IDLE_SLEEP) {}
+                    let _ = tx.send(());
+                });
+                if let Err(e) = admin::serve(listener, state, async {
+                    let _ = rx.await;
+                })
+                .await
+                {
+                    tracing::error!("admin listener stopped: {e}");
+                }
+            });
+        })?)
+}
+
+/// The report loop.
+pub struct Daemon {
+    cfg: DaemonConfig,
+    coordinator: Box<dyn Coordinator>,
+    provider: Arc<dyn InputsProvider>,
+    status: SharedStatus,
+    audit: AuditLog,
+    rng: Rng,
+    coordinator_failing: bool,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("coordinator", &self.coordinator.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// A loop over `coordinator`, seeding its status from the audit log.
+    pub fn new(
+        cfg: DaemonConfig,
+        coordinator: Box<dyn Coordinator>,
+        provider: Arc<dyn InputsProvider>,
+        status: SharedStatus,
+    ) -> anyhow::Result<Self> {
+        let audit = AuditLog::open(&cfg.state_dir)?;
+        let history = read_history(&cfg.state_dir)?;
+        {
+            let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+            s.last_attempt = history
+                .last_attempt()
+                .map(|e| crate::audit::from_unix_ms(e.unix_ms));
+            s.last_success = history
+                .last_success()
+                .map(|e| crate::audit::from_unix_ms(e.unix_ms));
+            s.last_sha256 = history.last_attempt().map(|e| e.sha256.clone());
+        }
+        Ok(Daemon {
+            cfg,
+            coordinator,
+            provider,
+            status,
+            audit,
+            rng: Rng::from_entropy(),
+            coordinator_failing: false,
+        })
+    }
+
+    /// Runs until `shutdown`.
+    pub fn run(&mut self, shutdown: &Shutdown) {
+        while !shutdown.is_set() {
+            let wake = self.step(shutdown);
+            if shutdown.wait_until(wake) {
+                break;
+            }
+        }
+    }
+
+    /// One turn: claims, and sends if granted. Returns when to take the next turn.
+    pub fn step(&mut self, shutdown: &Shutdown) -> SystemTime {
+        let now = SystemTime::now();
+        let claim = self.coordinator.claim(now);
+        if claim.is_ok() && self.coordinator_failing {
+            tracing::info!(
+                "telemetry schedule reachable again ({})",
+                self.coordinator.describe()
+            );
+            self.coordinator_failing = false;
+        }
+        match claim {
+            Ok(Claim::Granted(g)) => {
+                self.set_next_due(Some(g.deadline));
+                self.send(&g, shutdown);
+                SystemTime::now()
+            }
+            Ok(Claim::NotDue { next_due }) => {
+                self.set_next_due(Some(next_due));
+                tracing::debug!("next telemetry report due at {}", rfc3339(next_due));
+                next_due
+            }
+            Ok(Claim::Busy { retry_at }) => retry_at,
+            Err(e) => {
+                if !self.coordinator_failing {
+                    tracing::warn!(
+                        "telemetry not sent: cannot coordinate with the other replicas: {e:#}; retrying every {} without sending",
+                        format_duration(COORDINATOR_RETRY)
+                    );
+                    self.coordinator_failing = true;
+                }
+                now + COORDINATOR_RETRY.min(self.cfg.interval)
+            }
+        }
+    }
+
+    fn set_next_due(&self, t: Option<SystemTime>) {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_due = t;
+    }
+
+    fn send(&mut self, grant: &Grant, shutdown: &Shutdown) {
+        if grant.resumed {
+            tracing::info!(
+                slot = grant.slot,
+                "resending the telemetry report interrupted by the previous run"
+            );
+        }
+        // Count; if counting fails (database down), try again until the report is superseded.
+        let bytes = loop {
+            let counted = self
+                .provider
+                .inputs()
+                .and_then(|i| Ok(i.build().map_err(|e| anyhow::anyhow!("{e}"))?.to_bytes()));
+            match counted {
+                Ok(b) => break b,
+                Err(e) => {
+                    tracing::warn!("telemetry counting failed: {e:#}");
+                    let retry = SystemTime::now() + COUNT_RETRY;
+                    if retry >= grant.deadline || shutdown.wait_until(retry) {
+                        if !shutdown.is_set() {
+                            self.complete(grant);
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let clock = ShutdownClock(shutdown.clone());
+        let mut guard = Guard {
+            coordinator: &mut *self.coordinator,
+            grant,
+            shutdown,
+            last_renew: SystemTime::now(),
+        };
+        let delivery = audit::deliver_audited(
+            &self.cfg.deliver,
+            &bytes,
+            grant.deadline,
+            &clock,
+            &mut self.rng,
+            &self.audit,
+            Some(&self.status),
+            &mut guard,
+        );
+        match &delivery.result {
+            Final::Delivered { .. } => tracing::info!(
+                sha256 = %sha256_hex(&bytes),
+                attempts = delivery.attempts,
+                "telemetry report {}",
+                delivery.result
+            ),
+            Final::Stopped => {
+                tracing::info!("telemetry delivery interrupted; it resumes after restart");
+                return;
+            }
+            other => tracing::warn!(attempts = delivery.attempts, "telemetry report {other}"),
+        }
+        self.complete(grant);
+    }
+
+    fn complete(&mut self, grant: &Grant) {
+        if let Err(e) = self.coordinator.complete(grant, SystemTime::now()) {
+            tracing::warn!("telemetry schedule: {e:#}");
+        }
+    }
+}
+
+/// Stops delivery on shutdown or when the claim is lost, and keeps the claim alive.
+struct Guard<'a> {
+    coordinator: &'a mut dyn Coordinator,
+    grant: &'a Grant,
+    shutdown: &'a Shutdown,
+    last_renew: SystemTime,
+}
+
+impl Guard<'_> {
+    /// Renews the claim as often as the coordinator asks; `false` if it was lost to another
+    /// agent.
+    fn renew(&mut self) -> bool {
+        let now = SystemTime::now();
+        if now.duration_since(self.last_renew).unwrap_or_default() < self.coordinator.renew_every()
+        {
+            return true;
+        }
+        self.last_renew = now;
+        match self.coordinator.renew(self.grant, now) {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!("telemetry claim lost to another replica; stopping this delivery");
+                false
+            }
+            // Nobody else can claim while the coordinator is unreachable either.
+            Err(e) => {
+                tracing::warn!("telemetry claim not renewed: {e:#}");
+                true
+            }
+        }
+    }
+}
+
+impl Observer for Guard<'_> {
+    fn before_attempt(&mut self, _number: u32) -> bool {
+        !self.shutdown.is_set() && self.renew()
+    }
+
+    fn keep_waiting(&mut self) -> bool {
+        !self.shutdown.is_set() && self.renew()
+    }
+}

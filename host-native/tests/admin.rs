@@ -1,0 +1,334 @@
+//! The admin listener over real loopback HTTP: preview API, metrics, token, refusals, off.
+
+mod common;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use ttn_lw_telemetry::admin::{
+    self, AdminConfig, AdminState, Asset, ConsoleAssets, InputsProvider,
+};
+use ttn_lw_telemetry::metrics::{self, SharedStatus};
+use ttn_telemetry_core::{Inputs, content_digest, parse_content_digest, sha256, sha256_hex};
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn serve(state: AdminState) -> Server {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            admin::serve(l, state, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    Server {
+        addr: rx.recv().unwrap(),
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+struct Counting {
+    calls: AtomicUsize,
+}
+
+impl InputsProvider for Counting {
+    fn inputs(&self) -> anyhow::Result<Inputs> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(common::inputs())
+    }
+}
+
+fn state(token: Option<&str>, off: Option<&str>) -> (AdminState, Arc<Counting>, SharedStatus) {
+    let provider = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+    });
+    let status = metrics::shared(off.is_none());
+    let s = AdminState::new(
+        AdminConfig {
+            token: token.map(str::to_owned),
+            off_reason: off.map(str::to_owned),
+            target: "https://user:pa55@collector.example/collect".into(),
+            interval: Duration::from_secs(86400),
+        },
+        provider.clone(),
+        status.clone(),
+    );
+    (s, provider, status)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+struct Got {
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Got {
+    let mut req = agent().get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    let mut r = req.call().unwrap();
+    Got {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body: r.body_mut().read_to_vec().unwrap(),
+    }
+}
+
+fn json(g: &Got) -> serde_json::Value {
+    serde_json::from_slice(&g.body).unwrap()
+}
+
+#[test]
+fn inputs_and_report_agree_with_the_core() {
+    let (st, provider, status) = state(None, None);
+    let due = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    status.lock().unwrap().next_due = Some(due);
+    let srv = serve(st);
+    let expected = common::body();
+
+    let g = get(srv.addr, "/api/v1/telemetry/inputs", None);
+    assert_eq!(g.status, 200);
+    assert_eq!(g.headers["cache-control"], "no-store");
+    let v = json(&g);
+    let inputs = Inputs::from_json(v["inputs"].to_string().as_bytes()).unwrap();
+    assert_eq!(inputs, common::inputs());
+    assert_eq!(v["sha256"], sha256_hex(&expected));
+    assert_eq!(v["size"], expected.len());
+    assert_eq!(v["telemetry"]["enabled"], true);
+    assert_eq!(v["telemetry"]["off_reason"], serde_json::Value::Null);
+    assert_eq!(
+        v["telemetry"]["target"],
+        "https://user:***@collector.example/collect"
+    );
+    assert_eq!(v["telemetry"]["interval"], "24h0m0s");
+    assert_eq!(v["next_due"], "2030-03-17T17:46:40.000Z");
+    assert_eq!(v["last_success"], serde_json::Value::Null);
+
+    let r = get(srv.addr, "/api/v1/telemetry/report", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, expected, "the exact bytes the core builds");
+    assert_eq!(r.headers["content-type"], "application/json");
+    let digest = r.headers["content-digest"].to_str().unwrap();
+    assert_eq!(digest, content_digest(&expected));
+    assert_eq!(parse_content_digest(digest), Some(sha256(&r.body)));
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let (st, _, status) = state(None, None);
+    {
+        let mut s = status.lock().unwrap();
+        let t = |x| SystemTime::UNIX_EPOCH + Duration::from_secs(x);
+        s.record_attempt(t(100), false, "HTTP 503".into());
+        s.record_attempt(t(200), false, "timeout".into());
+        s.next_due = Some(t(86_600));
+    }
+    let srv = serve(st);
+    let g = get(srv.addr, "/metrics", None);
+    assert_eq!(g.status, 200);
+    assert!(
+        g.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = String::from_utf8(g.body).unwrap();
+    for line in [
+        "ttn_lw_telemetry_enabled 1",
+        "ttn_lw_telemetry_last_attempt_timestamp_seconds 200",
+        "ttn_lw_telemetry_consecutive_failures 2",
+        "ttn_lw_telemetry_next_due_timestamp_seconds 86600",
+        "ttn_lw_telemetry_attempts_total 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("ttn_lw_telemetry_last_success_timestamp_seconds"))
+    );
+}
+
+#[test]
+fn everything_else_is_refused() {
+    let (st, provider, _) = state(None, None);
+    let srv = serve(st);
+    assert_eq!(get(srv.addr, "/", None).status, 404);
+    assert_eq!(get(srv.addr, "/api/v1/telemetry", None).status, 404);
+    assert_eq!(
+        get(srv.addr, "/api/v1/telemetry/inputs/x", None).status,
+        404
+    );
+    assert_eq!(get(srv.addr, "/console/telemetry", None).status, 404);
+    for path in [
+        "/api/v1/telemetry/report",
+        "/api/v1/telemetry/inputs",
+        "/metrics",
+    ] {
+        let r = agent()
+            .post(format!("http://{}{path}", srv.addr))
+            .send_empty()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "POST {path}");
+        let r = agent()
+            .delete(format!("http://{}{path}", srv.addr))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "DELETE {path}");
+    }
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_token_is_required_when_set() {
+    let (st, provider, _) = state(Some("s3cret-token"), None);
+    let srv = serve(st);
+    for path in [
+        "/api/v1/telemetry/inputs",
+        "/api/v1/telemetry/report",
+        "/metrics",
+    ] {
+        let none = get(srv.addr, path, None);
+        assert_eq!(none.status, 401, "{path}");
+        assert!(
+            none.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        assert_eq!(get(srv.addr, path, Some("s3cret-tokeN")).status, 401);
+        assert_eq!(get(srv.addr, path, Some("s3cret")).status, 401);
+        assert_eq!(get(srv.addr, path, Some("s3cret-token")).status, 200);
+    }
+    // Only the two authorized API calls counted.
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+}
+
+struct Page;
+
+impl ConsoleAssets for Page {
+    fn get(&self, path: &str) -> Option<Asset> {
+        match path {
+            "" => Some(Asset {
+                content_type: "text/html; charset=utf-8",
+                bytes: Cow::Borrowed(b"<!doctype html><telemetry-preview></telemetry-preview>"),
+            }),
+            "app.js" => Some(Asset {
+                content_type: "text/javascript",
+                bytes: Cow::Borrowed(b"export {}"),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn the_console_hook_serves_assets_without_the_token() {
+    let (st, _, _) = state(Some("t"), None);
+    let srv = serve(st.with_console(Arc::new(Page)));
+    let page = get(srv.addr, "/console/telemetry", None);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert!(page.body.starts_with(b"<!doctype html>"));
+    let js = get(srv.addr, "/console/telemetry/app.js", None);
+    assert_eq!(
+        (js.status, js.body.as_slice()),
+        (200, b"export {}".as_slice())
+    );
+    assert_eq!(
+        get(srv.addr, "/console/telemetry/nope.js", None).status,
+        404
+    );
+}
+
+#[test]
+fn off_means_nothing_is_counted() {
+    let (st, provider, _) = state(None, Some("DO_NOT_TRACK is set"));
+    let srv = serve(st);
+    let g = get(srv.addr, "/api/v1/telemetry/inputs", None);
+    assert_eq!(g.status, 200);
+    let v = json(&g);
+    assert_eq!(v["telemetry"]["enabled"], false);
+    assert_eq!(v["telemetry"]["off_reason"], "DO_NOT_TRACK is set");
+    assert_eq!(v["inputs"], serde_json::Value::Null);
+    assert_eq!(v["sha256"], serde_json::Value::Null);
+    let r = get(srv.addr, "/api/v1/telemetry/report", None);
+    assert_eq!(r.status, 409);
+    assert!(String::from_utf8_lossy(&r.body).contains("telemetry is off"));
+    let m = String::from_utf8(get(srv.addr, "/metrics", None).body).unwrap();
+    assert!(m.lines().any(|l| l == "ttn_lw_telemetry_enabled 0"));
+    assert_eq!(
+        provider.calls.load(Ordering::SeqCst),
+        0,
+        "no counting when off"
+    );
+}
+
+#[test]
+fn a_counting_failure_is_a_clear_503() {
+    let status = metrics::shared(true);
+    let failing = Arc::new(|| -> anyhow::Result<Inputs> {
+        anyhow::bail!("connecting to postgresql://root:***@db/is: connection refused")
+    });
+    let st = AdminState::new(
+        AdminConfig {
+            token: None,
+            off_reason: None,
+            target: "https://collector.example/collect".into(),
+            interval: Duration::from_secs(3600),
+        },
+        failing,
+        status,
+    );
+    let srv = serve(st);
+    for path in ["/api/v1/telemetry/inputs", "/api/v1/telemetry/report"] {
+        let g = get(srv.addr, path, None);
+        assert_eq!(g.status, 503, "{path}");
+        let v = json(&g);
+        assert!(
+            v["error"].as_str().unwrap().contains("counting failed"),
+            "{v}"
+        );
+    }
+}
