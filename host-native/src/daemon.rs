@@ -360,6 +360,9 @@ pub struct Daemon {
     audit: AuditLog,
     rng: Rng,
     coordinator_failing: bool,
+    /// A finished slot whose completion could not be recorded yet (coordinator down): recorded
+    /// before anything else is claimed, so other replicas do not send it again.
+    uncompleted: Option<Grant>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -398,6 +401,7 @@ impl Daemon {
             audit,
             rng: Rng::from_entropy(),
             coordinator_failing: false,
+            uncompleted: None,
         })
     }
 
@@ -414,6 +418,15 @@ impl Daemon {
     /// One turn: claims, and sends if granted. Returns when to take the next turn.
     pub fn step(&mut self, shutdown: &Shutdown) -> SystemTime {
         let now = SystemTime::now();
+        // Past its deadline the slot is superseded and the record no longer matters.
+        if let Some(g) = self.uncompleted.take()
+            && now < g.deadline
+        {
+            self.complete(&g);
+            if self.uncompleted.is_some() {
+                return now + COORDINATOR_RETRY.min(self.cfg.interval);
+            }
+        }
         let claim = self.coordinator.claim(now);
         if claim.is_ok() && self.coordinator_failing {
             tracing::info!(
@@ -516,7 +529,8 @@ impl Daemon {
 
     fn complete(&mut self, grant: &Grant) {
         if let Err(e) = self.coordinator.complete(grant, SystemTime::now()) {
-            tracing::warn!("telemetry schedule: {e:#}");
+            tracing::warn!("telemetry schedule: cannot record the finished report yet: {e:#}");
+            self.uncompleted = Some(grant.clone());
         }
     }
 }
