@@ -306,6 +306,7 @@ pub fn spawn_admin(
             off_reason: cfg.off_reason.clone(),
             target: cfg.deliver.target.clone(),
             interval: cfg.interval,
+            loopback_hosts_only: addr.ip().is_loopback(),
         },
         provider,
         status,
