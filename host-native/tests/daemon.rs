@@ -605,3 +605,40 @@ fn send_now_delivers_once_and_audits() {
     assert_eq!(read_last_body(dir.path()).unwrap().unwrap(), body);
     assert_eq!(sink.requests().len(), 2);
 }
+
+#[test]
+fn redis_down_means_the_agent_says_so_and_sends_nothing() {
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_millis(200);
+    let closed = free_addr();
+    let logs = Logs::default();
+    run_for(
+        config(sink.url(), interval, dir.path()),
+        move || {
+            Ok(Box::new(RedisSchedule::new(
+                RedisTarget::from_config(&closed.to_string(), "pw-s3cret", 0),
+                "ttn-test:down",
+                interval,
+            )?) as Box<dyn Coordinator>)
+        },
+        Arc::new(Counting(AtomicUsize::new(0))),
+        Duration::from_millis(1200),
+        &logs,
+    )
+    .unwrap();
+    assert_eq!(
+        sink.connection_count(),
+        0,
+        "nothing sent without coordination"
+    );
+    let log = logs.text();
+    assert_eq!(
+        log.matches("telemetry not sent: cannot coordinate").count(),
+        1,
+        "said once per outage, not on every retry:\n{log}"
+    );
+    assert!(log.contains("Redis unreachable"), "{log}");
+    assert!(!log.contains("pw-s3cret"), "{log}");
+    assert!(read_history(dir.path()).unwrap().entries.is_empty());
+}
