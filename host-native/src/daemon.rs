@@ -65,7 +65,7 @@ impl Shutdown {
             .unwrap_or_else(|e| e.into_inner());
         *g
     }
-    /// Sleeps until `t` (by the wall clock), at most [`MAX_IDLE_SLEEP`] at a time; `true` on
+    /// Sleeps until `t` (by the wall clock), at most an hour at a time; `true` on
     /// shutdown.
     pub fn wait_until(&self, t: SystemTime) -> bool {
         let d = t.duration_since(SystemTime::now()).unwrap_or_default();
