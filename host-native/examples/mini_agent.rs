@@ -75,6 +75,8 @@ fn main() -> anyhow::Result<()> {
             None => Box::new(LocalSchedule::open(state_dir, interval, SystemTime::now())?),
         })
     };
-    // Runs until the process is killed.
-    daemon::run(cfg, coordinator, provider, Shutdown::new())
+    // Runs until SIGTERM/SIGINT (or SIGKILL, which the process-level tests use).
+    let shutdown = Shutdown::new();
+    daemon::shutdown_on_signals(&shutdown)?;
+    daemon::run(cfg, coordinator, provider, shutdown)
 }

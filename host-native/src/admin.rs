@@ -7,7 +7,9 @@
 //! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
 //! | `GET /console/telemetry[/…]` | the Console page's static assets, when a [`ConsoleAssets`] is plugged in |
 //!
-//! Everything else is refused: unknown paths get 404, other methods 405.
+//! Everything else is refused: unknown paths get 404, other methods 405. A listener bound to
+//! loopback also refuses (421) requests whose `Host` is not a loopback name, against DNS
+//! rebinding.
 //!
 //! With a token (`telemetry.admin.token`), the API and metrics routes require
 //! `Authorization: Bearer <token>`, compared in constant time; a missing or wrong token gets 401.
@@ -81,6 +83,10 @@ pub struct AdminConfig {
     pub target: String,
     /// The report interval.
     pub interval: Duration,
+    /// Refuse requests whose `Host` is not a loopback name or address. Set when the listener
+    /// is bound to loopback: a web page the operator visits could otherwise re-bind its own
+    /// host name to 127.0.0.1 (DNS rebinding) and read the preview from the operator's browser.
+    pub loopback_hosts_only: bool,
 }
 
 /// Everything the handlers share.
@@ -132,6 +138,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/telemetry/{*path}", get(console_asset));
     api.merge(console)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
 }
 
@@ -158,6 +165,40 @@ fn same_secret(a: &str, b: &str) -> bool {
         .zip(y.iter())
         .fold(0u8, |acc, (p, q)| acc | (p ^ q))
         == 0
+}
+
+/// Whether a `Host` header value names this machine's loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host,
+        }
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn check_host(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if s.cfg.loopback_hosts_only {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        if host.is_some_and(|h| !is_loopback_host(h)) {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this listener answers only to loopback host names (localhost, 127.0.0.1, [::1])",
+            );
+        }
+    }
+    next.run(req).await
 }
 
 async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
@@ -305,6 +346,32 @@ fn console(s: &AdminState, path: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::same_secret;
+
+    #[test]
+    fn loopback_hosts() {
+        use super::is_loopback_host as l;
+        for ok in [
+            "localhost",
+            "localhost:1886",
+            "127.0.0.1:1886",
+            "127.0.0.2",
+            "[::1]:1886",
+            "LOCALHOST.",
+            "app.localhost:80",
+        ] {
+            assert!(l(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:1886",
+            "localhost.evil.example",
+            "10.0.0.1:1886",
+            "[::2]:1886",
+            "",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!l(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_compare() {

@@ -91,6 +91,27 @@ impl AuditEntry {
     }
 }
 
+/// One line for `history`: time, attempt, outcome, status, receipt or detail, digest, size,
+/// target.
+impl std::fmt::Display for AuditEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} attempt {} {}", self.time, self.attempt, self.outcome)?;
+        if let Some(s) = self.status {
+            write!(f, " HTTP {s}")?;
+        }
+        if let Some(r) = &self.receipt {
+            write!(f, " receipt {r}")?;
+        } else if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        write!(
+            f,
+            " sha256 {} {} bytes to {}",
+            self.sha256, self.size, self.target
+        )
+    }
+}
+
 /// RFC 3339 UTC with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -383,6 +404,13 @@ mod tests {
             },
         );
         assert!(done.delivered());
+        assert_eq!(
+            done.to_string(),
+            format!(
+                "1970-01-01T00:00:00.005Z attempt 2 delivered HTTP 202 receipt matched sha256 {} 2 bytes to http://x/",
+                sha256_hex(b"{}")
+            )
+        );
         assert_eq!(done.receipt.as_deref(), Some("matched"));
         let line = serde_json::to_string(&done).unwrap();
         assert_eq!(serde_json::from_str::<AuditEntry>(&line).unwrap(), done);

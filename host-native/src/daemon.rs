@@ -23,7 +23,7 @@ use ttn_telemetry_core::{format_duration, redact_uri, sha256_hex};
 
 use crate::admin::{self, AdminConfig, AdminState, InputsProvider};
 use crate::audit::{self, AuditLog, read_history, rfc3339};
-use crate::deliver::{Clock, DeliverConfig, Final, Observer, Rng};
+use crate::deliver::{self, Clock, DeliverConfig, Final, Observer, Rng};
 use crate::metrics::{self, SharedStatus};
 use crate::schedule::{Claim, Coordinator, Grant};
 
@@ -65,7 +65,7 @@ impl Shutdown {
             .unwrap_or_else(|e| e.into_inner());
         *g
     }
-    /// Sleeps until `t` (by the wall clock), at most [`MAX_IDLE_SLEEP`] at a time; `true` on
+    /// Sleeps until `t` (by the wall clock), at most an hour at a time; `true` on
     /// shutdown.
     pub fn wait_until(&self, t: SystemTime) -> bool {
         let d = t.duration_since(SystemTime::now()).unwrap_or_default();
@@ -103,6 +103,128 @@ pub struct DaemonConfig {
     pub admin_token: Option<String>,
 }
 
+impl DaemonConfig {
+    /// The daemon settings of an effective core configuration. The admin address is resolved
+    /// now (`localhost:1886` works too), so a bad one fails start-up.
+    pub fn from_core(config: &ttn_telemetry_core::Config) -> anyhow::Result<Self> {
+        use std::net::ToSocketAddrs as _;
+        let admin_listen = if config.admin_listen.is_empty() {
+            None
+        } else {
+            let addr = config
+                .admin_listen
+                .to_socket_addrs()
+                .with_context(|| {
+                    format!(
+                        "telemetry.admin.listen {:?} does not resolve",
+                        config.admin_listen
+                    )
+                })?
+                .next()
+                .with_context(|| {
+                    format!(
+                        "telemetry.admin.listen {:?} has no address",
+                        config.admin_listen
+                    )
+                })?;
+            Some(addr)
+        };
+        Ok(DaemonConfig {
+            off_reason: config.off_reason().map(str::to_owned),
+            deliver: DeliverConfig::new(config.target.clone()),
+            interval: config.interval,
+            state_dir: PathBuf::from(&config.state_dir),
+            admin_listen,
+            admin_token: Some(config.admin_token.clone()).filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// The coordinator a core configuration asks for: Redis when `redis.address` is set (default
+/// namespace), else the state directory. Call it only when telemetry is on (it writes the
+/// state directory).
+pub fn coordinator_from_core(
+    config: &ttn_telemetry_core::Config,
+    now: SystemTime,
+) -> anyhow::Result<Box<dyn Coordinator>> {
+    use crate::schedule::{local::LocalSchedule, redis};
+    if config.redis_address.is_empty() {
+        Ok(Box::new(LocalSchedule::open(
+            &config.state_dir,
+            config.interval,
+            now,
+        )?))
+    } else {
+        let target = redis::RedisTarget::from_config(
+            &config.redis_address,
+            &config.redis_password,
+            config.redis_database,
+        );
+        Ok(Box::new(redis::RedisSchedule::new(
+            target,
+            redis::DEFAULT_NAMESPACE,
+            config.interval,
+        )?))
+    }
+}
+
+/// What `send` does after counting: delivers `body` now with the retry policy until
+/// `deadline`, writing the audit log and the last body in `state_dir`. Outside the schedule:
+/// it neither claims nor completes a slot. `send` exits 0 only when the result is delivered.
+pub fn send_now(
+    cfg: &DeliverConfig,
+    state_dir: &std::path::Path,
+    body: &[u8],
+    deadline: SystemTime,
+) -> anyhow::Result<deliver::Delivery> {
+    let log = AuditLog::open(state_dir)?;
+    Ok(audit::deliver_audited(
+        cfg,
+        body,
+        deadline,
+        &deliver::SystemClock,
+        &mut Rng::from_entropy(),
+        &log,
+        None,
+        &mut (),
+    ))
+}
+
+/// Triggers `shutdown` on SIGINT or SIGTERM (Ctrl-C elsewhere), from a small thread of its own.
+pub fn shutdown_on_signals(shutdown: &Shutdown) -> anyhow::Result<()> {
+    let shutdown = shutdown.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut term), Ok(mut int)) = (
+                        signal(SignalKind::terminate()),
+                        signal(SignalKind::interrupt()),
+                    ) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                #[cfg(not(unix))]
+                {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            });
+            tracing::info!("stopping");
+            shutdown.trigger();
+        })?;
+    Ok(())
+}
+
 /// The info line logged at start-up when telemetry is on (SPEC §6).
 pub fn startup_line(cfg: &DaemonConfig) -> String {
     let preview = match cfg.admin_listen {
@@ -110,7 +232,7 @@ pub fn startup_line(cfg: &DaemonConfig) -> String {
         None => String::new(),
     };
     format!(
-        "telemetry is on: every {} this agent sends {} an anonymous deployment id, its version, OS and architecture, and the number of users, organizations, applications, gateways (per frequency plan) and end devices (active in the last day, week and month){preview}; \
+        "telemetry is on: every {} this agent sends to {}: an anonymous deployment id, its version, OS and architecture, and the number of users, organizations, applications, gateways (per frequency plan) and end devices (active in the last day, week and month){preview}; \
          turn it off with telemetry.enable=false (env TTN_LW_TELEMETRY_ENABLE=false) or DO_NOT_TRACK=1",
         format_duration(cfg.interval),
         redact_uri(&cfg.deliver.target),
@@ -184,6 +306,7 @@ pub fn spawn_admin(
             off_reason: cfg.off_reason.clone(),
             target: cfg.deliver.target.clone(),
             interval: cfg.interval,
+            loopback_hosts_only: addr.ip().is_loopback(),
         },
         provider,
         status,
@@ -238,6 +361,9 @@ pub struct Daemon {
     audit: AuditLog,
     rng: Rng,
     coordinator_failing: bool,
+    /// A finished slot whose completion could not be recorded yet (coordinator down): recorded
+    /// before anything else is claimed, so other replicas do not send it again.
+    uncompleted: Option<Grant>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -276,6 +402,7 @@ impl Daemon {
             audit,
             rng: Rng::from_entropy(),
             coordinator_failing: false,
+            uncompleted: None,
         })
     }
 
@@ -292,6 +419,15 @@ impl Daemon {
     /// One turn: claims, and sends if granted. Returns when to take the next turn.
     pub fn step(&mut self, shutdown: &Shutdown) -> SystemTime {
         let now = SystemTime::now();
+        // Past its deadline the slot is superseded and the record no longer matters.
+        if let Some(g) = self.uncompleted.take()
+            && now < g.deadline
+        {
+            self.complete(&g);
+            if self.uncompleted.is_some() {
+                return now + COORDINATOR_RETRY.min(self.cfg.interval);
+            }
+        }
         let claim = self.coordinator.claim(now);
         if claim.is_ok() && self.coordinator_failing {
             tracing::info!(
@@ -394,7 +530,8 @@ impl Daemon {
 
     fn complete(&mut self, grant: &Grant) {
         if let Err(e) = self.coordinator.complete(grant, SystemTime::now()) {
-            tracing::warn!("telemetry schedule: {e:#}");
+            tracing::warn!("telemetry schedule: cannot record the finished report yet: {e:#}");
+            self.uncompleted = Some(grant.clone());
         }
     }
 }

@@ -599,7 +599,7 @@ fn classify_error(e: ureq::Error) -> Outcome {
     match e {
         E::Timeout(t) => Outcome::Timeout(t.to_string()),
         E::Io(ref io) if io.kind() == io::ErrorKind::TimedOut => Outcome::Timeout(e.to_string()),
-        E::Io(ref io) => Outcome::Network(format!("{:?}: {e}", io.kind()).to_lowercase()),
+        E::Io(_) => Outcome::Network(e.to_string()),
         E::BadUri(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl | E::Http(_) => {
             Outcome::Unsendable(e.to_string())
         }

@@ -78,6 +78,7 @@ fn state(token: Option<&str>, off: Option<&str>) -> (AdminState, Arc<Counting>, 
             off_reason: off.map(str::to_owned),
             target: "https://user:pa55@collector.example/collect".into(),
             interval: Duration::from_secs(86400),
+            loopback_hosts_only: true,
         },
         provider.clone(),
         status.clone(),
@@ -317,6 +318,7 @@ fn a_counting_failure_is_a_clear_503() {
             off_reason: None,
             target: "https://collector.example/collect".into(),
             interval: Duration::from_secs(3600),
+            loopback_hosts_only: true,
         },
         failing,
         status,
@@ -331,4 +333,25 @@ fn a_counting_failure_is_a_clear_503() {
             "{v}"
         );
     }
+}
+
+#[test]
+fn foreign_host_names_are_refused_on_loopback() {
+    let (st, provider, _) = state(None, None);
+    let srv = serve(st);
+    for path in ["/api/v1/telemetry/inputs", "/metrics", "/nope"] {
+        let r = agent()
+            .get(format!("http://{}{path}", srv.addr))
+            .header("Host", "rebound.evil.example:1886")
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 421, "{path}");
+    }
+    let ok = agent()
+        .get(format!("http://{}/metrics", srv.addr))
+        .header("Host", format!("localhost:{}", srv.addr.port()))
+        .call()
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 0);
 }

@@ -505,3 +505,140 @@ fn redis_process_killed_mid_send_is_taken_over_by_the_other() {
         .unwrap();
     let _: () = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
 }
+
+#[test]
+fn process_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let mut agent = spawn_agent(
+        &[
+            (
+                "MINI_AGENT_STATE_DIR",
+                dir.path().join("s").display().to_string(),
+            ),
+            ("MINI_AGENT_ADMIN", "127.0.0.1:0".into()),
+        ],
+        &log,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let end = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = agent.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "the agent did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("telemetry is on"), "{text}");
+    assert!(text.contains("stopping"), "{text}");
+}
+
+#[test]
+fn from_core_maps_the_effective_configuration() {
+    use ttn_telemetry_core::{Config, RawValue};
+    let mut c = Config::default();
+    let d = DaemonConfig::from_core(&c).unwrap();
+    assert_eq!(d.off_reason, None);
+    assert_eq!(d.interval, Duration::from_secs(86400));
+    assert_eq!(
+        d.deliver.target,
+        "https://telemetry.thethingsstack.io/collect"
+    );
+    assert_eq!(d.admin_listen, Some("127.0.0.1:1886".parse().unwrap()));
+    assert_eq!(d.admin_token, None);
+    assert_eq!(d.state_dir, Path::new(".ttn-lw-telemetry"));
+    c.set("telemetry.admin.token", &RawValue::Scalar("tok".into()))
+        .unwrap();
+    c.set(
+        "telemetry.entity-count-telemetry.enable",
+        &RawValue::Scalar("false".into()),
+    )
+    .unwrap();
+    let d = DaemonConfig::from_core(&c).unwrap();
+    assert_eq!(d.admin_token.as_deref(), Some("tok"));
+    assert_eq!(
+        d.off_reason.as_deref(),
+        Some("telemetry.entity-count-telemetry.enable is false")
+    );
+    // The start-up line names the target and how to turn telemetry off.
+    let line = daemon::startup_line(&DaemonConfig::from_core(&Config::default()).unwrap());
+    assert!(line.contains("every 24h0m0s"), "{line}");
+    assert!(
+        line.contains("https://telemetry.thethingsstack.io/collect"),
+        "{line}"
+    );
+    assert!(
+        line.contains("http://127.0.0.1:1886/api/v1/telemetry/report"),
+        "{line}"
+    );
+}
+
+#[test]
+fn send_now_delivers_once_and_audits() {
+    let sink = Sink::start(vec![Reply::status(502)], Reply::Receipt(200));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = DeliverConfig::new(sink.url());
+    cfg.backoff.base = Duration::from_millis(50);
+    let body = common::body();
+    let d = daemon::send_now(
+        &cfg,
+        dir.path(),
+        &body,
+        SystemTime::now() + Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(d.result.delivered(), "{:?}", d.result);
+    assert_eq!(d.attempts, 2);
+    let h = read_history(dir.path()).unwrap();
+    assert_eq!(h.entries.len(), 4);
+    assert_eq!(
+        h.last_success().unwrap().receipt.as_deref(),
+        Some("matched")
+    );
+    assert_eq!(read_last_body(dir.path()).unwrap().unwrap(), body);
+    assert_eq!(sink.requests().len(), 2);
+}
+
+#[test]
+fn redis_down_means_the_agent_says_so_and_sends_nothing() {
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_millis(200);
+    let closed = free_addr();
+    let logs = Logs::default();
+    run_for(
+        config(sink.url(), interval, dir.path()),
+        move || {
+            Ok(Box::new(RedisSchedule::new(
+                RedisTarget::from_config(&closed.to_string(), "pw-s3cret", 0),
+                "ttn-test:down",
+                interval,
+            )?) as Box<dyn Coordinator>)
+        },
+        Arc::new(Counting(AtomicUsize::new(0))),
+        Duration::from_millis(1200),
+        &logs,
+    )
+    .unwrap();
+    assert_eq!(
+        sink.connection_count(),
+        0,
+        "nothing sent without coordination"
+    );
+    let log = logs.text();
+    assert_eq!(
+        log.matches("telemetry not sent: cannot coordinate").count(),
+        1,
+        "said once per outage, not on every retry:\n{log}"
+    );
+    assert!(log.contains("Redis unreachable"), "{log}");
+    assert!(!log.contains("pw-s3cret"), "{log}");
+    assert!(read_history(dir.path()).unwrap().entries.is_empty());
+}

@@ -258,6 +258,11 @@ fn redis_two_claimers_send_exactly_one_report_per_slot() {
 fn redis_first_report_waits_one_interval() {
     let ns = Ns::new("first");
     let mut s = ns.schedule(HOUR, "a");
+    assert_eq!(
+        s.next_due(SystemTime::now()).unwrap(),
+        None,
+        "status writes nothing"
+    );
     let now = SystemTime::now();
     let Claim::NotDue { next_due } = s.claim(now).unwrap() else {
         panic!("nothing is due at the first start")
@@ -295,7 +300,9 @@ fn redis_a_dead_holder_is_taken_over_after_its_lease() {
     std::thread::sleep(lease + Duration::from_millis(100));
     let g2 = granted(b.claim(SystemTime::now()).unwrap());
     assert_eq!(g2.slot, 1);
+    assert_eq!(b.next_due(SystemTime::now()).unwrap(), Some(g2.due));
     b.complete(&g2, SystemTime::now()).unwrap();
+    assert_eq!(b.next_due(SystemTime::now()).unwrap(), Some(g2.deadline));
     let mut c = ns.schedule(HOUR, "c");
     assert!(matches!(
         c.claim(SystemTime::now()).unwrap(),

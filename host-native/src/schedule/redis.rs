@@ -155,6 +155,24 @@ impl RedisSchedule {
         Ok(v.map(from_unix_ms))
     }
 
+    /// When the next report is due, without claiming or writing anything (for `status`):
+    /// `None` before any agent of the deployment has started.
+    pub fn next_due(&mut self, now: SystemTime) -> anyhow::Result<Option<SystemTime>> {
+        let Some(epoch) = self.epoch()? else {
+            return Ok(None);
+        };
+        let slot = slot_at(epoch, self.interval, now);
+        if slot == 0 {
+            return Ok(Some(due_of(epoch, self.interval, 1)));
+        }
+        let key = self.claim_key(slot);
+        let holder: Option<String> = self.call(|c| redis::cmd("GET").arg(&key).query(c))?;
+        Ok(Some(match holder {
+            Some(h) if h.ends_with("|done") => due_of(epoch, self.interval, slot + 1),
+            _ => due_of(epoch, self.interval, slot),
+        }))
+    }
+
     fn claim_key(&self, slot: u64) -> String {
         format!("{}:claim:{slot}", self.ns)
     }
