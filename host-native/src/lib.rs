@@ -6,3 +6,4 @@
 //! Modules follow the flow of a report: `config` → `count` → (core builds) → `schedule` →
 //! `deliver` → `audit`; `admin` serves the preview, `collect` receives reports, `cmd` holds the
 //! command-line entry points.
+pub mod collect;
