@@ -137,14 +137,21 @@ async fn crash_once(backend: Backend) {
         acked.len()
     );
     for r in &stored {
-        assert_eq!(sha256_hex(&r.body), r.sha256, "stored body matches its digest");
+        assert_eq!(
+            sha256_hex(&r.body),
+            r.sha256,
+            "stored body matches its digest"
+        );
         assert!(sent.contains(&r.sha256), "stored only what was sent");
     }
     // The counters were committed with the reports: they agree after the crash.
     let s = stats(addr).await;
     assert_eq!(s["reports_stored"].as_u64().unwrap() as usize, stored.len());
     let uids: HashSet<&str> = stored.iter().map(|r| r.uid.as_str()).collect();
-    assert_eq!(s["deployments"]["total"].as_u64().unwrap() as usize, uids.len());
+    assert_eq!(
+        s["deployments"]["total"].as_u64().unwrap() as usize,
+        uids.len()
+    );
     // And the restarted collector takes new reports.
     assert_eq!(post_json(addr, is_report(1_000_000, 0)).await.status, 200);
     eprintln!(

@@ -220,6 +220,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
+        .route("/favicon.svg", get(dashboard::icon))
         .with_state(app)
 }
 
@@ -447,6 +448,7 @@ mod dashboard {
     const INDEX: &str = include_str!("../../assets/dashboard/index.html");
     const SCRIPT: &str = include_str!("../../assets/dashboard/dashboard.js");
     const STYLE: &str = include_str!("../../assets/dashboard/dashboard.css");
+    const ICON: &str = include_str!("../../assets/dashboard/favicon.svg");
 
     fn asset(body: &'static str, content_type: &'static str) -> Response {
         (
@@ -481,5 +483,9 @@ mod dashboard {
 
     pub(super) async fn style() -> Response {
         asset(STYLE, "text/css; charset=utf-8")
+    }
+
+    pub(super) async fn icon() -> Response {
+        asset(ICON, "image/svg+xml")
     }
 }
