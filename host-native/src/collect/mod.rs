@@ -408,7 +408,7 @@ async fn collect(
         .take(report.report.uid.clone(), Instant::now())
         .map_err(Refusal::RateLimited)?;
     let digest = content_digest(&report.body);
-    let hex = store::digest_hex(&report.body);
+    let hex = report.sha256.clone();
     app.store
         .insert(vec![report])
         .await

@@ -43,6 +43,8 @@ pub struct NewReport {
     pub body: Vec<u8>,
     /// The body, parsed by the core.
     pub report: Report,
+    /// SHA-256 of the body, hex: stored with it and returned in the receipt.
+    pub sha256: String,
 }
 
 impl NewReport {
@@ -51,6 +53,7 @@ impl NewReport {
         let report = parse_report(&body)?;
         Ok(NewReport {
             received_at,
+            sha256: sha256_hex(&body),
             body,
             report,
         })
@@ -342,9 +345,4 @@ fn add_daily(d: &mut BTreeMap<(String, String), i64>, r: &Report, day: i64, sign
             }
         }
     }
-}
-
-/// SHA-256 (hex) of a body, as stored and as returned in receipts.
-pub fn digest_hex(body: &[u8]) -> String {
-    sha256_hex(body)
 }

@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::{Client, NoTls};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
-use super::{NewReport, Prev, Snapshot, StoredReport, day_of, digest_hex, plan};
+use super::{NewReport, Prev, Snapshot, StoredReport, day_of, plan};
 
 /// Most requests one commit takes from the queue.
 const MAX_BATCH: usize = 4096;
@@ -236,7 +236,7 @@ async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Resul
     let received: Vec<i64> = batch.iter().map(|r| r.received_at).collect();
     let uids: Vec<&str> = batch.iter().map(|r| r.report.uid.as_str()).collect();
     let kinds: Vec<&str> = batch.iter().map(|r| r.kind()).collect();
-    let digests: Vec<String> = batch.iter().map(|r| digest_hex(&r.body)).collect();
+    let digests: Vec<&str> = batch.iter().map(|r| r.sha256.as_str()).collect();
     let bodies: Vec<&[u8]> = batch.iter().map(|r| r.body.as_slice()).collect();
     tx.execute(
         "INSERT INTO reports (id, received_at, uid, kind, sha256, body)
