@@ -220,6 +220,7 @@ async fn refuses_bad_input(b: Backend) {
             .await
             .unwrap();
         assert_eq!(r.status, 405, "{m} {p}");
+        assert!(r.json()["error"].as_str().unwrap().contains("read-only"));
     }
     assert_eq!(
         request(addr, "GET", "/nope", &[], vec![])

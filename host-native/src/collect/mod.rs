@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
@@ -221,6 +221,13 @@ fn router(app: Arc<App>) -> Router {
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
         .route("/favicon.svg", get(dashboard::icon))
+        .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "not found") })
+        .method_not_allowed_fallback(|| async {
+            plain_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: the collector takes POST /collect and is read-only otherwise",
+            )
+        })
         .with_state(app)
 }
 
@@ -333,6 +340,10 @@ impl IntoResponse for Refusal {
     }
 }
 
+fn plain_error(status: StatusCode, msg: &str) -> Response {
+    (status, json_headers(), error_json(msg)).into_response()
+}
+
 fn error_json(msg: &str) -> String {
     serde_json::json!({ "error": msg }).to_string()
 }
@@ -362,11 +373,9 @@ fn is_json(headers: &HeaderMap) -> bool {
 async fn collect(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    debug_assert_eq!(method, Method::POST);
     app.by_addr
         .take(peer.ip(), Instant::now())
         .map_err(Refusal::RateLimited)?;
