@@ -346,3 +346,105 @@ fn add_daily(d: &mut BTreeMap<(String, String), i64>, r: &Report, day: i64, sign
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ttn_telemetry_core::{Identity, Inputs, OsInfo};
+
+    fn report(deployment: &str, gateways: u64, version: &str, at: i64) -> NewReport {
+        let mut c = ttn_telemetry_core::EntitiesCount::default();
+        c.gateways.total = gateways;
+        c.gateways
+            .gateways_by_frequency_plan_id
+            .insert("EU_863_870".into(), gateways);
+        let body = Inputs {
+            identity: Identity::Elements(vec![deployment.into()]),
+            os: OsInfo {
+                operating_system: "linux".into(),
+                arch: "amd64".into(),
+                binary_version: version.into(),
+                golang_version: "rustc 1.95.0".into(),
+            },
+            payload: Payload::Entities(c),
+        }
+        .build()
+        .unwrap()
+        .to_bytes();
+        NewReport::parse(at, body).unwrap()
+    }
+
+    fn counter(p: &Plan, scope: &str, name: &str) -> i64 {
+        p.counters
+            .get(&(scope.to_owned(), name.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn later_reports_replace_earlier_ones() {
+        let d = MICROS_PER_DAY;
+        let a1 = report("a", 5, "1.0", 10 * d + 1);
+        let a2 = report("a", 7, "1.1", 10 * d + 2);
+        let b = report("b", 3, "1.0", 11 * d);
+        let p = plan(
+            &[(1, &a1), (2, &a2), (3, &b)],
+            HashMap::new(),
+            HashMap::new(),
+        );
+        assert_eq!(counter(&p, "meta", "reports"), 3);
+        assert_eq!(counter(&p, "latest", "deployments"), 2);
+        assert_eq!(counter(&p, "latest", "gateways"), 10);
+        assert_eq!(counter(&p, "plan", "EU_863_870"), 10);
+        assert_eq!(counter(&p, "is_version", "1.0"), 1);
+        assert_eq!(counter(&p, "is_version", "1.1"), 1);
+        assert_eq!(counter(&p, &day_scope(10), "deployments"), 1);
+        assert_eq!(counter(&p, &day_scope(10), "gateways"), 7);
+        assert_eq!(counter(&p, &day_scope(11), "gateways"), 3);
+        assert_eq!(p.latest[&a1.report.uid], ("is", 2, 10 * d + 2));
+        assert_eq!(p.day_latest.len(), 2);
+
+        // A report older than what the store holds changes neither `latest` nor the totals,
+        // but still counts as stored and as that day's report.
+        let prev = HashMap::from([(
+            a1.report.uid.clone(),
+            Prev {
+                id: 2,
+                received_at: 10 * d + 2,
+                report: a2.report.clone(),
+            },
+        )]);
+        let old = report("a", 1, "0.9", 3 * d);
+        let p = plan(&[(4, &old)], prev, HashMap::new());
+        assert!(p.latest.is_empty());
+        assert_eq!(counter(&p, "latest", "gateways"), 0);
+        assert_eq!(counter(&p, &day_scope(3), "gateways"), 1);
+
+        // A newer one moves the totals by the difference only.
+        let prev = HashMap::from([(
+            a1.report.uid.clone(),
+            Prev {
+                id: 2,
+                received_at: 10 * d + 2,
+                report: a2.report.clone(),
+            },
+        )]);
+        let a3 = report("a", 9, "1.1", 12 * d);
+        let p = plan(&[(5, &a3)], prev, HashMap::new());
+        assert_eq!(counter(&p, "latest", "gateways"), 2);
+        assert_eq!(counter(&p, "latest", "deployments"), 0);
+        assert_eq!(counter(&p, "is_seen_day", "10"), -1);
+        assert_eq!(counter(&p, "is_seen_day", "12"), 1);
+        assert!(
+            !p.counters
+                .contains_key(&("is_version".into(), "1.1".into()))
+        );
+    }
+
+    #[test]
+    fn counts_are_clamped_in_aggregates() {
+        let r = report("big", u64::MAX, "1", 0);
+        let p = plan(&[(1, &r)], HashMap::new(), HashMap::new());
+        assert_eq!(counter(&p, "latest", "gateways"), AGGREGATE_CLAMP as i64);
+    }
+}
