@@ -136,9 +136,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: &[String]) -> anyhow::Result<()> {
-    let listen: SocketAddr = arg(args, "--listen")
-        .unwrap_or_else(|| "127.0.0.1:0".into())
-        .parse()?;
+    let listen = arg(args, "--listen").unwrap_or_else(|| "127.0.0.1:0".into());
     let mut opts = CollectOptions::new(listen, arg(args, "--database-uri"));
     if args.iter().any(|a| a == "--no-rate-limit") {
         opts.limits = Limits {

@@ -33,6 +33,8 @@ both!(accepts_with_receipt);
 async fn accepts_with_receipt(b: Backend) {
     let (uri, _dir) = fresh_store(b, "receipt").await;
     let c = start(&uri, unlimited(), None).await;
+    let mut accepted = c.accepted();
+    assert_eq!(*accepted.borrow(), 0);
     let body = is_report(1, 0);
     let r = request(
         c.local_addr(),
@@ -55,10 +57,13 @@ async fn accepts_with_receipt(b: Backend) {
         r.headers.get("content-digest").unwrap().to_str().unwrap(),
         content_digest(&body)
     );
+    accepted.changed().await.unwrap();
+    assert_eq!(*accepted.borrow_and_update(), 1);
     // A CLI report without a Content-Digest is accepted too.
     let cli = cli_report(7);
     assert_eq!(post_json(c.local_addr(), cli.clone()).await.status, 200);
 
+    assert_eq!(*accepted.borrow(), 2);
     let stored = c.store().all_reports().await.unwrap();
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].body, body);
@@ -168,6 +173,24 @@ async fn refuses_bad_input(b: Backend) {
     }
     keys.push_str("\"x\":1}}");
     assert_eq!(post_json(addr, keys.into_bytes()).await.status, 413);
+
+    // A chunked body with no declared length is cut off at the limit too.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /collect HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = [b' '; 8192];
+    for _ in 0..9 {
+        let _ = s
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = s.write_all(&chunk).await;
+        let _ = s.write_all(b"\r\n").await;
+    }
+    let resp = read_response(&mut s, Duration::from_secs(5)).await;
+    assert!(resp.starts_with("HTTP/1.1 413"), "chunked: {resp:?}");
 
     // Wrong or missing type: 415.
     for headers in [

@@ -36,7 +36,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tower::ServiceExt as _;
 use ttn_telemetry_core::{
     ReportError, content_digest, limits::MAX_REPORT_BYTES, parse_content_digest, sha256,
@@ -60,8 +60,9 @@ pub fn system_clock() -> Clock {
 /// How to run a collector.
 #[derive(Clone)]
 pub struct CollectOptions {
-    /// Address to listen on; port 0 picks a free one (see [`Collector::local_addr`]).
-    pub listen: SocketAddr,
+    /// `HOST:PORT` to listen on (a name such as `localhost` is resolved); port 0 picks a free
+    /// one (see [`Collector::local_addr`]).
+    pub listen: String,
     /// `None`: embedded SQLite in the working directory; else `sqlite:PATH` or `postgres://…`.
     pub database_uri: Option<String>,
     /// Abuse limits.
@@ -88,9 +89,9 @@ impl std::fmt::Debug for CollectOptions {
 
 impl CollectOptions {
     /// Options with default limits and the system clock.
-    pub fn new(listen: SocketAddr, database_uri: Option<String>) -> Self {
+    pub fn new(listen: impl Into<String>, database_uri: Option<String>) -> Self {
         CollectOptions {
-            listen,
+            listen: listen.into(),
             database_uri,
             limits: Limits::default(),
             clock: system_clock(),
@@ -138,6 +139,7 @@ impl Default for Limits {
 
 struct App {
     store: Store,
+    accepted: watch::Sender<u64>,
     clock: Clock,
     limits: Limits,
     by_addr: Buckets<std::net::IpAddr>,
@@ -149,6 +151,7 @@ struct App {
 pub struct Collector {
     addr: SocketAddr,
     store: Store,
+    accepted: watch::Receiver<u64>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -164,6 +167,12 @@ impl Collector {
         &self.store
     }
 
+    /// How many reports this collector has stored since it started; changes after each commit.
+    /// `demo --once` waits on it for the first report.
+    pub fn accepted(&self) -> watch::Receiver<u64> {
+        self.accepted.clone()
+    }
+
     /// Stops accepting connections, lets the store commit what is queued, and returns.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -177,22 +186,25 @@ impl Collector {
 /// Opens the store, binds `opts.listen` and serves in the background.
 pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
     let store = Store::open(opts.database_uri.as_deref()).await?;
-    let listener = TcpListener::bind(opts.listen)
+    let listener = TcpListener::bind(opts.listen.as_str())
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App {
         store: store.clone(),
+        accepted: watch::Sender::new(0),
         clock: opts.clock,
         by_addr: Buckets::new(opts.limits.per_addr, opts.limits.max_tracked),
         by_uid: Buckets::new(opts.limits.per_uid, opts.limits.max_tracked),
         limits: opts.limits,
     });
+    let accepted = app.accepted.subscribe();
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(accept_loop(listener, app, stopped));
     Ok(Collector {
         addr,
         store,
+        accepted,
         stop: Some(stop),
         task,
     })
@@ -422,6 +434,7 @@ async fn collect(
         .insert(vec![report])
         .await
         .map_err(Refusal::Storage)?;
+    app.accepted.send_modify(|n| *n += 1);
     let mut resp = (
         StatusCode::OK,
         json_headers(),

@@ -171,7 +171,7 @@ impl TestClock {
 
 /// Starts a collector on an ephemeral loopback port.
 pub async fn start(uri: &str, limits: Limits, clock: Option<collect::Clock>) -> Collector {
-    let mut opts = CollectOptions::new("127.0.0.1:0".parse().unwrap(), Some(uri.to_owned()));
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri.to_owned()));
     opts.limits = limits;
     if let Some(c) = clock {
         opts.clock = c;
