@@ -147,7 +147,7 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
     }
     let c = collect::start(opts).await?;
     println!("listening http://{}", c.local_addr());
-    tokio::signal::ctrl_c().await?;
+    collect::stop_signal().await?;
     c.shutdown().await;
     Ok(())
 }

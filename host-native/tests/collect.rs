@@ -604,3 +604,40 @@ async fn database_uris() {
     s.close().await;
     assert!(path.exists());
 }
+
+/// PostgreSQL restarts or drops the collector's connections: the collector answers 503 (the
+/// agent retries later) at most briefly, then reconnects; nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_come_back() {
+    let (uri, _) = fresh_store(Backend::Postgres, "reconnect").await;
+    let c = start(&uri, unlimited(), None).await;
+    assert_eq!(post_json(c.local_addr(), is_report(1, 0)).await.status, 200);
+    let (admin, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db = uri.rsplit('/').next().unwrap();
+    let killed = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&db],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed, 2, "the writer's and the reader's connections");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = post_json(c.local_addr(), is_report(10 + i, 0)).await;
+        statuses.push(r.status);
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    let s = stats(c.local_addr()).await;
+    assert_eq!(s["reports_stored"], 2);
+    c.shutdown().await;
+}

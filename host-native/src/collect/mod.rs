@@ -210,18 +210,33 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
     })
 }
 
-/// Runs a collector until Ctrl-C, then shuts it down cleanly.
+/// Runs a collector until Ctrl-C or SIGTERM, then shuts it down cleanly.
 pub async fn serve(opts: CollectOptions) -> anyhow::Result<()> {
     let collector = start(opts).await?;
     eprintln!(
-        "collect: listening on http://{} (dashboard at /, reports at /collect)",
+        "collect: listening on http://{} (dashboard at /, reports at POST /collect)",
         collector.local_addr()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    stop_signal().await?;
     collector.shutdown().await;
     Ok(())
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is one.
+pub async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listening for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+    }
 }
 
 /// The routes, for embedding the collector in another server.

@@ -99,7 +99,7 @@ impl PgStore {
             .context("creating the collector schema")?;
         let read = connect(uri).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(write, rx));
+        tokio::spawn(writer(uri.to_owned(), write, rx));
         Ok(PgStore {
             uri: uri.to_owned(),
             tx,
@@ -122,6 +122,7 @@ impl PgStore {
     pub async fn snapshot(&self, now: i64) -> anyhow::Result<Snapshot> {
         let c = cutoffs(now)?;
         let mut client = self.read.lock().await;
+        reconnect(&self.uri, &mut client).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -156,7 +157,8 @@ impl PgStore {
 
     /// Every stored report in commit order.
     pub async fn all_reports(&self) -> anyhow::Result<Vec<StoredReport>> {
-        let client = self.read.lock().await;
+        let mut client = self.read.lock().await;
+        reconnect(&self.uri, &mut client).await?;
         let rows = client
             .query(
                 "SELECT id, received_at, uid, kind, sha256, body FROM reports ORDER BY id",
@@ -185,7 +187,16 @@ impl PgStore {
     }
 }
 
-async fn writer(mut client: Client, mut rx: mpsc::UnboundedReceiver<Msg>) {
+/// Gives back a live connection: `client` itself, or a new one when the server closed it
+/// (a PostgreSQL restart must not leave the collector answering 503 for ever).
+async fn reconnect(uri: &str, client: &mut Client) -> anyhow::Result<()> {
+    if client.is_closed() {
+        *client = connect(uri).await?;
+    }
+    Ok(())
+}
+
+async fn writer(uri: String, mut client: Client, mut rx: mpsc::UnboundedReceiver<Msg>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = Vec::new();
         let mut close = None;
@@ -204,9 +215,11 @@ async fn writer(mut client: Client, mut rx: mpsc::UnboundedReceiver<Msg>) {
         }
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
-            let result = write_batch(&mut client, &batch)
-                .await
-                .map_err(|e| format!("{e:#}"));
+            let result = match reconnect(&uri, &mut client).await {
+                Ok(()) => write_batch(&mut client, &batch).await,
+                Err(e) => Err(e),
+            }
+            .map_err(|e| format!("{e:#}"));
             for (_, reply) in jobs {
                 let _ = reply.send(result.clone());
             }
