@@ -641,3 +641,50 @@ async fn postgres_connections_come_back() {
     assert_eq!(s["reports_stored"], 2);
     c.shutdown().await;
 }
+
+both!(stats_json_matches_golden);
+/// The exact `/api/v1/stats` JSON for a fixed set of reports and times, the same on both
+/// stores. Regenerate with `TTN_UPDATE_GOLDEN=1` after an intended change, and review the diff.
+async fn stats_json_matches_golden(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "golden").await;
+    let t0 = civil_to_unix_micros(2026, 1, 30, 8 * 3_600_000_000);
+    let clock = TestClock::at(t0);
+    let c = start(&uri, unlimited(), Some(clock.clock())).await;
+    for step in 0..12u64 {
+        clock.set(t0 + step as i64 * DAY / 2);
+        for i in 0..4 {
+            if (i + step) % 3 != 0 {
+                let r = post_json(c.local_addr(), is_report(i, step)).await;
+                assert_eq!(r.status, 200);
+            }
+        }
+        if step % 4 == 0 {
+            assert_eq!(
+                post_json(c.local_addr(), cli_report(step)).await.status,
+                200
+            );
+        }
+    }
+    assert_eq!(
+        post_json(c.local_addr(), is_report_with_plan(9, "<b>&\u{2028}"))
+            .await
+            .status,
+        200
+    );
+    clock.set(t0 + 6 * DAY + 3_600_000_000);
+    let got = serde_json::to_string_pretty(&stats(c.local_addr()).await).unwrap() + "\n";
+    c.shutdown().await;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/collect_stats.golden.json");
+    if std::env::var_os("TTN_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (TTN_UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(
+        got,
+        want,
+        "{b:?}: /api/v1/stats differs from {}",
+        path.display()
+    );
+}
