@@ -272,7 +272,7 @@ both!(slow_bodies_do_not_pin_workers);
 async fn slow_bodies_do_not_pin_workers(b: Backend) {
     let (uri, _dir) = fresh_store(b, "slow").await;
     let limits = Limits {
-        body_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(3),
         header_timeout: Duration::from_secs(1),
         ..unlimited()
     };
@@ -297,11 +297,11 @@ async fn slow_bodies_do_not_pin_workers(b: Backend) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                if start.elapsed() > Duration::from_secs(3) {
+                if start.elapsed() > Duration::from_secs(6) {
                     break;
                 }
             }
-            let resp = read_response(&mut s, Duration::from_secs(5)).await;
+            let resp = read_response(&mut s, Duration::from_secs(8)).await;
             (start.elapsed(), resp)
         }));
     }
@@ -312,13 +312,14 @@ async fn slow_bodies_do_not_pin_workers(b: Backend) {
         .await
         .unwrap();
 
-    // Meanwhile a normal report is served at once.
+    // Meanwhile a normal report is served long before the slow ones time out (a pinned
+    // worker would make it wait for them).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t = Instant::now();
     let r = post_json(addr, body.clone()).await;
     assert_eq!(r.status, 200);
     assert!(
-        t.elapsed() < Duration::from_millis(800),
+        t.elapsed() < Duration::from_secs(2),
         "a normal request waited {:?} behind slow ones",
         t.elapsed()
     );
@@ -328,8 +329,8 @@ async fn slow_bodies_do_not_pin_workers(b: Backend) {
         assert!(resp.starts_with("HTTP/1.1 408"), "got {resp:?}");
         assert!(resp.contains("did not arrive in time"), "{resp}");
         assert!(
-            elapsed < Duration::from_secs(4),
-            "cut off after {elapsed:?}"
+            elapsed > Duration::from_millis(2500) && elapsed < Duration::from_secs(6),
+            "cut off after {elapsed:?}, expected at the 3 s body timeout"
         );
     }
     // The stalled header is dropped by the header timeout.

@@ -104,10 +104,15 @@ async fn crash_once(backend: Backend) {
         }));
     }
     // Kill the collector while requests are in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
         if acked.lock().unwrap().len() >= 500 {
             break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{backend:?}: the collector acknowledged too few reports under load");
         }
     }
     child.kill().expect("kill -9 the collector"); // SIGKILL on Unix
