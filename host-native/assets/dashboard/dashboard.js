@@ -77,8 +77,9 @@ function columns(id, items, stat) {
   box.appendChild(svg);
 }
 
-// One small line chart of a daily series.
-function line(box, days, key, title) {
+// One small line chart of a daily series. `today` (YYYY-MM-DD) marks a day still in progress:
+// its point is hollow and labelled, so a partial day does not read as a drop.
+function line(box, days, key, title, today) {
   const W = 300, H = 150, L = 8, R = 8, T = 26, B = 24;
   const fig = document.createElement('figure');
   const cap = document.createElement('figcaption');
@@ -94,10 +95,11 @@ function line(box, days, key, title) {
   const pts = days.map((d, i) => `${x(i).toFixed(1)},${y(d[key]).toFixed(1)}`).join(' ');
   svg.appendChild(el('polyline', { points: pts, class: 'line' }));
   days.forEach((d, i) => {
-    const c = el('circle', { cx: x(i).toFixed(1), cy: y(d[key]).toFixed(1), r: days.length > 60 ? 1.5 : 3, class: 'dot' });
+    const partial = d.date === today;
+    const c = el('circle', { cx: x(i).toFixed(1), cy: y(d[key]).toFixed(1), r: days.length > 60 ? 1.5 : 3, class: partial ? 'dot partial' : 'dot' });
     c.dataset.date = d.date;
     c.dataset.value = d[key];
-    c.appendChild(el('title', {}, `${d.date}: ${fmt.format(d[key])}`));
+    c.appendChild(el('title', {}, `${d.date}${partial ? ' (so far)' : ''}: ${fmt.format(d[key])}`));
     svg.appendChild(c);
   });
   const last = days[days.length - 1];
@@ -105,7 +107,10 @@ function line(box, days, key, title) {
   v.dataset.latest = last[key];
   svg.appendChild(v);
   svg.appendChild(el('text', { x: L, y: H - 6, class: 'label' }, days[0].date));
-  if (days.length > 1) svg.appendChild(el('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'label' }, last.date));
+  if (days.length > 1) {
+    const end = last.date === today ? 'today, so far' : last.date;
+    svg.appendChild(el('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'label' }, end));
+  }
   fig.appendChild(svg);
   box.appendChild(fig);
 }
@@ -160,7 +165,7 @@ function render(s) {
       ['active_last_day', 'End devices active in a day'],
       ['applications', 'Applications'],
       ['users', 'Users'],
-    ]) line(daily, s.daily, key, title);
+    ]) line(daily, s.daily, key, title, s.generated_at.slice(0, 10));
   }
   document.body.dataset.ready = 'true';
 }

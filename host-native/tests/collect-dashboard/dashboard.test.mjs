@@ -32,7 +32,7 @@ before(async () => {
   // The numbers compared below must be the ones the page drew: fetch the stats right after.
   stats = await (await fetch(new URL('api/v1/stats', base))).json();
   mkdirSync(artifacts, { recursive: true });
-  await page.screenshot({ path: join(artifacts, 'dashboard.png'), fullPage: true });
+  await page.screenshot({ path: join(artifacts, process.env.SCREENSHOT || 'dashboard.png'), fullPage: true });
 });
 
 after(async () => { await browser?.close(); });
