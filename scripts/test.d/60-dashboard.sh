@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The collector's Telemetry Dashboard in real Chromium (issue 6). Seeds a collector with 40 days
-# of reports (straight into its store) plus a few over HTTP, one with the frequency-plan id
-# `<script>alert(1)</script>`, then runs host-native/tests/collect-dashboard with node's test
-# runner. Screenshot: ${ARTIFACTS_DIR:-/tmp/ttn-artifacts}/dashboard.png.
+# The collector's Telemetry Dashboard in real Chromium (issue 6), on the embedded store and on
+# PostgreSQL. Seeds a collector with 40 days of reports (straight into its store) plus a few over
+# HTTP, one with the frequency-plan id `<script>alert(1)</script>`, then runs
+# host-native/tests/collect-dashboard with node's test runner (node >= 20). Screenshots:
+# ${ARTIFACTS_DIR:-/tmp/ttn-artifacts}/dashboard.png and dashboard-postgres.png.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ttn-lw-telemetry/target}"

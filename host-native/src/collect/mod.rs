@@ -2,7 +2,7 @@
 //! aggregates, and `/` the Telemetry Dashboard that charts them.
 //!
 //! A report flows: per-address rate limit → `Content-Type` → size → body (with a read
-//! timeout) → `Content-Digest` → the core's [`parse_report`] → per-uid rate limit → the store's
+//! timeout) → `Content-Digest` → the core's [`parse_report`](ttn_telemetry_core::parse_report) → per-uid rate limit → the store's
 //! group commit → receipt. Every refusal has its status and a JSON `{"error":"…"}` body; the
 //! statuses are mapped in one place, [`Refusal`].
 //!
@@ -16,6 +16,23 @@
 //! limits are token buckets per client address (checked before the body is read) and per uid
 //! (checked after it is parsed). The address is the TCP peer: behind a reverse proxy, every
 //! client shares the proxy's bucket, so raise [`Limits::per_addr`] there.
+//!
+//! Durability: a 2xx is sent only after the report's transaction committed (SQLite WAL with
+//! `synchronous=FULL`, PostgreSQL with its default `synchronous_commit`); see [`store`]. A store
+//! failure answers 503 with `Retry-After`, so the agent keeps the report and sends it later.
+//!
+//! Embedding (the `collect` command, `demo`, tests):
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use ttn_lw_telemetry::collect::{self, CollectOptions};
+//! let c = collect::start(CollectOptions::new("127.0.0.1:0", None)).await?;
+//! println!("dashboard: http://{}/", c.local_addr());
+//! let mut accepted = c.accepted();
+//! accepted.changed().await?; // the first report was stored (`demo --once`)
+//! c.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 pub mod ratelimit;
 pub mod stats;
