@@ -610,7 +610,7 @@ async fn database_uris() {
 /// agent retries later) at most briefly, then reconnects; nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_come_back() {
-    let (uri, _) = fresh_store(Backend::Postgres, "reconnect").await;
+    let (uri, _db) = fresh_store(Backend::Postgres, "reconnect").await;
     let c = start(&uri, unlimited(), None).await;
     assert_eq!(post_json(c.local_addr(), is_report(1, 0)).await.status, 200);
     let (admin, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
@@ -688,4 +688,33 @@ async fn stats_json_matches_golden(b: Backend) {
         "{b:?}: /api/v1/stats differs from {}",
         path.display()
     );
+}
+
+/// Idle keep-alive connections are closed too, so they cannot hold the connection slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let (uri, _dir) = fresh_store(Backend::Sqlite, "idle").await;
+    let limits = Limits {
+        header_timeout: Duration::from_secs(1),
+        ..unlimited()
+    };
+    let c = start(&uri, limits, None).await;
+    let mut s = TcpStream::connect(c.local_addr()).await.unwrap();
+    s.write_all(b"GET /api/v1/stats HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let t = Instant::now();
+    let rest = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the idle connection is closed by the server");
+    assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    c.shutdown().await;
 }

@@ -140,15 +140,51 @@ pub enum Backend {
     Postgres,
 }
 
-/// A database URI for a fresh store of `backend`; the temp dir (SQLite) lives in the guard.
-pub async fn fresh_store(backend: Backend, tag: &str) -> (String, Option<tempfile::TempDir>) {
+/// Removes a test's store when the test ends (passed or not).
+#[derive(Debug)]
+pub enum StoreGuard {
+    /// The SQLite file's directory.
+    Dir(tempfile::TempDir),
+    /// The PostgreSQL database's name.
+    Database(String),
+}
+
+impl Drop for StoreGuard {
+    fn drop(&mut self) {
+        if let StoreGuard::Database(name) = self {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            // Drop runs inside the test's runtime: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let (c, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+                        .await
+                        .ok()?;
+                    tokio::spawn(conn);
+                    c.batch_execute(&sql).await.ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// A database URI for a fresh store of `backend`, and the guard that removes it.
+pub async fn fresh_store(backend: Backend, tag: &str) -> (String, StoreGuard) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
             let uri = format!("sqlite:{}", dir.path().join("collector.sqlite3").display());
-            (uri, Some(dir))
+            (uri, StoreGuard::Dir(dir))
         }
-        Backend::Postgres => (fresh_pg_database(tag).await, None),
+        Backend::Postgres => {
+            let uri = fresh_pg_database(tag).await;
+            let name = uri.rsplit('/').next().unwrap_or_default().to_owned();
+            (uri, StoreGuard::Database(name))
+        }
     }
 }
 
