@@ -718,3 +718,28 @@ async fn idle_connections_are_closed() {
     );
     c.shutdown().await;
 }
+
+/// Connections beyond the cap wait in the backlog, and a slot frees when a stalled client is
+/// dropped by the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped() {
+    let (uri, _dir) = fresh_store(Backend::Sqlite, "cap").await;
+    let limits = Limits {
+        header_timeout: Duration::from_secs(2),
+        max_connections: 1,
+        ..unlimited()
+    };
+    let c = start(&uri, limits, None).await;
+    let hog = TcpStream::connect(c.local_addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let r = post_json(c.local_addr(), is_report(1, 0)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "served after {:?}: the cap of one connection was not applied",
+        t.elapsed()
+    );
+    drop(hog);
+    c.shutdown().await;
+}

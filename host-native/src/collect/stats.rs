@@ -317,6 +317,28 @@ mod tests {
     use ttn_telemetry_core::civil_to_unix_micros;
 
     #[test]
+    fn long_tails_fold_into_other() {
+        let mut snap = Snapshot::default();
+        for i in 0..(TOP as i64 + 10) {
+            snap.counters
+                .push(("plan".into(), format!("plan-{i:03}"), 1000 - i));
+        }
+        snap.counters.push(("plan".into(), "gone".into(), -1));
+        let now = civil_to_unix_micros(2026, 1, 1, 0);
+        let s = Stats::from_snapshot(now, snap).unwrap();
+        let plans = &s.gateways_by_frequency_plan;
+        assert_eq!(plans.len(), TOP + 1);
+        assert_eq!(plans[0].name, "plan-000");
+        assert_eq!(plans[TOP - 1].count, 1000 - (TOP as i64 - 1));
+        assert_eq!(plans[TOP].name, "other");
+        assert_eq!(
+            plans[TOP].count,
+            (TOP as i64..TOP as i64 + 10).map(|i| 1000 - i).sum::<i64>()
+        );
+        assert!(s.daily.is_empty());
+    }
+
+    #[test]
     fn dates() {
         for (y, m, d) in [(1970, 1, 1), (2024, 2, 29), (2026, 11, 21), (2000, 12, 31)] {
             let day = day_of(civil_to_unix_micros(y, m, d, 0));
