@@ -11,6 +11,7 @@ pub mod admin;
 pub mod audit;
 pub mod cli_telemetry;
 pub mod cmd;
+pub mod collect;
 pub mod config;
 pub mod count;
 pub mod daemon;

@@ -1,0 +1,545 @@
+//! The collector (SPEC §9): `POST /collect` receives reports, `/api/v1/stats` serves the
+//! aggregates, and `/` the Telemetry Dashboard that charts them.
+//!
+//! A report flows: per-address rate limit → `Content-Type` → size → body (with a read
+//! timeout) → `Content-Digest` → the core's [`parse_report`](ttn_telemetry_core::parse_report) → per-uid rate limit → the store's
+//! group commit → receipt. Every refusal has its status and a JSON `{"error":"…"}` body; the
+//! statuses are mapped in one place, [`Refusal`].
+//!
+//! The receipt of an accepted report is `200 OK` with the JSON `{"stored":true,"sha256":"<hex>"}`
+//! and a `Content-Digest` header, both of the body exactly as stored, so that the agent can check
+//! them against the digest it sent.
+//!
+//! Abuse: connections are capped ([`Limits::max_connections`]); request headers must arrive
+//! within [`Limits::header_timeout`] and the body within [`Limits::body_timeout`] (then 408), so
+//! a slow or stalled client holds a connection and a small buffer, never a worker thread. Rate
+//! limits are token buckets per client address (checked before the body is read) and per uid
+//! (checked after it is parsed). The address is the TCP peer: behind a reverse proxy, every
+//! client shares the proxy's bucket, so raise [`Limits::per_addr`] there.
+//!
+//! Durability: a 2xx is sent only after the report's transaction committed (SQLite WAL with
+//! `synchronous=FULL`, PostgreSQL with its default `synchronous_commit`); see [`store`]. A store
+//! failure answers 503 with `Retry-After`, so the agent keeps the report and sends it later.
+//!
+//! Embedding (the `collect` command, `demo`, tests):
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use ttn_lw_telemetry::collect::{self, CollectOptions};
+//! let c = collect::start(CollectOptions::new("127.0.0.1:0", None)).await?;
+//! println!("dashboard: http://{}/", c.local_addr());
+//! let mut accepted = c.accepted();
+//! accepted.changed().await?; // the first report was stored (`demo --once`)
+//! c.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod ratelimit;
+pub mod stats;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tower::ServiceExt as _;
+use ttn_telemetry_core::{
+    ReportError, content_digest, limits::MAX_REPORT_BYTES, parse_content_digest, sha256,
+};
+
+use ratelimit::{Buckets, RateLimit};
+use store::{NewReport, Store};
+
+/// A clock giving Unix microseconds; injected so tests and demos can choose the time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock in Unix microseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    })
+}
+
+/// How to run a collector.
+#[derive(Clone)]
+pub struct CollectOptions {
+    /// `HOST:PORT` to listen on (a name such as `localhost` is resolved); port 0 picks a free
+    /// one (see [`Collector::local_addr`]).
+    pub listen: String,
+    /// `None`: embedded SQLite in the working directory; else `sqlite:PATH` or `postgres://…`.
+    pub database_uri: Option<String>,
+    /// Abuse limits.
+    pub limits: Limits,
+    /// Source of received times.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for CollectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectOptions")
+            .field("listen", &self.listen)
+            .field(
+                "database_uri",
+                &self
+                    .database_uri
+                    .as_deref()
+                    .map(ttn_telemetry_core::redact_uri),
+            )
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CollectOptions {
+    /// Options with default limits and the system clock.
+    pub fn new(listen: impl Into<String>, database_uri: Option<String>) -> Self {
+        CollectOptions {
+            listen: listen.into(),
+            database_uri,
+            limits: Limits::default(),
+            clock: system_clock(),
+        }
+    }
+}
+
+/// Abuse limits of a collector.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Per uid. An agent reports once a day and retries a failed send a few times, so the
+    /// default allows a burst of 10 and one more every 10 minutes.
+    pub per_uid: Option<RateLimit>,
+    /// Per client address (before the body is read). Default: a burst of 1,000, then 50/s,
+    /// which leaves room for many deployments behind one NAT. `None` disables it (load tests).
+    pub per_addr: Option<RateLimit>,
+    /// Most keys each rate limiter tracks (bounds its memory).
+    pub max_tracked: usize,
+    /// Time allowed for a request's headers (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// Time allowed for a request's whole body; after it, 408.
+    pub body_timeout: Duration,
+    /// Most open connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_uid: Some(RateLimit {
+                burst: 10,
+                per_second: 1.0 / 600.0,
+            }),
+            per_addr: Some(RateLimit {
+                burst: 1000,
+                per_second: 50.0,
+            }),
+            max_tracked: 100_000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
+struct App {
+    store: Store,
+    accepted: watch::Sender<u64>,
+    clock: Clock,
+    limits: Limits,
+    by_addr: Buckets<std::net::IpAddr>,
+    by_uid: Buckets<String>,
+}
+
+/// A running collector.
+#[derive(Debug)]
+pub struct Collector {
+    addr: SocketAddr,
+    store: Store,
+    accepted: watch::Receiver<u64>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its store (for tests and tools that seed or inspect it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// How many reports this collector has stored since it started; changes after each commit.
+    /// `demo --once` waits on it for the first report.
+    pub fn accepted(&self) -> watch::Receiver<u64> {
+        self.accepted.clone()
+    }
+
+    /// Stops accepting connections, lets the store commit what is queued, and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.store.close().await;
+    }
+}
+
+/// Opens the store, binds `opts.listen` and serves in the background.
+pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
+    let store = Store::open(opts.database_uri.as_deref()).await?;
+    let listener = TcpListener::bind(opts.listen.as_str())
+        .await
+        .with_context(|| format!("listening on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        store: store.clone(),
+        accepted: watch::Sender::new(0),
+        clock: opts.clock,
+        by_addr: Buckets::new(opts.limits.per_addr, opts.limits.max_tracked),
+        by_uid: Buckets::new(opts.limits.per_uid, opts.limits.max_tracked),
+        limits: opts.limits,
+    });
+    let accepted = app.accepted.subscribe();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(accept_loop(listener, app, stopped));
+    Ok(Collector {
+        addr,
+        store,
+        accepted,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Runs a collector until Ctrl-C or SIGTERM, then shuts it down cleanly.
+pub async fn serve(opts: CollectOptions) -> anyhow::Result<()> {
+    let collector = start(opts).await?;
+    eprintln!(
+        "collect: listening on http://{} (dashboard at /, reports at POST /collect)",
+        collector.local_addr()
+    );
+    stop_signal().await?;
+    collector.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is one.
+pub async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listening for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+    }
+}
+
+/// The routes, for embedding the collector in another server.
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/collect", post(collect))
+        .route("/api/v1/stats", get(api_stats))
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
+        .route("/favicon.svg", get(dashboard::icon))
+        .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "not found") })
+        .method_not_allowed_fallback(|| async {
+            plain_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: the collector takes POST /collect and is read-only otherwise",
+            )
+        })
+        .with_state(app)
+}
+
+async fn accept_loop(listener: TcpListener, app: Arc<App>, mut stopped: oneshot::Receiver<()>) {
+    let router = router(app.clone());
+    let slots = Arc::new(Semaphore::new(app.limits.max_connections.max(1)));
+    let header_timeout = app.limits.header_timeout;
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stopped => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut stopped => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    eprintln!("collect: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Why a request was refused; the one place that maps refusals to statuses.
+#[derive(Debug)]
+pub enum Refusal {
+    /// 429, with the seconds after which to retry.
+    RateLimited(Duration),
+    /// 415.
+    WrongType,
+    /// 413.
+    TooLarge,
+    /// 408: the body did not arrive in time.
+    BodyTimeout,
+    /// 400: the body could not be read.
+    BadBody(String),
+    /// 400: `Content-Digest` does not match or is malformed.
+    Digest(&'static str),
+    /// 400: the core refused the report.
+    Invalid(ReportError),
+    /// 503: the store failed; the report was not stored and may be sent again.
+    Storage(anyhow::Error),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, msg) = match &self {
+            Refusal::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "too many requests".into()),
+            Refusal::WrongType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content type must be application/json".into(),
+            ),
+            Refusal::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("report is larger than {MAX_REPORT_BYTES} bytes"),
+            ),
+            Refusal::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time".into(),
+            ),
+            Refusal::BadBody(e) => (StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+            Refusal::Digest(m) => (StatusCode::BAD_REQUEST, (*m).to_owned()),
+            Refusal::Invalid(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+            Refusal::Storage(e) => {
+                eprintln!("collect: storing a report failed: {e:#}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the report could not be stored; try again later".into(),
+                )
+            }
+        };
+        let mut resp = (status, json_headers(), error_json(&msg)).into_response();
+        match self {
+            Refusal::RateLimited(after) => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(after.as_secs().max(1)),
+                );
+            }
+            Refusal::Storage(_) => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
+            Refusal::BodyTimeout | Refusal::TooLarge => {
+                // The rest of the body is not read: the connection cannot be reused.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+fn plain_error(status: StatusCode, msg: &str) -> Response {
+    (status, json_headers(), error_json(msg)).into_response()
+}
+
+fn error_json(msg: &str) -> String {
+    serde_json::json!({ "error": msg }).to_string()
+}
+
+fn json_headers() -> [(header::HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn collect(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    app.by_addr
+        .take(peer.ip(), Instant::now())
+        .map_err(Refusal::RateLimited)?;
+    if !is_json(&headers) {
+        return Err(Refusal::WrongType);
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REPORT_BYTES as u64) {
+        return Err(Refusal::TooLarge);
+    }
+    let read = Limited::new(body, MAX_REPORT_BYTES).collect();
+    let bytes = match tokio::time::timeout(app.limits.body_timeout, read).await {
+        Err(_) => return Err(Refusal::BodyTimeout),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(Refusal::TooLarge);
+        }
+        Ok(Err(e)) => return Err(Refusal::BadBody(e.to_string())),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    if let Some(v) = headers.get("content-digest") {
+        let want = v
+            .to_str()
+            .ok()
+            .and_then(parse_content_digest)
+            .ok_or(Refusal::Digest(
+                "`Content-Digest` has no well-formed sha-256 member",
+            ))?;
+        if want != sha256(&bytes) {
+            return Err(Refusal::Digest(
+                "`Content-Digest` does not match the body received",
+            ));
+        }
+    }
+    let report = NewReport::parse((app.clock)(), bytes.to_vec()).map_err(Refusal::Invalid)?;
+    app.by_uid
+        .take(report.report.uid.clone(), Instant::now())
+        .map_err(Refusal::RateLimited)?;
+    let digest = content_digest(&report.body);
+    let hex = report.sha256.clone();
+    app.store
+        .insert(vec![report])
+        .await
+        .map_err(Refusal::Storage)?;
+    app.accepted.send_modify(|n| *n += 1);
+    let mut resp = (
+        StatusCode::OK,
+        json_headers(),
+        serde_json::json!({ "stored": true, "sha256": hex }).to_string(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&digest) {
+        resp.headers_mut().insert("content-digest", v);
+    }
+    Ok(resp)
+}
+
+async fn api_stats(State(app): State<Arc<App>>) -> Response {
+    match app.store.stats((app.clock)()).await {
+        Ok(s) => (
+            StatusCode::OK,
+            json_headers(),
+            serde_json::to_string(&s).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => Refusal::Storage(e).into_response(),
+    }
+}
+
+mod dashboard {
+    //! The dashboard's static files, embedded in the binary. The page draws its charts from
+    //! `/api/v1/stats` in the browser, inserting every reported string as text (never as
+    //! markup), under a CSP that allows only this origin's script and style.
+
+    use axum::http::{HeaderValue, header};
+    use axum::response::{IntoResponse, Response};
+
+    const INDEX: &str = include_str!("../../assets/dashboard/index.html");
+    const SCRIPT: &str = include_str!("../../assets/dashboard/dashboard.js");
+    const STYLE: &str = include_str!("../../assets/dashboard/dashboard.css");
+    const ICON: &str = include_str!("../../assets/dashboard/favicon.svg");
+
+    fn asset(body: &'static str, content_type: &'static str) -> Response {
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; script-src 'self'; style-src 'self'; \
+                         connect-src 'self'; img-src 'self'; base-uri 'none'; \
+                         form-action 'none'; frame-ancestors 'none'",
+                    ),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            body,
+        )
+            .into_response()
+    }
+
+    pub(super) async fn index() -> Response {
+        asset(INDEX, "text/html; charset=utf-8")
+    }
+
+    pub(super) async fn script() -> Response {
+        asset(SCRIPT, "text/javascript; charset=utf-8")
+    }
+
+    pub(super) async fn style() -> Response {
+        asset(STYLE, "text/css; charset=utf-8")
+    }
+
+    pub(super) async fn icon() -> Response {
+        asset(ICON, "image/svg+xml")
+    }
+}

@@ -1,0 +1,745 @@
+//! The collector over real HTTP, on embedded SQLite and on PostgreSQL: receipts, every bad input
+//! of SPEC §9, slow bodies, flooding, aggregates and restarts. Each test makes its own store.
+
+mod collect_util;
+
+use std::time::{Duration, Instant};
+
+use collect_util::*;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use ttn_lw_telemetry::collect::Limits;
+use ttn_lw_telemetry::collect::ratelimit::RateLimit;
+use ttn_telemetry_core::{civil_to_unix_micros, content_digest, parse_report, sha256_hex};
+
+/// Runs a test body once on SQLite and once on PostgreSQL.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    };
+}
+
+both!(accepts_with_receipt);
+async fn accepts_with_receipt(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "receipt").await;
+    let c = start(&uri, unlimited(), None).await;
+    let mut accepted = c.accepted();
+    assert_eq!(*accepted.borrow(), 0);
+    let body = is_report(1, 0);
+    let r = request(
+        c.local_addr(),
+        "POST",
+        "/collect",
+        &[
+            ("content-type", "application/json; charset=utf-8"),
+            ("content-digest", &content_digest(&body)),
+        ],
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"stored": true, "sha256": sha256_hex(&body)})
+    );
+    assert_eq!(
+        r.headers.get("content-digest").unwrap().to_str().unwrap(),
+        content_digest(&body)
+    );
+    accepted.changed().await.unwrap();
+    assert_eq!(*accepted.borrow_and_update(), 1);
+    // A CLI report without a Content-Digest is accepted too.
+    let cli = cli_report(7);
+    assert_eq!(post_json(c.local_addr(), cli.clone()).await.status, 200);
+
+    assert_eq!(*accepted.borrow(), 2);
+    let stored = c.store().all_reports().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].body, body);
+    assert_eq!(stored[0].sha256, sha256_hex(&body));
+    assert_eq!(stored[0].kind, "is");
+    assert_eq!(stored[0].uid, parse_report(&body).unwrap().uid);
+    assert_eq!(stored[1].body, cli);
+    assert_eq!(stored[1].kind, "cli");
+    assert!(stored[0].received_at > 1_700_000_000_000_000);
+    c.shutdown().await;
+}
+
+both!(refuses_bad_input);
+async fn refuses_bad_input(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "bad").await;
+    let c = start(&uri, unlimited(), None).await;
+    let addr = c.local_addr();
+    let good = is_report(2, 0);
+    let good_str = String::from_utf8(good.clone()).unwrap();
+    const JSON: &str = "application/json";
+
+    // Bodies the core refuses: 400 with the core's own message.
+    let deep = format!("{{\"uid\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+    let mut many_keys = String::from(
+        r#"{"uid":"x","os":{"operating_system":"linux","arch":"amd64","binary_version":"1","golang_version":"g"},"cli":null,"entities_count":{"gateways":{"total":1,"gateways_by_frequency_plan_id":{"#,
+    );
+    for i in 0..5_000 {
+        many_keys.push_str(&format!("\"k{i}\":1,"));
+    }
+    many_keys.push_str("\"z\":1}}}}");
+    assert!(many_keys.len() < 64 * 1024);
+    let beyond_u64 = good_str.replacen("\"admin\":1", "\"admin\":18446744073709551616", 1);
+    assert_ne!(beyond_u64, good_str);
+    let mut bad_utf8 = good_str
+        .replacen("rustc 1.95.0", "rustc\u{1}1.95.0", 1)
+        .into_bytes();
+    let at = bad_utf8.iter().position(|&b| b == 1).unwrap();
+    bad_utf8[at] = 0xff;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("malformed", b"{\"uid\":".to_vec()),
+        ("not an object", b"[1,2,3]".to_vec()),
+        ("empty", vec![]),
+        ("deep nesting", deep.into_bytes()),
+        ("5,000 map keys", many_keys.into_bytes()),
+        ("beyond u64", beyond_u64.into_bytes()),
+        ("invalid utf-8", bad_utf8),
+        (
+            "negative count",
+            good_str
+                .replacen("\"admin\":1", "\"admin\":-1", 1)
+                .into_bytes(),
+        ),
+        (
+            "unknown key",
+            good_str
+                .replacen("{\"uid\"", "{\"x\":1,\"uid\"", 1)
+                .into_bytes(),
+        ),
+        (
+            "bad uid",
+            good_str
+                .replacen(&parse_report(&good).unwrap().uid, "abc", 1)
+                .into_bytes(),
+        ),
+        ("trailing data", [good.clone(), b"{}".to_vec()].concat()),
+    ];
+    for (what, body) in cases {
+        let expected = parse_report(&body).expect_err(what).to_string();
+        let r = post_json(addr, body).await;
+        assert_eq!(
+            r.status,
+            400,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json(), serde_json::json!({ "error": expected }), "{what}");
+        assert_eq!(
+            r.headers.get("content-type").unwrap(),
+            "application/json",
+            "{what}"
+        );
+    }
+    // The numbers-beyond-u64 case names the limit.
+    let r = post_json(
+        addr,
+        good_str
+            .replacen("\"admin\":1", "\"admin\":18446744073709551616", 1)
+            .into_bytes(),
+    )
+    .await;
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds 18446744073709551615")
+    );
+
+    // Too large: 413, whether declared or not.
+    let huge = vec![b' '; 64 * 1024 + 1];
+    let r = post_json(addr, huge).await;
+    assert_eq!(r.status, 413);
+    assert!(r.json()["error"].as_str().unwrap().contains("65536"));
+    // 100,000 map keys cannot fit in 64 KiB: refused by size before anything is parsed.
+    let mut keys = String::from("{\"m\":{");
+    for i in 0..100_000 {
+        keys.push_str(&format!("\"{i}\":1,"));
+    }
+    keys.push_str("\"x\":1}}");
+    assert_eq!(post_json(addr, keys.into_bytes()).await.status, 413);
+
+    // A chunked body with no declared length is cut off at the limit too.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /collect HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let chunk = [b' '; 8192];
+    for _ in 0..9 {
+        let _ = s
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = s.write_all(&chunk).await;
+        let _ = s.write_all(b"\r\n").await;
+    }
+    let resp = read_response(&mut s, Duration::from_secs(5)).await;
+    assert!(resp.starts_with("HTTP/1.1 413"), "chunked: {resp:?}");
+
+    // Wrong or missing type: 415.
+    for headers in [
+        vec![("content-type", "text/plain")],
+        vec![("content-type", "application/jsonx")],
+        vec![("content-type", "multipart/form-data; boundary=x")],
+        vec![],
+    ] {
+        let r = request(addr, "POST", "/collect", &headers, good.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 415, "{headers:?}");
+        assert_eq!(r.json()["error"], "content type must be application/json");
+    }
+
+    // Wrong or malformed Content-Digest: 400.
+    for digest in [
+        content_digest(b"something else"),
+        "sha-256=:not base64:".to_owned(),
+        "md5=:AAAA:".to_owned(),
+    ] {
+        let r = request(
+            addr,
+            "POST",
+            "/collect",
+            &[("content-type", JSON), ("content-digest", &digest)],
+            good.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 400, "{digest}");
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("Content-Digest"),
+            "{digest}"
+        );
+    }
+
+    // Read-only everywhere else.
+    for (m, p) in [
+        ("GET", "/collect"),
+        ("POST", "/api/v1/stats"),
+        ("DELETE", "/api/v1/stats"),
+        ("POST", "/"),
+        ("PUT", "/"),
+    ] {
+        let r = request(addr, m, p, &[("content-type", JSON)], vec![])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 405, "{m} {p}");
+        assert!(r.json()["error"].as_str().unwrap().contains("read-only"));
+    }
+    assert_eq!(
+        request(addr, "GET", "/nope", &[], vec![])
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    // Nothing refused was stored; the good report still goes in.
+    assert!(c.store().all_reports().await.unwrap().is_empty());
+    assert_eq!(stats(addr).await["reports_stored"], 0);
+    assert_eq!(post_json(addr, good).await.status, 200);
+    assert_eq!(c.store().all_reports().await.unwrap().len(), 1);
+    c.shutdown().await;
+}
+
+/// Reads an HTTP/1.1 response head and body from a raw stream until it closes or `limit` passes.
+async fn read_response(s: &mut TcpStream, limit: Duration) -> String {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(limit, s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+both!(slow_bodies_do_not_pin_workers);
+async fn slow_bodies_do_not_pin_workers(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "slow").await;
+    let limits = Limits {
+        body_timeout: Duration::from_secs(3),
+        header_timeout: Duration::from_secs(1),
+        ..unlimited()
+    };
+    let c = start(&uri, limits, None).await;
+    let addr = c.local_addr();
+    let body = is_report(3, 0);
+
+    // Many clients trickle a body one byte at a time (far more than the runtime's 2 workers).
+    let mut tricklers = Vec::new();
+    for _ in 0..64 {
+        let body = body.clone();
+        tricklers.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST /collect HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            let start = Instant::now();
+            for byte in body.iter().take(50) {
+                if s.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if start.elapsed() > Duration::from_secs(6) {
+                    break;
+                }
+            }
+            let resp = read_response(&mut s, Duration::from_secs(8)).await;
+            (start.elapsed(), resp)
+        }));
+    }
+    // A client that sends half of its headers and stops.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"POST /collect HTTP/1.1\r\nhost: x\r\ncontent-")
+        .await
+        .unwrap();
+
+    // Meanwhile a normal report is served long before the slow ones time out (a pinned
+    // worker would make it wait for them).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    let r = post_json(addr, body.clone()).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a normal request waited {:?} behind slow ones",
+        t.elapsed()
+    );
+
+    for t in tricklers {
+        let (elapsed, resp) = t.await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 408"), "got {resp:?}");
+        assert!(resp.contains("did not arrive in time"), "{resp}");
+        assert!(
+            elapsed > Duration::from_millis(2500) && elapsed < Duration::from_secs(6),
+            "cut off after {elapsed:?}, expected at the 3 s body timeout"
+        );
+    }
+    // The stalled header is dropped by the header timeout.
+    let resp = read_response(&mut stalled, Duration::from_secs(4)).await;
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 408"),
+        "stalled headers got {resp:?}"
+    );
+    let mut probe = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(1), stalled.read(&mut probe))
+        .await
+        .expect("the stalled connection is closed by the server");
+    assert!(matches!(n, Ok(0) | Err(_)));
+
+    assert_eq!(c.store().all_reports().await.unwrap().len(), 1);
+    c.shutdown().await;
+}
+
+both!(flooding_is_rate_limited);
+async fn flooding_is_rate_limited(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "flood").await;
+    // Per address.
+    let limits = Limits {
+        per_addr: Some(RateLimit {
+            burst: 5,
+            per_second: 0.01,
+        }),
+        per_uid: None,
+        ..Limits::default()
+    };
+    let c = start(&uri, limits, None).await;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses.push(post_json(c.local_addr(), is_report(100 + i, 0)).await);
+    }
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status).collect();
+    assert_eq!(codes, [200, 200, 200, 200, 200, 429, 429, 429]);
+    let last = statuses.last().unwrap();
+    assert_eq!(last.json()["error"], "too many requests");
+    let retry: u64 = last.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    // Even bad requests are counted before their body is read.
+    let r = request(c.local_addr(), "POST", "/collect", &[], vec![])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 429);
+    assert_eq!(c.store().all_reports().await.unwrap().len(), 5);
+    c.shutdown().await;
+
+    // Per uid: the same deployment cannot flood, others are unaffected.
+    let limits = Limits {
+        per_addr: None,
+        per_uid: Some(RateLimit {
+            burst: 2,
+            per_second: 0.001,
+        }),
+        ..Limits::default()
+    };
+    let c = start(&uri, limits, None).await;
+    let same = is_report(200, 0);
+    let codes = [
+        post_json(c.local_addr(), same.clone()).await.status,
+        post_json(c.local_addr(), same.clone()).await.status,
+        post_json(c.local_addr(), same.clone()).await.status,
+        post_json(c.local_addr(), is_report(201, 0)).await.status,
+        post_json(c.local_addr(), same).await.status,
+    ];
+    assert_eq!(codes, [200, 200, 429, 200, 429]);
+    assert_eq!(c.store().all_reports().await.unwrap().len(), 8);
+    c.shutdown().await;
+}
+
+const DAY: i64 = 86_400_000_000;
+
+both!(aggregates_follow_latest_reports);
+async fn aggregates_follow_latest_reports(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "agg").await;
+    let t0 = civil_to_unix_micros(2026, 10, 1, 12 * 3_600_000_000);
+    let clock = TestClock::at(t0);
+    let c = start(&uri, unlimited(), Some(clock.clock())).await;
+    let addr = c.local_addr();
+
+    // Day 0: deployments 0, 1, 2. Day 10: deployment 0 again (newer counts), deployment 3.
+    // Day 35: deployment 1 again, twice on the same day (the later one wins), and a CLI.
+    for i in 0..3 {
+        assert_eq!(post_json(addr, is_report(i, 0)).await.status, 200);
+    }
+    clock.set(t0 + 10 * DAY);
+    assert_eq!(post_json(addr, is_report(0, 5)).await.status, 200);
+    assert_eq!(post_json(addr, is_report(3, 0)).await.status, 200);
+    clock.set(t0 + 35 * DAY);
+    assert_eq!(post_json(addr, is_report(1, 1)).await.status, 200);
+    clock.set(t0 + 35 * DAY + 1000);
+    assert_eq!(post_json(addr, is_report(1, 2)).await.status, 200);
+    assert_eq!(post_json(addr, cli_report(9)).await.status, 200);
+    clock.set(t0 + 35 * DAY + 2 * 3_600_000_000);
+
+    let s = stats(addr).await;
+    assert_eq!(s["reports_stored"], 8);
+    // Latest reports: 0@gen5 (day 10), 1@gen2 (day 35), 2@gen0 (day 0), 3@gen0 (day 10).
+    let latest = [(0, 5), (1, 2), (2, 0), (3, 0)].map(|(i, g)| {
+        let r = parse_report(&is_report(i, g)).unwrap();
+        match r.payload {
+            ttn_telemetry_core::Payload::Entities(e) => (e, r.os),
+            _ => unreachable!(),
+        }
+    });
+    let sum = |f: &dyn Fn(&ttn_telemetry_core::EntitiesCount) -> u64| -> u64 {
+        latest.iter().map(|(e, _)| f(e)).sum()
+    };
+    assert_eq!(
+        s["deployments"],
+        serde_json::json!({"total": 4, "last_day": 1, "last_week": 1, "last_month": 3})
+    );
+    assert_eq!(
+        s["cli_installations"],
+        serde_json::json!({"total": 1, "last_day": 1, "last_week": 1, "last_month": 1})
+    );
+    assert_eq!(s["entities"]["gateways"], sum(&|e| e.gateways.total));
+    assert_eq!(s["entities"]["end_devices"], sum(&|e| e.end_devices.total));
+    assert_eq!(
+        s["entities"]["applications"],
+        sum(&|e| e.applications.total)
+    );
+    assert_eq!(
+        s["entities"]["users_standard"],
+        sum(&|e| e.accounts.users.standard)
+    );
+    assert_eq!(s["entities"]["users_admin"], 4);
+    assert_eq!(
+        s["entities"]["organizations"],
+        sum(&|e| e.accounts.organizations.total)
+    );
+    assert_eq!(
+        s["active_end_devices"]["last_day"],
+        sum(&|e| e.end_devices.activate_end_devices.last_day)
+    );
+    assert_eq!(
+        s["active_end_devices"]["last_month"],
+        sum(&|e| e.end_devices.activate_end_devices.last_month)
+    );
+    let mut plans = std::collections::BTreeMap::<String, u64>::new();
+    for (e, _) in &latest {
+        for (p, n) in &e.gateways.gateways_by_frequency_plan_id {
+            *plans.entry(p.clone()).or_default() += n;
+        }
+    }
+    let got: std::collections::BTreeMap<String, u64> = s["gateways_by_frequency_plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, plans);
+    let os_count = |name: &str| {
+        latest
+            .iter()
+            .filter(|(_, o)| o.operating_system == name)
+            .count()
+    };
+    for e in s["operating_systems"].as_array().unwrap() {
+        assert_eq!(
+            e["count"].as_u64().unwrap() as usize,
+            os_count(e["name"].as_str().unwrap())
+        );
+    }
+    let versions: u64 = s["binary_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(versions, 4);
+    assert_eq!(s["cli"]["operating_systems"][0]["name"], "linux");
+
+    // Daily: day 0 has 3 deployments, day 10 two, day 35 one (its later report) and a CLI.
+    let daily = s["daily"].as_array().unwrap();
+    let days: Vec<(&str, u64, u64)> = daily
+        .iter()
+        .map(|d| {
+            (
+                d["date"].as_str().unwrap(),
+                d["deployments"].as_u64().unwrap(),
+                d["gateways"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let gw = |i, g| match parse_report(&is_report(i, g)).unwrap().payload {
+        ttn_telemetry_core::Payload::Entities(e) => e.gateways.total,
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        days,
+        [
+            ("2026-10-01", 3, gw(0, 0) + gw(1, 0) + gw(2, 0)),
+            ("2026-10-11", 2, gw(0, 5) + gw(3, 0)),
+            ("2026-11-05", 1, gw(1, 2)),
+        ]
+    );
+    assert_eq!(daily[2]["cli_installations"], 1);
+
+    // Stats survive a restart, and a restart does not change them.
+    c.shutdown().await;
+    let c = start(&uri, unlimited(), Some(clock.clock())).await;
+    assert_eq!(stats(c.local_addr()).await, s);
+    c.shutdown().await;
+}
+
+both!(escapes_and_clamps);
+async fn escapes_and_clamps(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "esc").await;
+    let c = start(&uri, unlimited(), None).await;
+    let addr = c.local_addr();
+    let body = is_report_with_plan(1, "<script>alert(1)</script>");
+    // The wire form escapes `<` as Go does; the collector stores it byte for byte.
+    assert!(String::from_utf8_lossy(&body).contains("\\u003cscript\\u003e"));
+    assert_eq!(post_json(addr, body).await.status, 200);
+    // A count at u64::MAX is accepted and stored, and clamped in the aggregates.
+    let good = String::from_utf8(is_report(5, 0)).unwrap();
+    let big = good.replacen("\"admin\":1", "\"admin\":18446744073709551615", 1);
+    assert_eq!(post_json(addr, big.into_bytes()).await.status, 200);
+    let s = stats(addr).await;
+    assert_eq!(
+        s["gateways_by_frequency_plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "<script>alert(1)</script>")
+            .unwrap()["count"],
+        1
+    );
+    assert_eq!(s["entities"]["users_admin"], 1_000_000_000_000u64);
+    // The page itself carries no report data: it is static and fetched by a script under a CSP.
+    let page = request(addr, "GET", "/", &[], vec![]).await.unwrap();
+    assert_eq!(page.status, 200);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"));
+    assert!(!String::from_utf8_lossy(&page.body).contains("<script>alert"));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_uris() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["mysql://x/y", "sqlite:", "redis://127.0.0.1"] {
+        let err = ttn_lw_telemetry::collect::store::Store::open(Some(bad))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sqlite"), "{bad}: {err}");
+    }
+    let err =
+        ttn_lw_telemetry::collect::store::Store::open(Some("postgresql://u:secret@127.0.0.1:1/x"))
+            .await
+            .unwrap_err();
+    assert!(!format!("{err:#}").contains("secret"), "{err:#}");
+    let path = dir.path().join("x.db");
+    let s = ttn_lw_telemetry::collect::store::Store::open(Some(&format!(
+        "sqlite://{}",
+        path.display()
+    )))
+    .await
+    .unwrap();
+    s.close().await;
+    assert!(path.exists());
+}
+
+/// PostgreSQL restarts or drops the collector's connections: the collector answers 503 (the
+/// agent retries later) at most briefly, then reconnects; nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_come_back() {
+    let (uri, _db) = fresh_store(Backend::Postgres, "reconnect").await;
+    let c = start(&uri, unlimited(), None).await;
+    assert_eq!(post_json(c.local_addr(), is_report(1, 0)).await.status, 200);
+    let (admin, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db = uri.rsplit('/').next().unwrap();
+    let killed = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&db],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed, 2, "the writer's and the reader's connections");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = post_json(c.local_addr(), is_report(10 + i, 0)).await;
+        statuses.push(r.status);
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    let s = stats(c.local_addr()).await;
+    assert_eq!(s["reports_stored"], 2);
+    c.shutdown().await;
+}
+
+both!(stats_json_matches_golden);
+/// The exact `/api/v1/stats` JSON for a fixed set of reports and times, the same on both
+/// stores. Regenerate with `TTN_UPDATE_GOLDEN=1` after an intended change, and review the diff.
+async fn stats_json_matches_golden(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "golden").await;
+    let t0 = civil_to_unix_micros(2026, 1, 30, 8 * 3_600_000_000);
+    let clock = TestClock::at(t0);
+    let c = start(&uri, unlimited(), Some(clock.clock())).await;
+    for step in 0..12u64 {
+        clock.set(t0 + step as i64 * DAY / 2);
+        for i in 0..4 {
+            if (i + step) % 3 != 0 {
+                let r = post_json(c.local_addr(), is_report(i, step)).await;
+                assert_eq!(r.status, 200);
+            }
+        }
+        if step % 4 == 0 {
+            assert_eq!(
+                post_json(c.local_addr(), cli_report(step)).await.status,
+                200
+            );
+        }
+    }
+    assert_eq!(
+        post_json(c.local_addr(), is_report_with_plan(9, "<b>&\u{2028}"))
+            .await
+            .status,
+        200
+    );
+    clock.set(t0 + 6 * DAY + 3_600_000_000);
+    let got = serde_json::to_string_pretty(&stats(c.local_addr()).await).unwrap() + "\n";
+    c.shutdown().await;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/collect_stats.golden.json");
+    if std::env::var_os("TTN_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (TTN_UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(
+        got,
+        want,
+        "{b:?}: /api/v1/stats differs from {}",
+        path.display()
+    );
+}
+
+/// Idle keep-alive connections are closed too, so they cannot hold the connection slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let (uri, _dir) = fresh_store(Backend::Sqlite, "idle").await;
+    let limits = Limits {
+        header_timeout: Duration::from_secs(1),
+        ..unlimited()
+    };
+    let c = start(&uri, limits, None).await;
+    let mut s = TcpStream::connect(c.local_addr()).await.unwrap();
+    s.write_all(b"GET /api/v1/stats HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let t = Instant::now();
+    let rest = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the idle connection is closed by the server");
+    assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    c.shutdown().await;
+}
+
+/// Connections beyond the cap wait in the backlog, and a slot frees when a stalled client is
+/// dropped by the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped() {
+    let (uri, _dir) = fresh_store(Backend::Sqlite, "cap").await;
+    let limits = Limits {
+        header_timeout: Duration::from_secs(2),
+        max_connections: 1,
+        ..unlimited()
+    };
+    let c = start(&uri, limits, None).await;
+    let hog = TcpStream::connect(c.local_addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let r = post_json(c.local_addr(), is_report(1, 0)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "served after {:?}: the cap of one connection was not applied",
+        t.elapsed()
+    );
+    drop(hog);
+    c.shutdown().await;
+}

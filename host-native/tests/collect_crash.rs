@@ -1,0 +1,171 @@
+//! Crash safety: under load, `kill -9` the collector, restart it, and check that every report
+//! that got a 2xx is stored, byte for byte, on SQLite and on PostgreSQL.
+//!
+//! The collector runs in a child process: this test binary re-executes itself with
+//! `TTN_COLLECT_CRASH_CHILD=<database uri>` and serves until it is killed. (`harness = false`, so
+//! `main` decides which role it plays.)
+
+mod collect_util;
+
+use std::collections::HashSet;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use collect_util::*;
+use ttn_telemetry_core::sha256_hex;
+
+const CHILD: &str = "TTN_COLLECT_CRASH_CHILD";
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Ok(uri) = std::env::var(CHILD) {
+        rt.block_on(child(uri));
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        println!("crash_safety: test");
+        return;
+    }
+    rt.block_on(async {
+        crash_once(Backend::Sqlite).await;
+        crash_once(Backend::Postgres).await;
+    });
+    println!("test result: ok. 2 passed (collect_crash: sqlite, postgres)");
+}
+
+async fn child(uri: String) {
+    let c = start(&uri, unlimited(), None).await;
+    println!("listening {}", c.local_addr());
+    std::future::pending::<()>().await;
+}
+
+fn spawn_child(uri: &str) -> (Child, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .env(CHILD, uri)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the collector process");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("reading the child's address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("child said {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+async fn crash_once(backend: Backend) {
+    let (uri, _dir) = fresh_store(backend, "crash").await;
+    let (mut child, addr) = spawn_child(&uri);
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sent = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let (acked, sent, next, stop) = (acked.clone(), sent.clone(), next.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut errors = 0;
+            while !stop.load(Ordering::SeqCst) && errors < 3 {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let body = is_report(i, i % 7);
+                let digest = sha256_hex(&body);
+                sent.lock().unwrap().insert(digest.clone());
+                match request(
+                    addr,
+                    "POST",
+                    "/collect",
+                    &[("content-type", "application/json")],
+                    body,
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        assert_eq!(r.json()["sha256"], digest.as_str());
+                        acked.lock().unwrap().push(digest);
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status),
+                    Err(_) => errors += 1,
+                }
+            }
+        }));
+    }
+    // Kill the collector while requests are in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if acked.lock().unwrap().len() >= 500 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{backend:?}: the collector acknowledged too few reports under load");
+        }
+    }
+    child.kill().expect("kill -9 the collector"); // SIGKILL on Unix
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.expect("load worker");
+    }
+    let acked = acked.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+
+    let (mut child, addr) = spawn_child(&uri);
+    let store = ttn_lw_telemetry::collect::store::Store::open(Some(&uri))
+        .await
+        .unwrap();
+    let stored = store.all_reports().await.unwrap();
+    let stored_digests: HashSet<String> = stored.iter().map(|r| r.sha256.clone()).collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|d| !stored_digests.contains(*d))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{backend:?}: {} of {} acknowledged reports lost",
+        missing.len(),
+        acked.len()
+    );
+    for r in &stored {
+        assert_eq!(
+            sha256_hex(&r.body),
+            r.sha256,
+            "stored body matches its digest"
+        );
+        assert!(sent.contains(&r.sha256), "stored only what was sent");
+    }
+    // The counters were committed with the reports: they agree after the crash.
+    let s = stats(addr).await;
+    assert_eq!(s["reports_stored"].as_u64().unwrap() as usize, stored.len());
+    let uids: HashSet<&str> = stored.iter().map(|r| r.uid.as_str()).collect();
+    assert_eq!(
+        s["deployments"]["total"].as_u64().unwrap() as usize,
+        uids.len()
+    );
+    // And the restarted collector takes new reports.
+    assert_eq!(post_json(addr, is_report(1_000_000, 0)).await.status, 200);
+    eprintln!(
+        "collect_crash {backend:?}: {} sent, {} acknowledged, {} stored after kill -9",
+        sent.len(),
+        acked.len(),
+        stored.len()
+    );
+    store.close().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Collector benchmark (issue 6), on loopback:
+#   1. sustained ingest: a bounded load generator (fixed request count and concurrency, keep-alive
+#      connections, fresh deployments) against the collector on SQLite and on PostgreSQL;
+#      prints reports/s, p50 and p99 (target with SQLite: >= 5,000 reports/s, p99 < 50 ms);
+#   2. GET /api/v1/stats over 1,000,000 stored reports (bulk-seeded straight into each store:
+#      20,000 deployments over 55 days), p50 and max of 20 runs (target < 200 ms).
+# Knobs: BENCH_REQUESTS (50000), BENCH_CONCURRENCY (64), BENCH_STATS_REPORTS=0 skips part 2.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ttn-lw-telemetry/target}"
+export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback
+requests="${BENCH_REQUESTS:-50000}"
+concurrency="${BENCH_CONCURRENCY:-64}"
+stats_reports="${BENCH_STATS_REPORTS:-1000000}"
+pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
+
+cargo build --release --locked -q -p ttn-lw-telemetry --example collector
+bin="$CARGO_TARGET_DIR/release/examples/collector"
+work=$(mktemp -d /tmp/ttn-bench-collect.XXXXXX)
+pid=""
+dbs=()
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  wait 2>/dev/null || true
+  for d in "${dbs[@]}"; do psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pg_db() { # creates a fresh database, prints its URI
+  local name="ttn_bench_collect_$1_$$"
+  psql -q "$pg_admin" -c "CREATE DATABASE $name" >/dev/null || {
+    echo "PostgreSQL is unreachable at $pg_admin: start it or set TTN_TEST_PG_URL" >&2; exit 1; }
+  dbs+=("$name")
+  echo "${pg_admin%/*}/$name"
+}
+
+serve() { # serve URI -> sets $url
+  "$bin" serve --listen 127.0.0.1:0 --database-uri "$1" --no-rate-limit >"$work/serve.out" 2>&1 &
+  pid=$!
+  url=""
+  for _ in $(seq 100); do
+    url=$(sed -n 's/^listening //p' "$work/serve.out"); [ -n "$url" ] && return
+    sleep 0.1
+  done
+  cat "$work/serve.out" >&2; exit 1
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+
+for store in sqlite postgres; do
+  if [ $store = sqlite ]; then uri="sqlite:$work/load.sqlite3"; else uri=$(pg_db load); fi
+  serve "$uri"
+  "$bin" load --addr "$url" --requests 2000 --concurrency "$concurrency" >/dev/null # warm-up
+  printf '%-9s ' "$store"; "$bin" load --addr "$url" --requests "$requests" --concurrency "$concurrency"
+  stop
+done
+
+[ "$stats_reports" = 0 ] && exit 0
+days=55
+deployments=$(( stats_reports * 11 / 10 / days ))
+for store in sqlite postgres; do
+  if [ $store = sqlite ]; then uri="sqlite:$work/stats.sqlite3"; else uri=$(pg_db stats); fi
+  printf '%-9s ' "$store"; "$bin" seed --database-uri "$uri" --deployments "$deployments" --days $days --cli 1000
+  serve "$uri"
+  printf '%-9s ' "$store"; "$bin" stats-time --addr "$url" --runs 20
+  stop
+done

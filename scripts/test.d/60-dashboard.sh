@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The collector's Telemetry Dashboard in real Chromium (issue 6), on the embedded store and on
+# PostgreSQL. Seeds a collector with 40 days of reports (straight into its store) plus a few over
+# HTTP, one with the frequency-plan id `<script>alert(1)</script>`, then runs
+# host-native/tests/collect-dashboard with node's test runner (node >= 20). Screenshots:
+# ${ARTIFACTS_DIR:-/tmp/ttn-artifacts}/dashboard.png and dashboard-postgres.png.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ttn-lw-telemetry/target}"
+export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback
+
+apt_updated=""
+need() {
+  command -v "$1" >/dev/null && return
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}"
+}
+need chromium chromium
+need node nodejs
+need npm npm
+need psql postgresql-client
+
+dir=host-native/tests/collect-dashboard
+(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+
+cargo build --locked -q -p ttn-lw-telemetry --example collector
+bin="$CARGO_TARGET_DIR/debug/examples/collector"
+
+work=$(mktemp -d /tmp/ttn-dashboard.XXXXXX)
+pid=""
+pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
+pg_db="ttn_dashboard_test_$$"
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  wait 2>/dev/null || true
+  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+psql -q "$pg_admin" -c "CREATE DATABASE $pg_db" >/dev/null || {
+  echo "PostgreSQL is unreachable at $pg_admin: start it or set TTN_TEST_PG_URL" >&2; exit 1; }
+
+# The same test on the embedded store and on PostgreSQL.
+for store in sqlite postgres; do
+  if [ $store = sqlite ]; then db="sqlite:$work/collector.sqlite3"; shot=dashboard.png
+  else db="${pg_admin%/*}/$pg_db"; shot=dashboard-postgres.png; fi
+  echo "-- dashboard on $store"
+  "$bin" seed --database-uri "$db" --deployments 60 --days 40 --cli 8
+  "$bin" serve --listen 127.0.0.1:0 --database-uri "$db" >"$work/serve.out" 2>&1 &
+  pid=$!
+  url=""
+  for _ in $(seq 100); do
+    url=$(sed -n 's/^listening //p' "$work/serve.out")
+    [ -n "$url" ] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.out" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "the collector did not start" >&2; cat "$work/serve.out" >&2; exit 1; }
+  "$bin" post --addr "$url" --count 5 --start 1000 --plan '<script>alert(1)</script>'
+  (cd "$dir" && COLLECTOR_URL="$url/" SCREENSHOT=$shot node --test dashboard.test.mjs)
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  echo "dashboard screenshot ($store): ${ARTIFACTS_DIR:-/tmp/ttn-artifacts}/$shot"
+done
