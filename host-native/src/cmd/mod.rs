@@ -18,6 +18,7 @@
 //! To add a command: a variant of [`Command`], a `clap::Command` in [`cli`], a file in this
 //! folder, and an arm in [`run`].
 
+pub mod collect;
 pub mod demo;
 pub mod preview;
 pub mod report;
@@ -49,6 +50,13 @@ pub enum Command {
     },
     /// `demo`: count an embedded example database and explain the report.
     Demo,
+    /// `collect`: run the collector and its dashboard.
+    Collect {
+        /// `HOST:PORT` to listen on.
+        listen: String,
+        /// Store URI (`sqlite:PATH`, `postgresql://…`); `None` is SQLite in the working dir.
+        database_uri: Option<String>,
+    },
 }
 
 /// A parsed command line.
@@ -144,6 +152,21 @@ pub fn cli() -> clap::Command {
                     .value_parser(clap::value_parser!(PathBuf))
                     .help("Plain inputs (JSON), or - for standard input"),
             ),
+        clap::Command::new("collect")
+            .about("Run the collector: POST /collect, the dashboard at /, and /api/v1/stats")
+            .arg(
+                Arg::new("listen")
+                    .long("listen")
+                    .value_name("HOST:PORT")
+                    .default_value(collect::DEFAULT_LISTEN)
+                    .help("Address to listen on"),
+            )
+            .arg(
+                Arg::new("database-uri")
+                    .long("database-uri")
+                    .value_name("URI")
+                    .help("sqlite:PATH or postgresql://… [default: ./ttn-lw-telemetry-collector.sqlite3]"),
+            ),
         clap::Command::new("demo").about(
             "Count an example database and explain what would be sent, where, and how to turn it off",
         ),
@@ -183,6 +206,13 @@ where
                 .unwrap_or_default(),
         },
         "demo" => Command::Demo,
+        "collect" => Command::Collect {
+            listen: sub
+                .get_one::<String>("listen")
+                .cloned()
+                .unwrap_or_else(|| collect::DEFAULT_LISTEN.to_owned()),
+            database_uri: sub.get_one::<String>("database-uri").cloned(),
+        },
         other => {
             return Err(cli().error(
                 clap::error::ErrorKind::InvalidSubcommand,
@@ -228,13 +258,19 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
     let mut stdout = std::io::stdout().lock();
     match inv.command {
         Command::Report { inputs } => report::run(&inputs, &mut stdout),
+        Command::Collect {
+            listen,
+            database_uri,
+        } => collect::run(&listen, database_uri),
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;
             match command {
                 Command::Uid => uid::run(&loaded, &mut stdout),
                 Command::Preview { pretty } => preview::run(&loaded, pretty, &mut stdout),
                 Command::Demo => demo::run(loaded, &mut stdout),
-                Command::Report { .. } => unreachable!("handled above"),
+                Command::Report { .. } | Command::Collect { .. } => {
+                    unreachable!("handled above")
+                }
             }
         }
     }
