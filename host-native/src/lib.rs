@@ -6,3 +6,6 @@
 //! Modules follow the flow of a report: `config` → `count` → (core builds) → `schedule` →
 //! `deliver` → `audit`; `admin` serves the preview, `collect` receives reports, `cmd` holds the
 //! command-line entry points.
+
+#[cfg(feature = "plugin")]
+pub mod plugin;

@@ -1,1 +1,3 @@
 //! Shared helpers for the cross-host tests.
+
+pub mod corpus;
