@@ -61,6 +61,23 @@ impl From<anyhow::Error> for PluginError {
     }
 }
 
+impl From<wasmtime::Error> for PluginError {
+    fn from(e: wasmtime::Error) -> Self {
+        PluginError::Runtime(e.into())
+    }
+}
+
+/// Adds context to wasmtime's own error type on its way into `anyhow`.
+trait WasmtimeContext<T> {
+    fn ctx(self, what: &'static str) -> anyhow::Result<T>;
+}
+
+impl<T> WasmtimeContext<T> for wasmtime::Result<T> {
+    fn ctx(self, what: &'static str) -> anyhow::Result<T> {
+        self.map_err(|e| anyhow::Error::from(e).context(what))
+    }
+}
+
 /// One loaded and instantiated plugin module. Calls are sequential (`&mut self`).
 pub struct Plugin {
     store: Store<StoreLimits>,
@@ -92,14 +109,14 @@ impl Plugin {
     /// Compiles and instantiates a plugin module from its bytes.
     pub fn from_bytes(wasm: &[u8]) -> anyhow::Result<Plugin> {
         let engine = Engine::default();
-        let module = Module::new(&engine, wasm).context("compiling the module")?;
+        let module = Module::new(&engine, wasm).ctx("compiling the module")?;
         let limits = StoreLimitsBuilder::new().memory_size(MEMORY_LIMIT).build();
         let mut store = Store::new(&engine, limits);
         store.limiter(|limits| limits);
         // An empty linker: the ABI allows no imports, so anything imported fails here.
         let instance: Instance = Linker::new(&engine)
             .instantiate(&mut store, &module)
-            .context("instantiating the module (a plugin may import nothing)")?;
+            .ctx("instantiating the module (a plugin may import nothing)")?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| anyhow!("the module exports no `memory`"))?;
@@ -107,11 +124,11 @@ impl Plugin {
             ($name:literal) => {
                 instance
                     .get_typed_func(&mut store, $name)
-                    .context(concat!("export `", $name, "`"))?
+                    .ctx(concat!("export `", $name, "`"))?
             };
         }
         let abi_version: TypedFunc<(), i32> = export!("ttn_abi_version");
-        let abi = abi_version.call(&mut store, ())?;
+        let abi = abi_version.call(&mut store, ()).ctx("calling `ttn_abi_version`")?;
         if abi != ABI_VERSION {
             bail!("the module speaks plugin ABI {abi}, this agent speaks {ABI_VERSION}");
         }
@@ -131,7 +148,7 @@ impl Plugin {
 
     /// Exact report bytes from plain-inputs JSON (the core's `build_report_bytes`).
     pub fn build_report(&mut self, inputs_json: &[u8]) -> Result<Vec<u8>, PluginError> {
-        let op = self.build_report;
+        let op = self.build_report.clone();
         self.call_with_input(op, inputs_json)
     }
 
@@ -139,7 +156,7 @@ impl Plugin {
     pub fn compute_uid<S: AsRef<str>>(&mut self, elements: &[S]) -> Result<String, PluginError> {
         let elements: Vec<&str> = elements.iter().map(AsRef::as_ref).collect();
         let json = serde_json::to_vec(&elements).map_err(|e| anyhow!("uid elements: {e}"))?;
-        let op = self.compute_uid;
+        let op = self.compute_uid.clone();
         let out = self.call_with_input(op, &json)?;
         serde_json::from_slice::<serde_json::Value>(&out)
             .ok()
@@ -152,14 +169,14 @@ impl Plugin {
 
     /// The plugin's table of field meanings, as the JSON it returns.
     pub fn fields_json(&mut self) -> Result<Vec<u8>, PluginError> {
-        let op = self.fields;
+        let op = self.fields.clone();
         let status = op.call(&mut self.store, ())?;
         self.output(status)
     }
 
     /// The plugin's version JSON, `{"version":"…","abi":1}`.
     pub fn version_json(&mut self) -> Result<Vec<u8>, PluginError> {
-        let op = self.version;
+        let op = self.version.clone();
         let status = op.call(&mut self.store, ())?;
         self.output(status)
     }
@@ -174,7 +191,7 @@ impl Plugin {
         if len > 0 {
             self.memory
                 .write(&mut self.store, addr(ptr)?, input)
-                .context("writing the input")?;
+                .map_err(|e| anyhow!("writing the input: {e}"))?;
         }
         let status = op.call(&mut self.store, (ptr, len));
         self.free.call(&mut self.store, (ptr, len))?;
@@ -187,7 +204,7 @@ impl Plugin {
         let mut out = vec![0; addr(len)?];
         self.memory
             .read(&self.store, addr(ptr)?, &mut out)
-            .context("reading the output")?;
+            .map_err(|e| anyhow!("reading the output: {e}"))?;
         match status {
             STATUS_OK => Ok(out),
             STATUS_ERROR => Err(PluginError::Refused(error_message(&out))),

@@ -23,4 +23,4 @@ cargo test --locked -p ttn-lw-telemetry -p ttn-telemetry-tests \
   --features ttn-lw-telemetry/plugin,ttn-telemetry-tests/wasm --lib --test wasm_parity
 
 echo "-- Console widget in Chromium (playwright-core, node --test)"
-(cd web-preview && node --test test/)
+(cd web-preview && node --test test/*.test.mjs)

@@ -97,7 +97,10 @@ impl Rng {
         if bound == 0 || self.one_in(5) {
             return bound;
         }
-        self.next_u64() % (bound + 1)
+        match bound.checked_add(1) {
+            Some(n) => self.next_u64() % n,
+            None => self.next_u64(),
+        }
     }
 
     /// A string mixing what JSON escaping must get right (Go's `<>&`, U+2028/9, controls,
@@ -188,7 +191,7 @@ fn cli(rng: &mut Rng) -> CliUsage {
         aliases: (0..rng.below(4))
             .map(|_| AliasUsage {
                 command_name: rng.name(4),
-                alias: rng.text(3),
+                alias: rng.name(3),
                 usage_count: rng.count(),
             })
             .collect(),
@@ -237,7 +240,13 @@ pub fn generated(seed: u64, index: u64) -> Case {
             inputs.identity = Identity::Elements(vec![String::new(); 3]);
             json = String::from_utf8(inputs.to_json()).expect("UTF-8");
         }
-        2 => json.truncate(json.len() / 2),
+        2 => {
+            let mut cut = json.len() / 2;
+            while !json.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            json.truncate(cut);
+        }
         3 => json = json.replacen("\"os\"", "\"oss\"", 1),
         _ => {}
     }

@@ -35,6 +35,9 @@ const EXPORTS: &[&str] = &[
     "ttn_version",
     "ttn_output_ptr",
     "ttn_output_len",
+    // Globals that rustc's linker exports from every wasm32 cdylib; not part of the ABI.
+    "__data_end",
+    "__heap_base",
 ];
 
 fn env_path(var: &str) -> PathBuf {
