@@ -40,7 +40,8 @@ export TTN_PLUGIN_WASM="$wasm_out/ttn_telemetry_plugin.wasm"
 
 rm -rf web-preview/pkg
 wasm-bindgen --target web --out-dir web-preview/pkg "$wasm_out/ttn_telemetry_wasm.wasm"
-web-preview/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+# --converge repeats -Oz until it stops shrinking; the stripped sections are not needed to run.
+web-preview/node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features \
   web-preview/pkg/ttn_telemetry_wasm_bg.wasm -o web-preview/pkg/ttn_telemetry_wasm_bg.wasm
 export TTN_WEB_PKG="$PWD/web-preview/pkg"
 

@@ -128,7 +128,9 @@ impl Plugin {
             };
         }
         let abi_version: TypedFunc<(), i32> = export!("ttn_abi_version");
-        let abi = abi_version.call(&mut store, ()).ctx("calling `ttn_abi_version`")?;
+        let abi = abi_version
+            .call(&mut store, ())
+            .ctx("calling `ttn_abi_version`")?;
         if abi != ABI_VERSION {
             bail!("the module speaks plugin ABI {abi}, this agent speaks {ABI_VERSION}");
         }

@@ -15,6 +15,14 @@
 //! On a non-wasm target this crate still compiles (so `cargo clippy --workspace` and
 //! `cargo test --workspace` cover it) but its functions need a JavaScript host to run.
 
+// In the browser the crate is `no_std`: std's panic machinery (message formatting for a
+// stderr that does not exist) costs kilobytes. A panic traps, like `panic = "abort"` would.
+#![cfg_attr(all(target_arch = "wasm32", not(test)), no_std)]
+
+extern crate alloc;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt::Display;
 
 use js_sys::{Array, Object, Reflect};
@@ -99,4 +107,15 @@ pub fn version() -> String {
 /// `Reflect::set` on a fresh plain object cannot fail in practice; if it does, say so.
 fn js_error(_: JsValue) -> JsError {
     into_error("could not build a field row")
+}
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
+    lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
+
+#[cfg(all(target_arch = "wasm32", not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
 }

@@ -37,7 +37,11 @@ pub fn golden_cases(dir: &Path) -> Vec<Case> {
     let mut cases: Vec<Case> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
-            let name = e.file_name().to_str()?.strip_suffix(".inputs.json")?.to_owned();
+            let name = e
+                .file_name()
+                .to_str()?
+                .strip_suffix(".inputs.json")?
+                .to_owned();
             let inputs_json = std::fs::read_to_string(e.path()).ok()?;
             let expected = std::fs::read(dir.join(format!("{name}.expected"))).ok();
             Some(Case {
@@ -107,9 +111,34 @@ impl Rng {
     /// quotes, non-ASCII) with plain text.
     pub fn text(&mut self, max_chars: u64) -> String {
         const PIECES: &[&str] = &[
-            "a", "Z", "0", "9", "_", "-", ".", " ", "/", ":", "<", ">", "&", "\"", "\\", "\n",
-            "\t", "\u{1}", "\u{1f}", "\u{7f}", "\u{2028}", "\u{2029}", "é", "日本", "😀",
-            "EU_863_870", "US_902_928_FSB_2", "https://eu1.cloud.thethings.network/api/v3",
+            "a",
+            "Z",
+            "0",
+            "9",
+            "_",
+            "-",
+            ".",
+            " ",
+            "/",
+            ":",
+            "<",
+            ">",
+            "&",
+            "\"",
+            "\\",
+            "\n",
+            "\t",
+            "\u{1}",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{2028}",
+            "\u{2029}",
+            "é",
+            "日本",
+            "😀",
+            "EU_863_870",
+            "US_902_928_FSB_2",
+            "https://eu1.cloud.thethings.network/api/v3",
         ];
         let n = self.below(max_chars + 1);
         (0..n)
@@ -130,7 +159,11 @@ fn os(rng: &mut Rng) -> OsInfo {
     OsInfo {
         operating_system: OS[rng.below(OS.len() as u64) as usize].into(),
         arch: ARCH[rng.below(ARCH.len() as u64) as usize].into(),
-        binary_version: if rng.one_in(4) { rng.text(8) } else { format!("3.{}.{}", rng.below(40), rng.below(10)) },
+        binary_version: if rng.one_in(4) {
+            rng.text(8)
+        } else {
+            format!("3.{}.{}", rng.below(40), rng.below(10))
+        },
         golang_version: format!("rustc 1.{}.0", 80 + rng.below(20)),
     }
 }
@@ -278,6 +311,9 @@ mod tests {
             .filter(|j| ttn_telemetry_core::build_report_bytes(j.as_bytes()).is_ok())
             .count();
         assert!((150..200).contains(&ok), "{ok} of 200 valid");
-        assert!(a.iter().any(|j| j.contains("\\u2028") || j.contains('\u{2028}')));
+        assert!(
+            a.iter()
+                .any(|j| j.contains("\\u2028") || j.contains('\u{2028}'))
+        );
     }
 }

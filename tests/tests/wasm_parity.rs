@@ -82,7 +82,10 @@ fn plugin_imports_nothing_outside_the_abi_table_and_exports_exactly_it() {
         "the plugin imports {outside:?}, outside the documented table {ALLOWED_IMPORTS:?}"
     );
     let documented: BTreeSet<String> = EXPORTS.iter().map(|s| s.to_string()).collect();
-    assert_eq!(exports, documented, "exports differ from the documented ABI table");
+    assert_eq!(
+        exports, documented,
+        "exports differ from the documented ABI table"
+    );
 }
 
 /// One path's answer: the bytes, or the refusal's message.
@@ -131,7 +134,11 @@ fn browser(cases: &[Case]) -> Vec<Outcome> {
             }
         })
         .collect();
-    assert_eq!(outcomes.len(), cases.len(), "node answered a different number of cases");
+    assert_eq!(
+        outcomes.len(),
+        cases.len(),
+        "node answered a different number of cases"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     outcomes
 }
@@ -195,7 +202,10 @@ fn native_plugin_and_browser_build_give_identical_bytes() {
         cases.len()
     );
     // Most cases must be real reports, or the test would prove little.
-    assert!(same_bytes >= 1_000, "only {same_bytes} cases built a report");
+    assert!(
+        same_bytes >= 1_000,
+        "only {same_bytes} cases built a report"
+    );
     assert!(same_refusals > 0, "no refusal was exercised");
 }
 

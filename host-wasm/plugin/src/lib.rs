@@ -75,7 +75,12 @@ struct VersionOut {
 fn finish<E: core::fmt::Display>(result: Result<Vec<u8>, E>) -> i32 {
     let (status, bytes) = match result {
         Ok(bytes) => (STATUS_OK, bytes),
-        Err(e) => (STATUS_ERROR, to_json(&ErrorOut { error: &e.to_string() })),
+        Err(e) => (
+            STATUS_ERROR,
+            to_json(&ErrorOut {
+                error: &e.to_string(),
+            }),
+        ),
     };
     OUTPUT.with(|o| *o.borrow_mut() = bytes);
     status
@@ -250,13 +255,14 @@ mod tests {
         let (status, out) = call(ttn_compute_uid, br#"["",""]"#);
         assert_eq!(status, STATUS_ERROR);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert!(
-            v["error"].as_str().unwrap().contains("all empty"),
-            "{v}"
-        );
+        assert!(v["error"].as_str().unwrap().contains("all empty"), "{v}");
         let (status, out) = call(ttn_build_report, b"{not json");
         assert_eq!(status, STATUS_ERROR);
-        assert!(String::from_utf8(out).unwrap().starts_with(r#"{"error":"inputs: "#));
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with(r#"{"error":"inputs: "#)
+        );
         let (status, _) = call(ttn_compute_uid, b"");
         assert_eq!(status, STATUS_ERROR);
     }

@@ -51,7 +51,9 @@ fn build(path: &str) -> Result<Vec<u8>, String> {
 /// Times `build_report_bytes` (JSON text in, bytes out: the same work the browser does).
 fn time(path: &str, n: &str) -> Result<String, String> {
     let json = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
-    let n: u32 = n.parse().map_err(|_| format!("N must be a count, not {n:?}"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("N must be a count, not {n:?}"))?;
     let mut total = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..n {
@@ -60,5 +62,8 @@ fn time(path: &str, n: &str) -> Result<String, String> {
         total += bytes.len();
     }
     let ns = start.elapsed().as_nanos() / u128::from(n.max(1));
-    Ok(format!("{{\"per_report_ns\":{ns},\"bytes\":{}}}\n", total / n.max(1) as usize))
+    Ok(format!(
+        "{{\"per_report_ns\":{ns},\"bytes\":{}}}\n",
+        total / n.max(1) as usize
+    ))
 }

@@ -36,7 +36,10 @@ fn run(wasm: &str, inputs: &str, n: &str) -> anyhow::Result<String> {
     let start = Instant::now();
     for _ in 0..n {
         let bytes = plugin.build_report(std::hint::black_box(&json))?;
-        anyhow::ensure!(bytes == expected, "the plugin's bytes differ from the native core's");
+        anyhow::ensure!(
+            bytes == expected,
+            "the plugin's bytes differ from the native core's"
+        );
     }
     let ns = start.elapsed().as_nanos() / u128::from(n.max(1));
     Ok(format!("{{\"load_ms\":{load_ms:.1},\"per_call_ns\":{ns}}}"))
