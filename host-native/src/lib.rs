@@ -5,7 +5,8 @@
 //!
 //! Modules follow the flow of a report: `config` → `count` → `inputs` → (core builds) →
 //! `schedule` → `deliver` → `audit`; `admin` serves the preview, `collect` receives reports,
-//! `cmd` holds the command-line entry points, `os` the build and platform facts.
+//! `cmd` holds the command-line entry points, `os` the build and platform facts, and `plugin`
+//! (feature `plugin`) builds reports through the core's wasm plugin under wasmtime.
 
 pub mod admin;
 pub mod audit;
@@ -19,4 +20,6 @@ pub mod deliver;
 pub mod inputs;
 pub mod metrics;
 pub mod os;
+#[cfg(feature = "plugin")]
+pub mod plugin;
 pub mod schedule;

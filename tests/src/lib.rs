@@ -1,5 +1,7 @@
 //! Shared helpers for the cross-host tests.
 
+pub mod corpus;
+
 use std::path::PathBuf;
 
 /// One golden vector: plain inputs and the exact bytes they must become.

@@ -1,0 +1,36 @@
+// Contract test of the hand-written TypeScript declarations of ttn-telemetry-wasm: this file
+// type-checks against the generated package (web-preview/pkg) with `tsc --noEmit` in strict
+// mode. The @ts-expect-error lines fail the check if a declaration loosens (e.g. to `any`).
+import init, {
+  buildReport,
+  computeUid,
+  fields,
+  sha256Hex,
+  version,
+  type FieldDoc,
+} from '../../pkg/ttn_telemetry_wasm.js';
+
+export async function preview(inputsJson: string, elements: string[]): Promise<string> {
+  await init();
+  const bytes: Uint8Array = buildReport(inputsJson);
+  const digest: string = sha256Hex(bytes);
+  const uid: string = computeUid(elements);
+  const rows: FieldDoc[] = fields();
+  const paths: string[] = rows.map((r) => `${r.path}: ${r.meaning}`);
+  const v: string = version();
+
+  // @ts-expect-error the inputs are JSON text, not an object (u64 counts need the text)
+  buildReport({ uid_elements: elements });
+  // @ts-expect-error the report is bytes, not a string
+  const notText: string = buildReport(inputsJson);
+  // @ts-expect-error elements are strings
+  computeUid([1, 2]);
+  // @ts-expect-error the digest is of bytes
+  sha256Hex('text');
+  // @ts-expect-error field rows are read-only
+  rows[0].path = 'x';
+  // @ts-expect-error field rows have no other members
+  rows[0].value;
+
+  return [digest, uid, v, notText, ...paths].join('\n');
+}
