@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use ttn_telemetry_core::{format_duration, redact_uri, sha256_hex};
 
-use crate::admin::{self, AdminConfig, AdminState, InputsProvider};
+use crate::admin::{self, AdminConfig, AdminState, ConsoleAssets, InputsProvider};
 use crate::audit::{self, AuditLog, read_history, rfc3339};
 use crate::deliver::{self, Clock, DeliverConfig, Final, Observer, Rng};
 use crate::metrics::{self, SharedStatus};
@@ -140,9 +140,25 @@ impl DaemonConfig {
     }
 }
 
-/// The coordinator a core configuration asks for: Redis when `redis.address` is set (default
-/// namespace), else the state directory. Call it only when telemetry is on (it writes the
-/// state directory).
+/// The Redis key namespace of a deployment: [`redis::DEFAULT_NAMESPACE`](crate::schedule::redis::DEFAULT_NAMESPACE)
+/// followed by `:` and the deployment's UID (core `compute_uid` of `Config::uid_elements`).
+///
+/// The schedule is "one report per interval per deployment" and the UID is what identifies a
+/// deployment, so replicas of one deployment share a schedule and two deployments that share
+/// one Redis (and database number) do not silence each other. Changing the UID elements starts
+/// a new schedule: its first report is due one interval later. No secret is in the key.
+pub fn redis_namespace(config: &ttn_telemetry_core::Config) -> anyhow::Result<String> {
+    let uid = ttn_telemetry_core::compute_uid(&config.uid_elements())
+        .map_err(|e| anyhow::anyhow!("computing the deployment UID: {e}"))?;
+    Ok(format!(
+        "{}:{uid}",
+        crate::schedule::redis::DEFAULT_NAMESPACE
+    ))
+}
+
+/// The coordinator a core configuration asks for: Redis when `redis.address` is set (namespace
+/// [`redis_namespace`]), else the state directory. Call it only when telemetry is on (it writes
+/// the state directory).
 pub fn coordinator_from_core(
     config: &ttn_telemetry_core::Config,
     now: SystemTime,
@@ -162,7 +178,7 @@ pub fn coordinator_from_core(
         );
         Ok(Box::new(redis::RedisSchedule::new(
             target,
-            redis::DEFAULT_NAMESPACE,
+            &redis_namespace(config)?,
             config.interval,
         )?))
     }
@@ -252,12 +268,25 @@ pub fn run(
     provider: Arc<dyn InputsProvider>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    run_with_console(cfg, None, coordinator, provider, shutdown)
+}
+
+/// [`run`], with the Console page's assets served by the admin listener when `console` is
+/// given (see [`AdminState::with_console`]).
+pub fn run_with_console(
+    cfg: DaemonConfig,
+    console: Option<Arc<dyn ConsoleAssets>>,
+    coordinator: impl FnOnce() -> anyhow::Result<Box<dyn Coordinator>>,
+    provider: Arc<dyn InputsProvider>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let status = metrics::shared(cfg.off_reason.is_none());
     let admin = match cfg.admin_listen {
         Some(addr) => Some(spawn_admin(
             &cfg,
             addr,
             provider.clone(),
+            console,
             status.clone(),
             &shutdown,
         )?),
@@ -294,6 +323,7 @@ pub fn spawn_admin(
     cfg: &DaemonConfig,
     addr: SocketAddr,
     provider: Arc<dyn InputsProvider>,
+    console: Option<Arc<dyn ConsoleAssets>>,
     status: SharedStatus,
     shutdown: &Shutdown,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
@@ -311,6 +341,10 @@ pub fn spawn_admin(
         provider,
         status,
     );
+    let state = match console {
+        Some(c) => state.with_console(c),
+        None => state,
+    };
     tracing::info!("admin listener at http://{}", listener.local_addr()?);
     let shutdown = shutdown.clone();
     Ok(std::thread::Builder::new()

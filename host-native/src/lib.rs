@@ -7,15 +7,15 @@
 //! `schedule` → `deliver` → `audit`; `admin` serves the preview, `collect` receives reports,
 //! `cmd` holds the command-line entry points, `os` the build and platform facts.
 
-pub mod cmd;
-pub mod config;
-pub mod count;
-pub mod inputs;
-pub mod os;
 pub mod admin;
 pub mod audit;
 pub mod cli_telemetry;
+pub mod cmd;
+pub mod config;
+pub mod count;
 pub mod daemon;
 pub mod deliver;
+pub mod inputs;
 pub mod metrics;
+pub mod os;
 pub mod schedule;
