@@ -350,6 +350,7 @@ fn without_redis_the_state_dir_keeps_the_schedule_across_restarts() {
     terminate(&mut c);
     let log = std::fs::read_to_string(f.path("c.log")).unwrap();
     assert!(log.contains("telemetry is on"), "{log}");
+    assert!(log.contains("stopping"), "SIGTERM is logged:\n{log}");
 }
 
 #[test]
