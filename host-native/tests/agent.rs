@@ -131,6 +131,19 @@ fn delivered(state: &Path) -> Vec<AuditEntry> {
         .collect()
 }
 
+/// Waits until the audit log of `state` records `n` deliveries (the collector has the request
+/// a moment before the agent has its answer written down).
+fn wait_delivered(state: &Path, n: usize) -> Vec<AuditEntry> {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = delivered(state);
+        if got.len() >= n || Instant::now() > end {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sleeps until `t` (wall clock).
 fn sleep_until(t: SystemTime) {
     if let Ok(d) = t.duration_since(SystemTime::now()) {
@@ -321,7 +334,7 @@ fn without_redis_the_state_dir_keeps_the_schedule_across_restarts() {
     let got = sink.wait_for(1, Duration::from_secs(6));
     assert_eq!(got.len(), 1, "the report is sent when due");
     assert_eq!(read_state(&state).unwrap().unwrap().epoch(), epoch);
-    let first = delivered(&state);
+    let first = wait_delivered(&state, 1);
     assert_eq!(first.len(), 1);
     assert!(
         first[0].unix_ms >= ms_since_epoch(epoch + interval),
@@ -665,8 +678,9 @@ fn status_and_history_show_the_last_and_next_report_and_sources_without_secrets(
         "{off}"
     );
     assert!(
-        off.lines()
-            .any(|l| l.starts_with("  telemetry.enable ") && l.ends_with("[env DO_NOT_TRACK]")),
+        off.lines().any(|l| l.starts_with("  telemetry.enable ")
+            && l.contains(" false (DO_NOT_TRACK overrides true) ")
+            && l.ends_with("[env DO_NOT_TRACK]")),
         "{off}"
     );
 

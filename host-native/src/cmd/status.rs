@@ -101,10 +101,13 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
     line("settings (effective value, and the source that decided it):".into());
     let width = KEYS.iter().map(|k| k.key.len()).max().unwrap_or(0);
     for spec in KEYS {
-        let value = c
-            .display(spec.key)
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "(empty)".to_owned());
+        let value = if spec.key == "telemetry.enable" && c.do_not_track {
+            format!("false (DO_NOT_TRACK overrides {})", c.enable)
+        } else {
+            c.display(spec.key)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "(empty)".to_owned())
+        };
         let source = loaded.sources.get(spec.key).unwrap_or(&Source::Default);
         line(format!(
             "  {:width$}  {value}  [{source}]",
