@@ -280,16 +280,22 @@ pub fn run_with_console(
     provider: Arc<dyn InputsProvider>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let mut cfg = cfg;
     let status = metrics::shared(cfg.off_reason.is_none());
     let admin = match cfg.admin_listen {
-        Some(addr) => Some(spawn_admin(
-            &cfg,
-            addr,
-            provider.clone(),
-            console,
-            status.clone(),
-            &shutdown,
-        )?),
+        Some(addr) => {
+            let (handle, bound) = spawn_admin(
+                &cfg,
+                addr,
+                provider.clone(),
+                console,
+                status.clone(),
+                &shutdown,
+            )?;
+            // The start-up line then names the port actually bound (`:0` picks one).
+            cfg.admin_listen = Some(bound);
+            Some(handle)
+        }
         None => None,
     };
     let result = match &cfg.off_reason {
@@ -318,7 +324,8 @@ pub fn run_with_console(
 }
 
 /// Binds the admin listener now (so a bad or busy address fails start-up) and serves it on a
-/// single-threaded runtime in its own thread until shutdown.
+/// single-threaded runtime in its own thread until shutdown. Returns the thread and the address
+/// bound.
 pub fn spawn_admin(
     cfg: &DaemonConfig,
     addr: SocketAddr,
@@ -326,10 +333,11 @@ pub fn spawn_admin(
     console: Option<Arc<dyn ConsoleAssets>>,
     status: SharedStatus,
     shutdown: &Shutdown,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> anyhow::Result<(std::thread::JoinHandle<()>, SocketAddr)> {
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("admin listener cannot listen at {addr}"))?;
     listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
     let state = AdminState::new(
         AdminConfig {
             token: cfg.admin_token.clone(),
@@ -345,9 +353,9 @@ pub fn spawn_admin(
         Some(c) => state.with_console(c),
         None => state,
     };
-    tracing::info!("admin listener at http://{}", listener.local_addr()?);
+    tracing::info!("admin listener at http://{bound}");
     let shutdown = shutdown.clone();
-    Ok(std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
@@ -383,7 +391,8 @@ pub fn spawn_admin(
                     tracing::error!("admin listener stopped: {e}");
                 }
             });
-        })?)
+        })?;
+    Ok((handle, bound))
 }
 
 /// The report loop.

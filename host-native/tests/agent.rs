@@ -303,6 +303,37 @@ fn two_agents_sharing_redis_send_one_report_per_interval_and_one_takes_over_afte
     assert!(parse_report(&requests[0].body).is_ok());
 }
 
+#[test]
+fn with_redis_down_run_says_so_and_sends_nothing() {
+    let f = Fixture::new();
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let mut flags = f.flags("state", &sink.url(), "1s", &unique("redis-down"));
+    flags.extend([
+        "--redis.address".to_owned(),
+        common::closed_port().to_string(),
+        "--redis.password".to_owned(),
+        "pw-S3cret".to_owned(),
+    ]);
+    let log = f.path("run.log");
+    let mut agent = spawn_run(f.dir.path(), &flags, &[], &log);
+    // Three intervals: with a reachable schedule it would have sent by now.
+    std::thread::sleep(Duration::from_secs(3));
+    terminate(&mut agent);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log.matches("telemetry not sent: cannot coordinate").count(),
+        1,
+        "said once per outage:\n{log}"
+    );
+    assert!(!log.contains("pw-S3cret"), "{log}");
+    assert_eq!(
+        sink.connection_count(),
+        0,
+        "nothing sent without coordination"
+    );
+    assert!(read_history(&f.path("state")).unwrap().entries.is_empty());
+}
+
 // ---- The state directory without Redis ----
 
 #[test]
@@ -363,6 +394,15 @@ fn without_redis_the_state_dir_keeps_the_schedule_across_restarts() {
     terminate(&mut c);
     let log = std::fs::read_to_string(f.path("c.log")).unwrap();
     assert!(log.contains("telemetry is on"), "{log}");
+    let admin = log
+        .split("admin listener at http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the admin listener's address is logged");
+    assert!(
+        log.contains(&format!("http://{admin}/api/v1/telemetry/report")) && !admin.ends_with(":0"),
+        "the start-up line names the bound admin address: {log}"
+    );
     assert!(log.contains("stopping"), "SIGTERM is logged:\n{log}");
 }
 
