@@ -1,9 +1,10 @@
 //! A minimal agent over fixed inputs: the daemon loop, delivery, audit, schedule and admin
 //! listener of this crate, without configuration loading or database counting.
 //!
-//! It exists for process-level tests (two agents, `kill -9`) and for measuring the idle
-//! daemon's memory and CPU (`scripts/bench.d/20-daemon.sh`) until the `run` command wires the
-//! same library in. Settings come from the environment:
+//! The real agent is `ttn-lw-telemetry run` (tested as a process in tests/agent.rs, measured by
+//! `scripts/bench.d/20-daemon.sh`). This example remains for the process-level test that needs a
+//! setting the command line does not offer: a short Redis claim lease, so that a replica killed
+//! mid-send is taken over within seconds. Settings come from the environment:
 //!
 //! | variable | meaning | default |
 //! |---|---|---|

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use ttn_telemetry_core::{format_duration, redact_uri, sha256_hex};
 
-use crate::admin::{self, AdminConfig, AdminState, InputsProvider};
+use crate::admin::{self, AdminConfig, AdminState, ConsoleAssets, InputsProvider};
 use crate::audit::{self, AuditLog, read_history, rfc3339};
 use crate::deliver::{self, Clock, DeliverConfig, Final, Observer, Rng};
 use crate::metrics::{self, SharedStatus};
@@ -140,9 +140,25 @@ impl DaemonConfig {
     }
 }
 
-/// The coordinator a core configuration asks for: Redis when `redis.address` is set (default
-/// namespace), else the state directory. Call it only when telemetry is on (it writes the
-/// state directory).
+/// The Redis key namespace of a deployment: [`redis::DEFAULT_NAMESPACE`](crate::schedule::redis::DEFAULT_NAMESPACE)
+/// followed by `:` and the deployment's UID (core `compute_uid` of `Config::uid_elements`).
+///
+/// The schedule is "one report per interval per deployment" and the UID is what identifies a
+/// deployment, so replicas of one deployment share a schedule and two deployments that share
+/// one Redis (and database number) do not silence each other. Changing the UID elements starts
+/// a new schedule: its first report is due one interval later. No secret is in the key.
+pub fn redis_namespace(config: &ttn_telemetry_core::Config) -> anyhow::Result<String> {
+    let uid = ttn_telemetry_core::compute_uid(&config.uid_elements())
+        .map_err(|e| anyhow::anyhow!("computing the deployment UID: {e}"))?;
+    Ok(format!(
+        "{}:{uid}",
+        crate::schedule::redis::DEFAULT_NAMESPACE
+    ))
+}
+
+/// The coordinator a core configuration asks for: Redis when `redis.address` is set (namespace
+/// [`redis_namespace`]), else the state directory. Call it only when telemetry is on (it writes
+/// the state directory).
 pub fn coordinator_from_core(
     config: &ttn_telemetry_core::Config,
     now: SystemTime,
@@ -162,7 +178,7 @@ pub fn coordinator_from_core(
         );
         Ok(Box::new(redis::RedisSchedule::new(
             target,
-            redis::DEFAULT_NAMESPACE,
+            &redis_namespace(config)?,
             config.interval,
         )?))
     }
@@ -252,15 +268,34 @@ pub fn run(
     provider: Arc<dyn InputsProvider>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    run_with_console(cfg, None, coordinator, provider, shutdown)
+}
+
+/// [`run`], with the Console page's assets served by the admin listener when `console` is
+/// given (see [`AdminState::with_console`]).
+pub fn run_with_console(
+    cfg: DaemonConfig,
+    console: Option<Arc<dyn ConsoleAssets>>,
+    coordinator: impl FnOnce() -> anyhow::Result<Box<dyn Coordinator>>,
+    provider: Arc<dyn InputsProvider>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut cfg = cfg;
     let status = metrics::shared(cfg.off_reason.is_none());
     let admin = match cfg.admin_listen {
-        Some(addr) => Some(spawn_admin(
-            &cfg,
-            addr,
-            provider.clone(),
-            status.clone(),
-            &shutdown,
-        )?),
+        Some(addr) => {
+            let (handle, bound) = spawn_admin(
+                &cfg,
+                addr,
+                provider.clone(),
+                console,
+                status.clone(),
+                &shutdown,
+            )?;
+            // The start-up line then names the port actually bound (`:0` picks one).
+            cfg.admin_listen = Some(bound);
+            Some(handle)
+        }
         None => None,
     };
     let result = match &cfg.off_reason {
@@ -289,17 +324,20 @@ pub fn run(
 }
 
 /// Binds the admin listener now (so a bad or busy address fails start-up) and serves it on a
-/// single-threaded runtime in its own thread until shutdown.
+/// single-threaded runtime in its own thread until shutdown. Returns the thread and the address
+/// bound.
 pub fn spawn_admin(
     cfg: &DaemonConfig,
     addr: SocketAddr,
     provider: Arc<dyn InputsProvider>,
+    console: Option<Arc<dyn ConsoleAssets>>,
     status: SharedStatus,
     shutdown: &Shutdown,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> anyhow::Result<(std::thread::JoinHandle<()>, SocketAddr)> {
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("admin listener cannot listen at {addr}"))?;
     listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
     let state = AdminState::new(
         AdminConfig {
             token: cfg.admin_token.clone(),
@@ -311,9 +349,13 @@ pub fn spawn_admin(
         provider,
         status,
     );
-    tracing::info!("admin listener at http://{}", listener.local_addr()?);
+    let state = match console {
+        Some(c) => state.with_console(c),
+        None => state,
+    };
+    tracing::info!("admin listener at http://{bound}");
     let shutdown = shutdown.clone();
-    Ok(std::thread::Builder::new()
+    let handle = std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
@@ -349,7 +391,8 @@ pub fn spawn_admin(
                     tracing::error!("admin listener stopped: {e}");
                 }
             });
-        })?)
+        })?;
+    Ok((handle, bound))
 }
 
 /// The report loop.

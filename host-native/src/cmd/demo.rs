@@ -1,13 +1,21 @@
 //! `demo`: the README's first command. It makes an example Identity Server database (embedded
 //! SQLite, under the state directory), counts it exactly as the agent counts a real one, shows
 //! the report the core builds, and explains what would be sent, where, and how to turn it off.
-//! It sends nothing and finishes by itself.
+//! Then it delivers the report, exactly as `send` does (retry policy, `Content-Digest`, audit
+//! log), to a sink it runs itself on loopback, and prints the audit log entry. Nothing leaves
+//! the machine, and it finishes by itself. With telemetry off it delivers nothing at all.
+//!
+//! The sink is a minimal in-process HTTP server ([`LoopbackSink`]): it checks the body with the
+//! core's collector validation and answers with a receipt naming the body's SHA-256, as a
+//! collector of this project does.
 //!
 //! The example is deterministic (a fixed seed), with timestamps relative to the database's own
 //! clock, so every run shows the same numbers.
 
-use std::io::Write;
+use std::io::{BufRead as _, BufReader, Read as _, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use rusqlite::{Connection, params};
@@ -16,9 +24,95 @@ use ttn_telemetry_core::{
     sha256_hex, uuid_v4_from_bytes,
 };
 
+use crate::audit::read_history;
 use crate::config::{Loaded, Source};
 use crate::count::{format_timestamp, sqlite};
+use crate::daemon::send_now;
+use crate::deliver::DeliverConfig;
 use crate::inputs::gather;
+
+/// A minimal collector on loopback for the demo: each connection is one `POST`, checked with
+/// core `parse_report`, and answered `200` with a receipt (`{"stored":true,"sha256":…}`) or
+/// `400` with the core's error. It serves until the process ends.
+#[derive(Debug)]
+pub struct LoopbackSink {
+    addr: SocketAddr,
+}
+
+/// The largest request the demo sink reads.
+const SINK_MAX_BODY: usize = 64 * 1024;
+
+impl LoopbackSink {
+    /// Binds `127.0.0.1` on a free port and serves in a background thread.
+    pub fn start() -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").context("demo sink: binding a loopback port")?;
+        let addr = listener.local_addr()?;
+        std::thread::Builder::new()
+            .name("demo-sink".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let _ = serve_one(stream);
+                }
+            })?;
+        Ok(LoopbackSink { addr })
+    }
+
+    /// The URL to send to.
+    pub fn url(&self) -> String {
+        format!("http://{}/collect", self.addr)
+    }
+}
+
+fn serve_one(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut length = 0usize;
+    let mut first = true;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if first {
+            first = false;
+            continue;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(usize::MAX);
+        }
+    }
+    let (status, body) = if length > SINK_MAX_BODY {
+        (413, r#"{"error":"too large"}"#.to_owned())
+    } else {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        match ttn_telemetry_core::parse_report(&body) {
+            Ok(_) => (
+                200,
+                format!(r#"{{"stored":true,"sha256":"{}"}}"#, sha256_hex(&body)),
+            ),
+            Err(e) => (
+                400,
+                serde_json::json!({ "error": e.to_string() }).to_string(),
+            ),
+        }
+    };
+    let mut s = stream;
+    write!(
+        s,
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        if status == 200 { "OK" } else { "Refused" },
+        body.len()
+    )?;
+    s.flush()
+}
 
 /// What the example database holds, so the demo can say what was (not) counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -322,7 +416,6 @@ pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
                 .into(),
         ),
     }
-    line("   This demo sent nothing and connected nowhere.".into());
     line(String::new());
     line("6. How to turn it off (any one of these):".into());
     line("   config file:  telemetry: { enable: false }".into());
@@ -333,6 +426,49 @@ pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
     line(format!(
         "7. Try: ttn-lw-telemetry preview --pretty --is.database-uri {uri}"
     ));
+    line(String::new());
+    match c.off_reason() {
+        Some(reason) => {
+            line(format!(
+                "8. Delivery: none. Telemetry is off ({reason}), so the demo delivers nothing, not even on loopback."
+            ));
+        }
+        None => {
+            let sink = LoopbackSink::start()?;
+            let target = sink.url();
+            let d = send_now(
+                &DeliverConfig::new(target.clone()),
+                &dir,
+                &bytes,
+                SystemTime::now() + Duration::from_secs(30),
+            )?;
+            line(format!(
+                "8. Delivered, as the agent delivers, to a collector the demo runs on loopback ({target}),"
+            ));
+            line(format!(
+                "   not to {}: {} ({} attempt(s)). Its audit log entry ({}):",
+                c.target,
+                d.result,
+                d.attempts,
+                dir.join(crate::audit::AUDIT_FILE).display()
+            ));
+            let history = read_history(&dir)?;
+            match history.entries.last() {
+                Some(e) => line(format!("   {e}")),
+                None => line("   (no entry: the audit log is empty)".into()),
+            }
+            line(format!(
+                "   See every attempt: ttn-lw-telemetry history --telemetry.state-dir {}",
+                dir.display()
+            ));
+            if !d.result.delivered() {
+                out.write_all(w.as_bytes())
+                    .context("writing to standard output")?;
+                anyhow::bail!("the demo's loopback delivery failed: {}", d.result);
+            }
+        }
+    }
+    line("   Nothing left this machine.".into());
     out.write_all(w.as_bytes())
         .context("writing to standard output")?;
     Ok(())

@@ -20,13 +20,18 @@
 
 pub mod collect;
 pub mod demo;
+pub mod history;
 pub mod preview;
 pub mod report;
+pub mod run;
+pub mod send;
+pub mod status;
 pub mod uid;
 
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches};
 use ttn_telemetry_core::{Form, KEYS};
@@ -48,7 +53,8 @@ pub enum Command {
         /// The plain-inputs file (`-` for standard input).
         inputs: PathBuf,
     },
-    /// `demo`: count an embedded example database and explain the report.
+    /// `demo`: count an embedded example database, explain the report and deliver it to a
+    /// loopback sink.
     Demo,
     /// `collect`: run the collector and its dashboard.
     Collect {
@@ -57,6 +63,29 @@ pub enum Command {
         /// Store URI (`sqlite:PATH`, `postgresql://…`); `None` is SQLite in the working dir.
         database_uri: Option<String>,
     },
+    /// `send [--deadline DUR]`: count, build and deliver once, now.
+    Send {
+        /// How long delivery may keep retrying.
+        deadline: Duration,
+    },
+    /// `run`: the daemon.
+    Run,
+    /// `status`: settings and their sources, the last and the next report.
+    Status,
+    /// `history`: the audit log.
+    History,
+}
+
+/// The default of `send --deadline`.
+pub const DEFAULT_SEND_DEADLINE: Duration = Duration::from_secs(300);
+
+fn parse_deadline(s: &str) -> Result<Duration, String> {
+    match ttn_telemetry_core::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a positive duration: expected Go duration syntax such as 30s, 5m or 1h30m"
+        )),
+    }
 }
 
 /// A parsed command line.
@@ -168,8 +197,25 @@ pub fn cli() -> clap::Command {
                     .help("sqlite:PATH or postgresql://… [default: ./ttn-lw-telemetry-collector.sqlite3]"),
             ),
         clap::Command::new("demo").about(
-            "Count an example database and explain what would be sent, where, and how to turn it off",
+            "Count an example database, explain what would be sent, where, and how to turn it off, and deliver it to a sink on loopback",
         ),
+        clap::Command::new("send")
+            .about("Count, build and deliver one report now (retrying until --deadline); exits 0 only after a 2xx")
+            .arg(
+                Arg::new("deadline")
+                    .long("deadline")
+                    .value_name("DURATION")
+                    .default_value("5m")
+                    .value_parser(parse_deadline)
+                    .help("How long delivery may keep retrying (Go duration syntax)"),
+            ),
+        clap::Command::new("run").about(
+            "The agent: report once per interval, keep the audit log, serve the admin listener (until SIGTERM or Ctrl-C)",
+        ),
+        clap::Command::new("status").about(
+            "Show whether telemetry is on, the last and next report, and every effective setting with its source",
+        ),
+        clap::Command::new("history").about("Print the audit log: every delivery attempt"),
     ];
     clap::Command::new("ttn-lw-telemetry")
         .version(crate::os::BINARY_VERSION)
@@ -213,6 +259,15 @@ where
                 .unwrap_or_else(|| collect::DEFAULT_LISTEN.to_owned()),
             database_uri: sub.get_one::<String>("database-uri").cloned(),
         },
+        "send" => Command::Send {
+            deadline: sub
+                .get_one::<Duration>("deadline")
+                .copied()
+                .unwrap_or(DEFAULT_SEND_DEADLINE),
+        },
+        "run" => Command::Run,
+        "status" => Command::Status,
+        "history" => Command::History,
         other => {
             return Err(cli().error(
                 clap::error::ErrorKind::InvalidSubcommand,
@@ -271,9 +326,23 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 Command::Report { .. } | Command::Collect { .. } => {
                     unreachable!("handled above")
                 }
+                Command::Send { deadline } => send::run(&loaded, deadline, &mut stdout),
+                Command::Run => run::run(loaded),
+                Command::Status => status::run(&loaded, &mut stdout),
+                Command::History => history::run(&loaded, &mut stdout),
             }
         }
     }
+}
+
+/// Sends log lines (`tracing`, info level and up) to standard error, once per process; later
+/// calls do nothing.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
 }
 
 /// The exit code of a failed command: 2 for bad input, 1 for everything else.
@@ -366,5 +435,34 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
         let e = parse(["t", "report"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+        for bad in ["0s", "5", "-1m", "soon"] {
+            let e = parse(["t", "send", "--deadline", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn send_deadline_defaults_to_5m_and_parses_go_durations() {
+        let inv = parse(["t", "send"]).unwrap();
+        assert_eq!(
+            inv.command,
+            Command::Send {
+                deadline: Duration::from_secs(300)
+            }
+        );
+        let inv = parse(["t", "send", "--deadline", "1m30s"]).unwrap();
+        assert_eq!(
+            inv.command,
+            Command::Send {
+                deadline: Duration::from_secs(90)
+            }
+        );
+        for (args, want) in [
+            (["t", "run"], Command::Run),
+            (["t", "status"], Command::Status),
+            (["t", "history"], Command::History),
+        ] {
+            assert_eq!(parse(args).unwrap().command, want);
+        }
     }
 }

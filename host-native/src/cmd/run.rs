@@ -1,0 +1,42 @@
+//! `run`: the agent. It reports once per interval (coordinated through Redis when
+//! `redis.address` is set, else through `telemetry.state-dir`), keeps the audit log, and serves
+//! the admin listener at `telemetry.admin.listen`, until SIGTERM or SIGINT (Ctrl-C).
+//!
+//! With telemetry off it logs the one line that says why and counts, writes and sends nothing;
+//! the admin listener still answers that telemetry is off.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::admin::ConsoleAssets;
+use crate::config::Loaded;
+use crate::daemon::{self, DaemonConfig, Shutdown};
+use crate::inputs::gather;
+
+/// The Console page's assets served by the admin listener, if this build has them.
+///
+/// This is the seam for the web-preview (wasm) work: return its assets here and the listener
+/// serves them under `/console/telemetry/`. Until then there is no Console page.
+pub fn console_assets() -> Option<Arc<dyn ConsoleAssets>> {
+    None
+}
+
+/// Runs the agent until a signal stops it.
+pub fn run(loaded: Loaded) -> anyhow::Result<()> {
+    super::init_logging();
+    let core = loaded.config;
+    let cfg = DaemonConfig::from_core(&core)?;
+    let shutdown = Shutdown::new();
+    daemon::shutdown_on_signals(&shutdown)?;
+    let for_coordinator = core.clone();
+    // Counting may block (it opens the database): the daemon and the admin listener call it
+    // on threads of their own.
+    let provider = Arc::new(move || Ok(gather(&core)?.inputs));
+    daemon::run_with_console(
+        cfg,
+        console_assets(),
+        move || daemon::coordinator_from_core(&for_coordinator, SystemTime::now()),
+        provider,
+        shutdown,
+    )
+}

@@ -1,0 +1,68 @@
+//! `send [--deadline DUR]`: counts, builds and delivers one report now.
+//!
+//! Delivery uses the retry policy of SPEC §6 (network errors, timeouts, 408, 429 and 5xx are
+//! retried with backoff, honouring `Retry-After`), bounded by `--deadline`. Every attempt goes
+//! to the audit log of `telemetry.state-dir`, like the daemon's. `send` is outside the
+//! schedule: it neither claims nor completes a slot, so the daemon's next report is still due
+//! when it was.
+//!
+//! Exit codes: 0 only after a 2xx; 1 when the collector refuses the report (a 4xx other than
+//! 408/429, a redirect) or does not take it before the deadline, or when counting fails.
+//!
+//! With telemetry off it prints the one line that says why, and exits 0 without counting,
+//! writing or connecting anywhere.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use ttn_telemetry_core::{redact_uri, sha256_hex};
+
+use crate::config::Loaded;
+use crate::daemon;
+use crate::deliver::DeliverConfig;
+use crate::inputs::gather;
+
+/// Runs `send`. The outcome goes to standard output; notes to standard error.
+pub fn run(loaded: &Loaded, deadline: Duration, out: &mut dyn Write) -> anyhow::Result<()> {
+    let c = &loaded.config;
+    if let Some(reason) = c.off_reason() {
+        eprintln!("{}", daemon::off_line(reason));
+        return Ok(());
+    }
+    let gathered = gather(c)?;
+    let bytes = gathered
+        .inputs
+        .build()
+        .context("building the report from the counted inputs")?
+        .to_bytes();
+    let cfg = DeliverConfig::new(c.target.clone());
+    let started = SystemTime::now();
+    let d = daemon::send_now(
+        &cfg,
+        std::path::Path::new(&c.state_dir),
+        &bytes,
+        started + deadline,
+    )?;
+    let target = redact_uri(&c.target);
+    if d.result.delivered() {
+        writeln!(
+            out,
+            "sent {} bytes (sha256 {}) to {target} in {} attempt{}: {}",
+            bytes.len(),
+            sha256_hex(&bytes),
+            d.attempts,
+            if d.attempts == 1 { "" } else { "s" },
+            d.result
+        )
+        .context("writing to standard output")?;
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "telemetry report to {target} {} after {} attempt{} (see `ttn-lw-telemetry history`)",
+            d.result,
+            d.attempts,
+            if d.attempts == 1 { "" } else { "s" },
+        )
+    }
+}

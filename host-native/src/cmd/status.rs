@@ -1,0 +1,121 @@
+//! `status`: whether telemetry is on, the last and the next report, and every effective
+//! setting with the source that decided it (default, which file, env var, flag,
+//! `DO_NOT_TRACK`).
+//!
+//! It reads the state directory (schedule, audit log, last body). With `redis.address` set and
+//! telemetry on, it asks Redis when the next report is due (read only: it claims nothing); when
+//! Redis does not answer it says so and shows the rest. With telemetry off it connects nowhere.
+//! Secrets (`redis.password`, `telemetry.admin.token`, passwords in URIs) are shown only as
+//! `(set)`/`(empty)` or redacted.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use ttn_telemetry_core::{KEYS, format_duration, redact_uri, sha256_hex};
+
+use crate::audit::{read_history, read_last_body, rfc3339};
+use crate::config::{Loaded, Source};
+use crate::daemon;
+use crate::schedule::local::read_state;
+use crate::schedule::redis::{RedisSchedule, RedisTarget};
+
+/// Runs `status`.
+pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
+    let c = &loaded.config;
+    let dir = Path::new(&c.state_dir);
+    let now = SystemTime::now();
+    let mut w = String::new();
+    let mut line = |s: String| {
+        w.push_str(&s);
+        w.push('\n');
+    };
+
+    match c.off_reason() {
+        Some(reason) => line(format!(
+            "telemetry: off ({reason}): nothing is counted, stored or sent"
+        )),
+        None => line(format!(
+            "telemetry: on, every {} to {}",
+            format_duration(c.interval),
+            redact_uri(&c.target)
+        )),
+    }
+    line(format!("state directory: {}", dir.display()));
+
+    let next = if c.off_reason().is_some() {
+        "none (telemetry is off)".to_owned()
+    } else if c.redis_address.is_empty() {
+        match read_state(dir)? {
+            Some(s) => format!(
+                "{} (schedule in {}, first start {})",
+                rfc3339(s.next_due()),
+                dir.display(),
+                rfc3339(s.epoch())
+            ),
+            None => format!(
+                "one interval after the agent's first start (no schedule in {} yet)",
+                dir.display()
+            ),
+        }
+    } else {
+        let target =
+            RedisTarget::from_config(&c.redis_address, &c.redis_password, c.redis_database);
+        let shown = format!("redis {} database {}", c.redis_address, c.redis_database);
+        let asked = daemon::redis_namespace(c).and_then(|ns| {
+            RedisSchedule::new(target, &ns, c.interval)?
+                .next_due(now)
+                .map(|due| (due, ns))
+        });
+        match asked {
+            Ok((Some(due), ns)) => format!("{} ({shown}, keys {ns}:*)", rfc3339(due)),
+            Ok((None, ns)) => format!(
+                "one interval after the first agent starts (nothing scheduled in {shown}, keys {ns}:*)"
+            ),
+            Err(e) => format!("unknown: {e:#}"),
+        }
+    };
+    line(format!("next report due: {next}"));
+
+    let h = read_history(dir)?;
+    let show = |e: Option<&crate::audit::AuditEntry>| {
+        e.map_or_else(|| "none".to_owned(), |e| e.to_string())
+    };
+    line(format!("last attempt: {}", show(h.last_attempt())));
+    line(format!("last success: {}", show(h.last_success())));
+    if h.torn_tail {
+        line("note: the audit log's last line was cut short (a crash while writing)".into());
+    }
+    match read_last_body(dir)? {
+        Some(b) => line(format!(
+            "last body sent: {} bytes, sha256 {} ({})",
+            b.len(),
+            sha256_hex(&b),
+            dir.join(crate::audit::LAST_BODY_FILE).display()
+        )),
+        None => line("last body sent: none".into()),
+    }
+
+    line(String::new());
+    line("settings (effective value, and the source that decided it):".into());
+    let width = KEYS.iter().map(|k| k.key.len()).max().unwrap_or(0);
+    for spec in KEYS {
+        let value = if spec.key == "telemetry.enable" && c.do_not_track {
+            format!("false (DO_NOT_TRACK overrides {})", c.enable)
+        } else {
+            c.display(spec.key)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "(empty)".to_owned())
+        };
+        let source = loaded.sources.get(spec.key).unwrap_or(&Source::Default);
+        line(format!(
+            "  {:width$}  {value}  [{source}]",
+            spec.key,
+            width = width
+        ));
+    }
+    out.write_all(w.as_bytes())
+        .context("writing to standard output")?;
+    Ok(())
+}
