@@ -10,14 +10,17 @@
 //! {"uid":"0b6f…-…","os":{…},"cli":{"commands":[…],"aliases":[…]}}
 //! ```
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::json::{write_key, write_str};
 use crate::parse::ReportError;
 use crate::uid::{UidError, compute_uid};
-use crate::wire::{CliUsage, EntitiesCount, OsInfo, Payload, Report};
+use crate::wire::{
+    CliUsage, EntitiesCount, OsInfo, Payload, Report, write_cli, write_entities, write_os,
+};
 
 /// Where a report's UID comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +47,8 @@ pub struct Inputs {
 /// Why plain inputs could not become a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputsError {
-    /// The JSON is malformed or does not have the inputs' shape (serde's message).
-    Json(String),
+    /// The JSON is malformed or does not have the inputs' shape; names the field.
+    Invalid(ReportError),
     /// Neither or both of `uid_elements` and `uid`.
     Identity,
     /// Neither or both of `entities_count` and `cli`.
@@ -59,7 +62,7 @@ pub enum InputsError {
 impl fmt::Display for InputsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InputsError::Json(m) => write!(f, "inputs: {m}"),
+            InputsError::Invalid(e) => write!(f, "inputs: {e}"),
             InputsError::Identity => {
                 f.write_str("inputs: give exactly one of `uid_elements` and `uid`")
             }
@@ -87,18 +90,51 @@ impl From<ReportError> for InputsError {
 }
 
 impl Inputs {
-    /// Parses plain inputs from JSON.
+    /// Parses plain inputs from JSON, with the report parser's limits and typed errors.
+    ///
+    /// `null` for `uid_elements`, `uid`, `entities_count` or `cli` means absent.
     pub fn from_json(json: &[u8]) -> Result<Inputs, InputsError> {
-        // Through the repr, so that shape errors stay typed instead of becoming serde text.
-        let repr: InputsRepr =
-            serde_json::from_slice(json).map_err(|e| InputsError::Json(e.to_string()))?;
-        Inputs::try_from(repr)
+        crate::parse::parse_inputs(json)
     }
 
-    /// The plain inputs as compact JSON.
+    /// The plain inputs as compact JSON, in the key order of the module docs. Counts are exact
+    /// JSON integers (readers must not round them through floating point).
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing plain data into a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(512);
+        out.push(b'{');
+        match &self.identity {
+            Identity::Elements(elements) => {
+                write_key(&mut out, "uid_elements");
+                out.push(b'[');
+                for (i, e) in elements.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(&mut out, e);
+                }
+                out.push(b']');
+            }
+            Identity::Uid(uid) => {
+                write_key(&mut out, "uid");
+                write_str(&mut out, uid);
+            }
+        }
+        out.push(b',');
+        write_key(&mut out, "os");
+        write_os(&mut out, &self.os);
+        out.push(b',');
+        match &self.payload {
+            Payload::Entities(e) => {
+                write_key(&mut out, "entities_count");
+                write_entities(&mut out, e);
+            }
+            Payload::Cli(c) => {
+                write_key(&mut out, "cli");
+                write_cli(&mut out, c);
+            }
+        }
+        out.push(b'}');
+        out
     }
 
     /// Builds the report: computes the UID if needed, then validates the result.
@@ -133,18 +169,19 @@ pub fn build_report_bytes(inputs_json: &[u8]) -> Result<Vec<u8>, InputsError> {
     Ok(Inputs::from_json(inputs_json)?.build()?.to_bytes())
 }
 
+/// The flat shape of plain inputs, shared by the serde impls and the core's own parser.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InputsRepr {
+pub(crate) struct InputsRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    uid_elements: Option<Vec<String>>,
+    pub(crate) uid_elements: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    uid: Option<String>,
-    os: OsInfo,
+    pub(crate) uid: Option<String>,
+    pub(crate) os: OsInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    entities_count: Option<EntitiesCount>,
+    pub(crate) entities_count: Option<EntitiesCount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    cli: Option<CliUsage>,
+    pub(crate) cli: Option<CliUsage>,
 }
 
 impl TryFrom<InputsRepr> for Inputs {

@@ -11,7 +11,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::uid::{is_valid_is_uid, is_valid_uuid};
+use crate::inputs::{Inputs, InputsError, InputsRepr};
+use crate::uid::{MAX_UID_ELEMENT_BYTES, is_valid_is_uid, is_valid_uuid};
 use crate::wire::*;
 
 /// Bounds on what a report may contain. Reports that our builder makes always fit.
@@ -26,6 +27,8 @@ pub mod limits {
     pub const MAX_ARRAY_ITEMS: usize = 1024;
     /// Longest string or key, in bytes after unescaping.
     pub const MAX_STRING_BYTES: usize = 256;
+    /// Largest plain-inputs document: a report plus up to 64 UID elements of 2 KiB each.
+    pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
 }
 use limits::*;
 
@@ -61,10 +64,13 @@ pub enum ReportError {
         /// The limit.
         limit: usize,
     },
-    /// A string is longer than [`limits::MAX_STRING_BYTES`].
+    /// A string is longer than its limit ([`limits::MAX_STRING_BYTES`], or
+    /// [`crate::MAX_UID_ELEMENT_BYTES`] for a UID element of plain inputs).
     StringTooLong {
         /// The field (or the object whose key is too long).
         path: String,
+        /// The limit, in bytes.
+        limit: usize,
     },
     /// A key appears twice in one object.
     DuplicateKey {
@@ -134,8 +140,8 @@ impl fmt::Display for ReportError {
                 write!(f, "nesting deeper than {MAX_DEPTH} levels at byte {offset}")
             }
             TooManyEntries { path, limit } => write!(f, "`{path}`: more than {limit} entries"),
-            StringTooLong { path } => {
-                write!(f, "`{path}`: string longer than {MAX_STRING_BYTES} bytes")
+            StringTooLong { path, limit } => {
+                write!(f, "`{path}`: string longer than {limit} bytes")
             }
             DuplicateKey { path } => write!(f, "`{path}`: duplicate key"),
             UnknownKey { path } => write!(f, "`{path}`: unknown key"),
@@ -173,22 +179,23 @@ pub fn parse_report(body: &[u8]) -> Result<Report, ReportError> {
             limit: MAX_REPORT_BYTES,
         });
     }
-    let mut p = Parser {
-        src: body,
-        pos: 0,
-        depth: 0,
-        path: Vec::new(),
-    };
-    let report = p.report()?;
-    p.ws();
-    if p.pos != body.len() {
-        return Err(ReportError::Syntax {
-            offset: p.pos,
-            expected: "end of input",
-        });
-    }
+    let report = Parser::new(body).whole(Parser::report)?;
     report.validate()?;
     Ok(report)
+}
+
+/// Parses plain inputs (see [`Inputs`]) with the same parser and limits as reports: any JSON
+/// spelling, typed errors that name the field, and no float or generic-JSON machinery.
+pub(crate) fn parse_inputs(json: &[u8]) -> Result<Inputs, InputsError> {
+    if json.len() > MAX_INPUTS_BYTES {
+        return Err(InputsError::Invalid(ReportError::TooLarge {
+            limit: MAX_INPUTS_BYTES,
+        }));
+    }
+    let repr = Parser::new(json)
+        .whole(Parser::inputs)
+        .map_err(InputsError::Invalid)?;
+    Inputs::try_from(repr)
 }
 
 impl Report {
@@ -227,7 +234,10 @@ impl Report {
 
 fn check_len(s: &str, path: impl FnOnce() -> String) -> Result<(), ReportError> {
     if s.len() > MAX_STRING_BYTES {
-        return Err(ReportError::StringTooLong { path: path() });
+        return Err(ReportError::StringTooLong {
+            path: path(),
+            limit: MAX_STRING_BYTES,
+        });
     }
     Ok(())
 }
@@ -333,6 +343,7 @@ struct Parser<'a> {
     pos: usize,
     depth: usize,
     path: Vec<Seg>,
+    max_string: usize,
 }
 
 type Res<T> = Result<T, ReportError>;
@@ -346,7 +357,27 @@ fn set<T>(p: &Parser<'_>, slot: &mut Option<T>, value: T) -> Res<()> {
     Ok(())
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(src: &'a [u8]) -> Self {
+        Parser {
+            src,
+            pos: 0,
+            depth: 0,
+            path: Vec::new(),
+            max_string: MAX_STRING_BYTES,
+        }
+    }
+
+    /// Parses one value with `f` and requires nothing but whitespace after it.
+    fn whole<T>(&mut self, f: impl FnOnce(&mut Self) -> Res<T>) -> Res<T> {
+        let value = f(self)?;
+        self.ws();
+        if self.pos != self.src.len() {
+            return Err(self.syntax("end of input"));
+        }
+        Ok(value)
+    }
+
     fn path(&self) -> String {
         let mut s = String::new();
         for seg in &self.path {
@@ -537,8 +568,11 @@ impl Parser<'_> {
                 });
             }
             out.extend_from_slice(run);
-            if out.len() > MAX_STRING_BYTES {
-                return Err(ReportError::StringTooLong { path: self.path() });
+            if out.len() > self.max_string {
+                return Err(ReportError::StringTooLong {
+                    path: self.path(),
+                    limit: self.max_string,
+                });
             }
             match self.src.get(self.pos) {
                 Some(b'"') => {
@@ -678,6 +712,43 @@ impl Parser<'_> {
         }
         path.push_str(key);
         ReportError::MissingKey { path }
+    }
+
+    fn inputs(&mut self) -> Res<InputsRepr> {
+        let (mut elements, mut uid, mut os, mut ent, mut cli) = (None, None, None, None, None);
+        self.object(|p, key| match key {
+            "uid_elements" => {
+                // UID elements are URLs and may be longer than report strings.
+                p.max_string = MAX_UID_ELEMENT_BYTES;
+                let v = p.nullable(|p| p.array(Self::string));
+                p.max_string = MAX_STRING_BYTES;
+                set(p, &mut elements, v?)
+            }
+            "uid" => {
+                let v = p.nullable(Self::string)?;
+                set(p, &mut uid, v)
+            }
+            "os" => {
+                let v = p.os()?;
+                set(p, &mut os, v)
+            }
+            "entities_count" => {
+                let v = p.nullable(Self::entities)?;
+                set(p, &mut ent, v)
+            }
+            "cli" => {
+                let v = p.nullable(Self::cli)?;
+                set(p, &mut cli, v)
+            }
+            _ => Err(ReportError::UnknownKey { path: p.path() }),
+        })?;
+        Ok(InputsRepr {
+            uid_elements: elements.flatten(),
+            uid: uid.flatten(),
+            os: os.ok_or_else(|| self.missing("os"))?,
+            entities_count: ent.flatten(),
+            cli: cli.flatten(),
+        })
     }
 
     fn report(&mut self) -> Res<Report> {

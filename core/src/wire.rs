@@ -227,7 +227,7 @@ fn write_counts(out: &mut Vec<u8>, fields: &[(&str, u64)]) {
     out.push(b'}');
 }
 
-fn write_os(out: &mut Vec<u8>, os: &OsInfo) {
+pub(crate) fn write_os(out: &mut Vec<u8>, os: &OsInfo) {
     let fields = [
         ("operating_system", &os.operating_system),
         ("arch", &os.arch),
@@ -245,7 +245,7 @@ fn write_os(out: &mut Vec<u8>, os: &OsInfo) {
     out.push(b'}');
 }
 
-fn write_entities(out: &mut Vec<u8>, e: &EntitiesCount) {
+pub(crate) fn write_entities(out: &mut Vec<u8>, e: &EntitiesCount) {
     out.extend_from_slice(b"{\"gateways\":{\"total\":");
     write_u64(out, e.gateways.total);
     out.extend_from_slice(b",\"gateways_by_frequency_plan_id\":{");
@@ -280,7 +280,7 @@ fn write_entities(out: &mut Vec<u8>, e: &EntitiesCount) {
     out.extend_from_slice(b"}}");
 }
 
-fn write_cli(out: &mut Vec<u8>, cli: &CliUsage) {
+pub(crate) fn write_cli(out: &mut Vec<u8>, cli: &CliUsage) {
     out.extend_from_slice(b"{\"commands\":[");
     for (i, c) in cli.commands.iter().enumerate() {
         if i > 0 {

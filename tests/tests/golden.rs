@@ -85,8 +85,23 @@ fn inputs_errors_are_clear() {
             *msg
         );
     }
-    let err = build_report_bytes(br#"{"uid":"x","bogus":1}"#)
-        .unwrap_err()
-        .to_string();
-    assert!(err.starts_with("inputs: unknown field `bogus`"), "{err}");
+    let err = build_report_bytes(br#"{"uid":"x","bogus":1}"#).unwrap_err();
+    assert_eq!(err.to_string(), "inputs: `bogus`: unknown key");
+    let err = build_report_bytes(br#"{"uid":"x"}"#).unwrap_err();
+    assert_eq!(err.to_string(), "inputs: `os`: missing");
+    let err = build_report_bytes(br#"{"uid":"x","os":{}} trailing"#).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("inputs: `os.operating_system`: missing"),
+        "{err}"
+    );
+    let long = format!(
+        r#"{{"uid_elements":["{}"]}}"#,
+        "x".repeat(ttn_telemetry_core::MAX_UID_ELEMENT_BYTES + 1)
+    );
+    let err = build_report_bytes(long.as_bytes()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "inputs: `uid_elements[0]`: string longer than 2048 bytes"
+    );
 }
