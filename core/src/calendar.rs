@@ -3,6 +3,8 @@
 //! Times are Unix microseconds, the precision of a PostgreSQL `timestamptz`, so a host can pass
 //! the database's transaction timestamp through unchanged.
 
+use alloc::format;
+use alloc::string::String;
 use core::fmt;
 
 /// Microseconds in one day.
@@ -65,6 +67,21 @@ pub fn civil_to_unix_micros(year: i64, month: u32, day: u32, micros_of_day: i64)
     days_from_civil(year, month, day) * MICROS_PER_DAY + micros_of_day
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for Unix microseconds: RFC 3339 in UTC with a fixed width, so
+/// that comparing the text compares the times.
+pub fn format_rfc3339_micros(micros: i64) -> String {
+    let (y, m, d) = civil_from_days(micros.div_euclid(MICROS_PER_DAY));
+    let rest = micros.rem_euclid(MICROS_PER_DAY);
+    let secs = rest / 1_000_000;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        rest % 1_000_000
+    )
+}
+
 /// Whether `year` is a Gregorian leap year.
 pub fn is_leap_year(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
@@ -92,7 +109,9 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// The UTC calendar date `(year, month, day)` of a day number (days since 1970-01-01),
+/// proleptic Gregorian.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -169,6 +188,14 @@ mod tests {
             cutoffs(t).unwrap().last_month,
             civil_to_unix_micros(1969, 2, 28, H)
         );
+    }
+
+    #[test]
+    fn rfc3339() {
+        let t = civil_to_unix_micros(2024, 2, 29, 23 * H + 59 * 60_000_000 + 58_000_042);
+        assert_eq!(format_rfc3339_micros(t), "2024-02-29T23:59:58.000042Z");
+        assert_eq!(format_rfc3339_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(format_rfc3339_micros(-1), "1969-12-31T23:59:59.999999Z");
     }
 
     #[test]

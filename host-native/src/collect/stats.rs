@@ -277,24 +277,9 @@ impl Stats {
     }
 }
 
-/// `(year, month, day)` of a day number (days since 1970-01-01), proleptic Gregorian.
-fn civil(z: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// `YYYY-MM-DD` of a day number.
 pub fn date_of_day(day: i64) -> String {
-    let (y, m, d) = civil(day);
+    let (y, m, d) = ttn_telemetry_core::civil_from_days(day);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -109,32 +109,7 @@ pub(crate) fn to_u64(n: i64) -> u64 {
 /// (`2026-03-31T12:00:00.000000Z`): the timestamp form of the SQLite schema, and how `T` is
 /// shown to people.
 pub fn format_timestamp(micros: i64) -> String {
-    let days = micros.div_euclid(86_400_000_000);
-    let rest = micros.rem_euclid(86_400_000_000);
-    let (y, m, d) = civil_from_days(days);
-    let secs = rest / 1_000_000;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        rest % 1_000_000
-    )
-}
-
-// Days since 1970-01-01 → proleptic Gregorian (year, month, day), after Howard Hinnant's
-// `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    ttn_telemetry_core::format_rfc3339_micros(micros)
 }
 
 #[cfg(test)]
