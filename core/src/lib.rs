@@ -72,7 +72,8 @@ mod uid;
 mod wire;
 
 pub use calendar::{
-    Cutoffs, MICROS_PER_DAY, OutOfRange, civil_to_unix_micros, cutoffs, days_in_month, is_leap_year,
+    Cutoffs, MICROS_PER_DAY, OutOfRange, civil_from_days, civil_to_unix_micros, cutoffs,
+    days_in_month, format_rfc3339_micros, is_leap_year,
 };
 pub use config::{
     Config, ConfigError, DurationError, Form, KEYS, KeySpec, RawValue, do_not_track, env_var_name,
