@@ -43,10 +43,12 @@ use crate::config::{self, ConfigError, Loaded};
 pub enum Command {
     /// `uid`: print the deployment's UID.
     Uid,
-    /// `preview [--pretty]`: count now and print the report that would be sent.
+    /// `preview [--pretty] [--plugin FILE]`: count now and print the report that would be sent.
     Preview {
         /// Pretty-print for people instead of the wire form.
         pretty: bool,
+        /// Build the bytes through this wasm plugin module under wasmtime (feature `plugin`).
+        plugin: Option<PathBuf>,
     },
     /// `report --inputs FILE`: build a report from a plain-inputs JSON file.
     Report {
@@ -159,6 +161,21 @@ fn config_flags() -> Vec<Arg> {
     args
 }
 
+/// `--plugin FILE`, in builds with the `plugin` feature only.
+fn plugin_arg() -> Vec<Arg> {
+    if cfg!(feature = "plugin") {
+        vec![
+            Arg::new("plugin")
+                .long("plugin")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Build the report through this wasm plugin module (host-wasm/plugin) under wasmtime"),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The clap command tree.
 pub fn cli() -> clap::Command {
     let commands = [
@@ -170,7 +187,8 @@ pub fn cli() -> clap::Command {
                     .long("pretty")
                     .action(ArgAction::SetTrue)
                     .help("Indent for people (not the wire form)"),
-            ),
+            )
+            .args(plugin_arg()),
         clap::Command::new("report")
             .about("Build the report from a plain-inputs JSON file, without a database, and print its bytes")
             .arg(
@@ -244,6 +262,7 @@ where
         "uid" => Command::Uid,
         "preview" => Command::Preview {
             pretty: sub.get_flag("pretty"),
+            plugin: sub.try_get_one::<PathBuf>("plugin").ok().flatten().cloned(),
         },
         "report" => Command::Report {
             inputs: sub
@@ -321,7 +340,9 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
             let loaded: Loaded = config::load(&inv.config, env)?;
             match command {
                 Command::Uid => uid::run(&loaded, &mut stdout),
-                Command::Preview { pretty } => preview::run(&loaded, pretty, &mut stdout),
+                Command::Preview { pretty, plugin } => {
+                    preview::run(&loaded, pretty, plugin.as_deref(), &mut stdout)
+                }
                 Command::Demo => demo::run(loaded, &mut stdout),
                 Command::Report { .. } | Command::Collect { .. } => {
                     unreachable!("handled above")
@@ -407,7 +428,13 @@ mod tests {
             "false",
         ])
         .unwrap();
-        assert_eq!(inv.command, Command::Preview { pretty: true });
+        assert_eq!(
+            inv.command,
+            Command::Preview {
+                pretty: true,
+                plugin: None
+            }
+        );
         assert_eq!(
             inv.config.files,
             [PathBuf::from("a.yml"), PathBuf::from("b.yml")]
