@@ -57,7 +57,7 @@ function startAgent(extra = []) {
 
 before(async () => {
   // The demo makes the seeded database under its state directory.
-  execFileSync(AGENT, ['--telemetry.state-dir', join(dir, 'demo-state'), '--telemetry.enable=false', 'demo'], { cwd: dir, env });
+  execFileSync(AGENT, ['--telemetry.state-dir', join(dir, 'demo-state'), '--telemetry.enable=false', 'demo', '--once'], { cwd: dir, env });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',

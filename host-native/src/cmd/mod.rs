@@ -55,9 +55,12 @@ pub enum Command {
         /// The plain-inputs file (`-` for standard input).
         inputs: PathBuf,
     },
-    /// `demo`: count an embedded example database, explain the report and deliver it to a
-    /// loopback sink.
-    Demo,
+    /// `demo [--once]`: count an embedded example database, explain the report, deliver it to
+    /// the real collector on loopback and serve its dashboard and the Console page.
+    Demo {
+        /// Exit once the first report is stored instead of serving until Ctrl-C.
+        once: bool,
+    },
     /// `collect`: run the collector and its dashboard.
     Collect {
         /// `HOST:PORT` to listen on.
@@ -214,9 +217,16 @@ pub fn cli() -> clap::Command {
                     .value_name("URI")
                     .help("sqlite:PATH or postgresql://… [default: ./ttn-lw-telemetry-collector.sqlite3]"),
             ),
-        clap::Command::new("demo").about(
-            "Count an example database, explain what would be sent, where, and how to turn it off, and deliver it to a sink on loopback",
-        ),
+        clap::Command::new("demo")
+            .about(
+                "Count an example database, explain what would be sent, where, and how to turn it off; deliver it to the real collector on loopback and serve its dashboard and the Console page until Ctrl-C",
+            )
+            .arg(
+                Arg::new("once")
+                    .long("once")
+                    .action(ArgAction::SetTrue)
+                    .help("Exit once the first report is stored (for scripts)"),
+            ),
         clap::Command::new("send")
             .about("Count, build and deliver one report now (retrying until --deadline); exits 0 only after a 2xx")
             .arg(
@@ -270,7 +280,9 @@ where
                 .cloned()
                 .unwrap_or_default(),
         },
-        "demo" => Command::Demo,
+        "demo" => Command::Demo {
+            once: sub.get_flag("once"),
+        },
         "collect" => Command::Collect {
             listen: sub
                 .get_one::<String>("listen")
@@ -343,7 +355,7 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 Command::Preview { pretty, plugin } => {
                     preview::run(&loaded, pretty, plugin.as_deref(), &mut stdout)
                 }
-                Command::Demo => demo::run(loaded, &mut stdout),
+                Command::Demo { once } => demo::run(loaded, once, &mut stdout),
                 Command::Report { .. } | Command::Collect { .. } => {
                     unreachable!("handled above")
                 }
