@@ -3,6 +3,7 @@
 #   - the plugin module        → $TTN_PLUGIN_WASM
 #   - the browser package      → web-preview/pkg (wasm-bindgen --target web, then wasm-opt -Oz)
 #   - the native-report binary → $NATIVE_REPORT
+#   - the agent (embedding pkg) → $TTN_AGENT
 # Expects to run from the repository root with CARGO_TARGET_DIR set (./task sets it).
 set -euo pipefail
 : "${CARGO_TARGET_DIR:=$HOME/.cache/ttn-lw-telemetry/target}"
@@ -47,3 +48,8 @@ export TTN_WEB_PKG="$PWD/web-preview/pkg"
 
 cargo build -q --locked -p ttn-telemetry-tests --bin native-report
 export NATIVE_REPORT="$CARGO_TARGET_DIR/debug/native-report"
+
+# The agent, built after web-preview/pkg so that it embeds the widget's wasm (host-native/build.rs)
+# for its Console page.
+cargo build -q --locked -p ttn-lw-telemetry --bin ttn-lw-telemetry
+export TTN_AGENT="$CARGO_TARGET_DIR/debug/ttn-lw-telemetry"

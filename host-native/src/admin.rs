@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /api/v1/telemetry/inputs` | JSON: the plain core inputs of the next report, its SHA-256 and size, whether telemetry is on (and why not), last attempt / success, next due |
+//! | `GET /api/v1/telemetry/inputs` | JSON in the shape the Console widget reads (web-preview/README.md): `inputs` (the core's `Inputs::to_json`, exact u64 numbers), `sha256`, `enabled`, `off_reason`, `target`, `interval`, `last_send {time,status}`, `next_due`; plus `size`, `last_success`, `last_sha256`, `consecutive_failures` |
 //! | `GET /api/v1/telemetry/report` | the exact report bytes built by the core, with `Content-Digest` |
 //! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
 //! | `GET /console/telemetry[/…]` | the Console page's static assets, when a [`ConsoleAssets`] is plugged in |
@@ -70,6 +70,12 @@ pub struct Asset {
 pub trait ConsoleAssets: Send + Sync + 'static {
     /// The asset at `path`, if there is one.
     fn get(&self, path: &str) -> Option<Asset>;
+
+    /// Why `path` is missing when it is an asset this build lacks (for example the wasm
+    /// output that was not built): the 404 says so instead of a bare "no such asset".
+    fn missing(&self, _path: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The listener's settings.
@@ -133,7 +139,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let console = Router::new()
-        .route("/console/telemetry", get(console_index))
+        // The page's relative URLs (`src/…`) need the trailing slash.
+        .route(
+            "/console/telemetry",
+            get(|| async { axum::response::Redirect::permanent("/console/telemetry/") }),
+        )
         .route("/console/telemetry/", get(console_index))
         .route("/console/telemetry/{*path}", get(console_asset));
     api.merge(console)
@@ -242,35 +252,40 @@ async fn count(s: &AdminState) -> Result<(Inputs, Vec<u8>), Response> {
 
 async fn inputs(State(s): State<AdminState>) -> Response {
     let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let telemetry = json!({
-        "enabled": s.cfg.off_reason.is_none(),
-        "off_reason": s.cfg.off_reason,
-        "target": redact_uri(&s.cfg.target),
-        "interval": format_duration(s.cfg.interval),
-    });
     let (inputs, sha, size) = if s.cfg.off_reason.is_some() {
         (serde_json::Value::Null, None, None)
     } else {
         match count(&s).await {
+            // The core's own JSON of the inputs: counts stay exact JSON numbers (u64).
             Ok((inputs, bytes)) => (
-                serde_json::to_value(&inputs).unwrap_or_default(),
+                serde_json::from_slice(&inputs.to_json()).unwrap_or_default(),
                 Some(sha256_hex(&bytes)),
                 Some(bytes.len()),
             ),
             Err(r) => return r,
         }
     };
+    let enabled = s.cfg.off_reason.is_none();
+    let last_send = status.last_attempt.map(|t| {
+        json!({
+            "time": rfc3339(t),
+            "status": status.last_outcome.clone().unwrap_or_else(|| "unknown".to_owned()),
+        })
+    });
+    // The shape of web-preview/README.md (the Console widget reads it), plus a few extras.
     let body = json!({
-        "telemetry": telemetry,
         "inputs": inputs,
         "sha256": sha,
+        "enabled": enabled,
+        "off_reason": s.cfg.off_reason,
+        "target": redact_uri(&s.cfg.target),
+        "interval": format_duration(s.cfg.interval),
+        "last_send": last_send,
+        "next_due": if enabled { status.next_due.map(rfc3339) } else { None },
         "size": size,
-        "last_attempt": status.last_attempt.map(rfc3339),
         "last_success": status.last_success.map(rfc3339),
-        "last_outcome": status.last_outcome,
         "last_sha256": status.last_sha256,
         "consecutive_failures": status.consecutive_failures,
-        "next_due": status.next_due.map(rfc3339),
     });
     let mut r = axum::Json(body).into_response();
     no_store(r.headers_mut());
@@ -339,7 +354,10 @@ fn console(s: &AdminState, path: &str) -> Response {
             let bytes: Vec<u8> = a.bytes.into_owned();
             ([(header::CONTENT_TYPE, a.content_type)], bytes).into_response()
         }
-        None => error(StatusCode::NOT_FOUND, "no such asset"),
+        None => match assets.missing(path) {
+            Some(why) => error(StatusCode::NOT_FOUND, &why),
+            None => error(StatusCode::NOT_FOUND, "no such asset"),
+        },
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cli_telemetry;
 pub mod cmd;
 pub mod collect;
 pub mod config;
+pub mod console;
 pub mod count;
 pub mod daemon;
 pub mod deliver;

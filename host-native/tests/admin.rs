@@ -132,15 +132,13 @@ fn inputs_and_report_agree_with_the_core() {
     assert_eq!(inputs, common::inputs());
     assert_eq!(v["sha256"], sha256_hex(&expected));
     assert_eq!(v["size"], expected.len());
-    assert_eq!(v["telemetry"]["enabled"], true);
-    assert_eq!(v["telemetry"]["off_reason"], serde_json::Value::Null);
-    assert_eq!(
-        v["telemetry"]["target"],
-        "https://user:***@collector.example/collect"
-    );
-    assert_eq!(v["telemetry"]["interval"], "24h0m0s");
+    assert_eq!(v["enabled"], true);
+    assert_eq!(v["off_reason"], serde_json::Value::Null);
+    assert_eq!(v["target"], "https://user:***@collector.example/collect");
+    assert_eq!(v["interval"], "24h0m0s");
     assert_eq!(v["next_due"], "2030-03-17T17:46:40.000Z");
     assert_eq!(v["last_success"], serde_json::Value::Null);
+    assert_eq!(v["last_send"], serde_json::Value::Null);
 
     let r = get(srv.addr, "/api/v1/telemetry/report", None);
     assert_eq!(r.status, 200);
@@ -201,7 +199,7 @@ fn everything_else_is_refused() {
         get(srv.addr, "/api/v1/telemetry/inputs/x", None).status,
         404
     );
-    assert_eq!(get(srv.addr, "/console/telemetry", None).status, 404);
+    assert_eq!(get(srv.addr, "/console/telemetry/", None).status, 404);
     for path in [
         "/api/v1/telemetry/report",
         "/api/v1/telemetry/inputs",
@@ -290,10 +288,11 @@ fn off_means_nothing_is_counted() {
     let g = get(srv.addr, "/api/v1/telemetry/inputs", None);
     assert_eq!(g.status, 200);
     let v = json(&g);
-    assert_eq!(v["telemetry"]["enabled"], false);
-    assert_eq!(v["telemetry"]["off_reason"], "DO_NOT_TRACK is set");
+    assert_eq!(v["enabled"], false);
+    assert_eq!(v["off_reason"], "DO_NOT_TRACK is set");
     assert_eq!(v["inputs"], serde_json::Value::Null);
     assert_eq!(v["sha256"], serde_json::Value::Null);
+    assert_eq!(v["next_due"], serde_json::Value::Null);
     let r = get(srv.addr, "/api/v1/telemetry/report", None);
     assert_eq!(r.status, 409);
     assert!(String::from_utf8_lossy(&r.body).contains("telemetry is off"));
@@ -354,4 +353,65 @@ fn foreign_host_names_are_refused_on_loopback() {
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(provider.calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn the_last_send_is_time_and_status() {
+    let (st, _, status) = state(None, None);
+    {
+        let mut s = status.lock().unwrap();
+        s.last_attempt = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000));
+        s.last_outcome = Some("202 Accepted".to_owned());
+    }
+    let srv = serve(st);
+    let v = json(&get(srv.addr, "/api/v1/telemetry/inputs", None));
+    assert_eq!(
+        v["last_send"],
+        serde_json::json!({"time": "2030-03-17T17:46:40.000Z", "status": "202 Accepted"})
+    );
+}
+
+#[test]
+fn the_inputs_are_the_cores_json_numbers() {
+    let (st, _, _) = state(None, None);
+    let srv = serve(st);
+    let g = get(srv.addr, "/api/v1/telemetry/inputs", None);
+    let v = json(&g);
+    let want: serde_json::Value = serde_json::from_slice(&common::inputs().to_json()).unwrap();
+    assert_eq!(v["inputs"], want);
+    assert!(v["inputs"]["entities_count"]["gateways"]["total"].is_u64());
+}
+
+#[test]
+fn the_embedded_console_page_is_served() {
+    use ttn_lw_telemetry::console::{EmbeddedConsole, MISSING};
+    let (st, _, _) = state(Some("t"), None);
+    let srv = serve(st.with_console(Arc::new(EmbeddedConsole)));
+    let page = get(srv.addr, "/console/telemetry", None);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(html.contains("<ttn-telemetry-preview>") || html.contains(MISSING));
+    let js = get(
+        srv.addr,
+        "/console/telemetry/src/ttn-telemetry-preview.js",
+        None,
+    );
+    assert_eq!(js.status, 200);
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+    let wasm = get(
+        srv.addr,
+        "/console/telemetry/pkg/ttn_telemetry_wasm_bg.wasm",
+        None,
+    );
+    if EmbeddedConsole.has_pkg() {
+        assert_eq!(wasm.status, 200);
+        assert_eq!(wasm.headers["content-type"], "application/wasm");
+        assert_eq!(&wasm.body[..4], b"\0asm");
+    } else {
+        assert_eq!(wasm.status, 404);
+        assert!(html.contains(MISSING));
+        let body = String::from_utf8(wasm.body).unwrap();
+        assert!(body.contains("scripts/wasm-build.sh"), "{body}");
+    }
 }

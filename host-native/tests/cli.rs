@@ -307,7 +307,7 @@ fn demo_counts() -> EntitiesCount {
 fn demo_then_preview_prints_the_exact_core_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = run(d, &["demo"], &[]);
+    let o = run(d, &["demo", "--once"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for want in [
@@ -317,13 +317,18 @@ fn demo_then_preview_prints_the_exact_core_bytes() {
         "DO_NOT_TRACK=1",
         "TTN_LW_TELEMETRY_ENABLE=false",
         "--telemetry.enable=false",
-        "Delivered, as the agent delivers, to a collector the demo runs on loopback",
-        "receipt matched",
+        "Delivered, as the agent delivers, to the collector the demo runs on loopback (http://127.0.0.1:",
+        "delivered: HTTP 200, receipt matched",
+        "The Telemetry Dashboard (the collector, store .ttn-lw-telemetry/demo/collector.sqlite3): http://127.0.0.1:",
+        "/api/v1/stats",
+        "/console/telemetry",
         "Nothing left this machine",
         "Soft-deleted rows are not counted",
     ] {
         assert!(text.contains(want), "demo output lacks {want:?}:\n{text}");
     }
+    assert!(!text.contains("until Ctrl-C"), "--once does not serve on");
+    assert!(d.join(".ttn-lw-telemetry/demo/collector.sqlite3").is_file());
 
     let want = Inputs {
         identity: Identity::Elements(vec![DEFAULT_BASE.into(); 5]),
@@ -427,4 +432,90 @@ fn help_lists_every_key_as_a_flag() {
         assert!(text.contains(&format!("--{}", spec.key)), "{}", spec.key);
     }
     assert!(text.contains("--pretty"));
+}
+
+/// The URL after `label` on a line of the demo's output.
+fn url_after(text: &str, label: &str) -> String {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"));
+    text[at + label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn demo_serves_the_dashboard_and_the_console_until_stopped() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    while !text.contains("Serving both until Ctrl-C") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "demo ended early:\n{text}"
+        );
+        text.push_str(&line);
+    }
+    let dashboard = url_after(&text, "/collector.sqlite3): ");
+    let console = url_after(&text, "(the agent's admin listener): ");
+    let stats: serde_json::Value = ureq::get(format!("{dashboard}api/v1/stats"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(stats["reports_stored"], 1, "{stats}");
+    let page = ureq::get(&dashboard)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains("<html") || page.contains("<!doctype"),
+        "{page}"
+    );
+    let mut r = ureq::get(&console).call().unwrap();
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(r.body_mut().read_to_string().unwrap().contains("Telemetry"));
+    let inputs: serde_json::Value =
+        ureq::get(console.replace("/console/telemetry", "/api/v1/telemetry/inputs"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap();
+    assert_eq!(inputs["enabled"], true);
+    assert_eq!(
+        inputs["last_send"]["status"],
+        "delivered: HTTP 200, receipt matched"
+    );
+    assert!(
+        inputs["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "demo exits 0 on SIGTERM: {status}");
 }

@@ -53,9 +53,21 @@ async fn accepts_with_receipt(b: Backend) {
         r.json(),
         serde_json::json!({"stored": true, "sha256": sha256_hex(&body)})
     );
+    // The response's Content-Digest covers the receipt itself (RFC 9530), and the agent's
+    // receipt check accepts it as naming the body it sent.
     assert_eq!(
         r.headers.get("content-digest").unwrap().to_str().unwrap(),
-        content_digest(&body)
+        content_digest(&r.body)
+    );
+    assert_eq!(
+        ttn_lw_telemetry::deliver::check_receipt(
+            &r.body,
+            r.headers
+                .get("content-digest")
+                .and_then(|v| v.to_str().ok()),
+            &sha256_hex(&body)
+        ),
+        ttn_lw_telemetry::deliver::Receipt::Matched
     );
     accepted.changed().await.unwrap();
     assert_eq!(*accepted.borrow_and_update(), 1);

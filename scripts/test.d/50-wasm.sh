@@ -18,9 +18,9 @@ cargo clippy -q --locked -p ttn-telemetry-wasm -p ttn-telemetry-plugin --target 
 cargo clippy -q --locked -p ttn-lw-telemetry -p ttn-telemetry-tests --all-targets \
   --features ttn-lw-telemetry/plugin,ttn-telemetry-tests/wasm -- -D warnings
 
-echo "-- wasmtime runner, plugin ABI, native ↔ wasmtime ↔ browser parity"
+echo "-- wasmtime runner, plugin ABI, native ↔ wasmtime ↔ browser parity, preview --plugin"
 cargo test --locked -p ttn-lw-telemetry -p ttn-telemetry-tests \
-  --features ttn-lw-telemetry/plugin,ttn-telemetry-tests/wasm --lib --test wasm_parity
+  --features ttn-lw-telemetry/plugin,ttn-telemetry-tests/wasm --lib --test wasm_parity --test preview_plugin
 
 echo "-- Console widget in Chromium (playwright-core, node --test)"
 (cd web-preview && node --test test/*.test.mjs)

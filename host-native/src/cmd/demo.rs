@@ -1,20 +1,21 @@
 //! `demo`: the README's first command. It makes an example Identity Server database (embedded
 //! SQLite, under the state directory), counts it exactly as the agent counts a real one, shows
 //! the report the core builds, and explains what would be sent, where, and how to turn it off.
-//! Then it delivers the report, exactly as `send` does (retry policy, `Content-Digest`, audit
-//! log), to a sink it runs itself on loopback, and prints the audit log entry. Nothing leaves
-//! the machine, and it finishes by itself. With telemetry off it delivers nothing at all.
-//!
-//! The sink is a minimal in-process HTTP server ([`LoopbackSink`]): it checks the body with the
-//! core's collector validation and answers with a receipt naming the body's SHA-256, as a
-//! collector of this project does.
+//! Then it starts the real collector ([`crate::collect`]) in-process on loopback, with its
+//! SQLite store in the demo directory, delivers the report to it exactly as `send` does (retry
+//! policy, `Content-Digest`, receipt check, audit log), and prints the audit log entry. It also
+//! starts the agent's admin listener with the Console page on loopback, prints the dashboard URL
+//! and the Console URL, and serves both until Ctrl-C (or SIGTERM). `--once` exits as soon as the
+//! first report is stored (for scripts and tests). Nothing leaves the machine. With telemetry
+//! off it delivers nothing at all; it still serves the (empty) dashboard and the Console page,
+//! which says that nothing is sent, and `--once` then exits at once.
 //!
 //! The example is deterministic (a fixed seed), with timestamps relative to the database's own
 //! clock, so every run shows the same numbers.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -25,94 +26,13 @@ use ttn_telemetry_core::{
 };
 
 use crate::audit::read_history;
+use crate::collect::{self, CollectOptions};
 use crate::config::{Loaded, Source};
 use crate::count::{format_timestamp, sqlite};
-use crate::daemon::send_now;
+use crate::daemon::{DaemonConfig, Shutdown, send_now, spawn_admin};
 use crate::deliver::DeliverConfig;
 use crate::inputs::gather;
-
-/// A minimal collector on loopback for the demo: each connection is one `POST`, checked with
-/// core `parse_report`, and answered `200` with a receipt (`{"stored":true,"sha256":…}`) or
-/// `400` with the core's error. It serves until the process ends.
-#[derive(Debug)]
-pub struct LoopbackSink {
-    addr: SocketAddr,
-}
-
-/// The largest request the demo sink reads.
-const SINK_MAX_BODY: usize = 64 * 1024;
-
-impl LoopbackSink {
-    /// Binds `127.0.0.1` on a free port and serves in a background thread.
-    pub fn start() -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").context("demo sink: binding a loopback port")?;
-        let addr = listener.local_addr()?;
-        std::thread::Builder::new()
-            .name("demo-sink".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let _ = serve_one(stream);
-                }
-            })?;
-        Ok(LoopbackSink { addr })
-    }
-
-    /// The URL to send to.
-    pub fn url(&self) -> String {
-        format!("http://{}/collect", self.addr)
-    }
-}
-
-fn serve_one(stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut length = 0usize;
-    let mut first = true;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if first {
-            first = false;
-            continue;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(usize::MAX);
-        }
-    }
-    let (status, body) = if length > SINK_MAX_BODY {
-        (413, r#"{"error":"too large"}"#.to_owned())
-    } else {
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        match ttn_telemetry_core::parse_report(&body) {
-            Ok(_) => (
-                200,
-                format!(r#"{{"stored":true,"sha256":"{}"}}"#, sha256_hex(&body)),
-            ),
-            Err(e) => (
-                400,
-                serde_json::json!({ "error": e.to_string() }).to_string(),
-            ),
-        }
-    };
-    let mut s = stream;
-    write!(
-        s,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        if status == 200 { "OK" } else { "Refused" },
-        body.len()
-    )?;
-    s.flush()
-}
+use crate::metrics;
 
 /// What the example database holds, so the demo can say what was (not) counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -309,7 +229,8 @@ pub fn create_example(path: &Path) -> anyhow::Result<Example> {
 }
 
 /// Runs the demo with the loaded configuration (its database is replaced by the example's).
-pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
+/// With `once` it returns after the first report is stored; else it serves until a signal.
+pub fn run(mut loaded: Loaded, once: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let dir = PathBuf::from(&loaded.config.state_dir).join("demo");
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the demo directory {}", dir.display()))?;
@@ -427,6 +348,22 @@ pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
         "7. Try: ttn-lw-telemetry preview --pretty --is.database-uri {uri}"
     ));
     line(String::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the demo's runtime")?;
+    let store = dir.join("collector.sqlite3");
+    let collector = rt
+        .block_on(collect::start(CollectOptions::new(
+            "127.0.0.1:0",
+            Some(format!("sqlite:{}", store.display())),
+        )))
+        .context("starting the demo's collector")?;
+    let collector_url = format!("http://{}", collector.local_addr());
+    let target = format!("{collector_url}/collect");
+    let status = metrics::shared(c.off_reason().is_none());
+    let mut delivered = None;
     match c.off_reason() {
         Some(reason) => {
             line(format!(
@@ -434,16 +371,25 @@ pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
             ));
         }
         None => {
-            let sink = LoopbackSink::start()?;
-            let target = sink.url();
+            let mut seen = collector.accepted();
+            let attempt = SystemTime::now();
             let d = send_now(
                 &DeliverConfig::new(target.clone()),
                 &dir,
                 &bytes,
-                SystemTime::now() + Duration::from_secs(30),
+                attempt + Duration::from_secs(30),
             )?;
+            {
+                let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+                st.last_attempt = Some(attempt);
+                st.last_outcome = Some(d.result.to_string());
+                st.last_sha256 = Some(sha256_hex(&bytes));
+                if d.result.delivered() {
+                    st.last_success = Some(attempt);
+                }
+            }
             line(format!(
-                "8. Delivered, as the agent delivers, to a collector the demo runs on loopback ({target}),"
+                "8. Delivered, as the agent delivers, to the collector the demo runs on loopback ({target}),"
             ));
             line(format!(
                 "   not to {}: {} ({} attempt(s)). Its audit log entry ({}):",
@@ -466,12 +412,60 @@ pub fn run(mut loaded: Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
                     .context("writing to standard output")?;
                 anyhow::bail!("the demo's loopback delivery failed: {}", d.result);
             }
+            // The collector answers after it committed; wait for its own count to say so.
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), seen.wait_for(|n| *n >= 1)).await
+            })
+            .map_err(|_| anyhow::anyhow!("the demo's collector did not store the report"))?
+            .map_err(|_| anyhow::anyhow!("the demo's collector stopped"))?;
+            delivered = Some(());
         }
     }
-    line("   Nothing left this machine.".into());
+
+    // The agent's admin listener with the Console page, counting the example database, and
+    // showing the loopback collector as its target.
+    let mut cfg = DaemonConfig::from_core(c)?;
+    cfg.deliver.target = target.clone();
+    let shutdown = Shutdown::new();
+    let core = c.clone();
+    let provider = Arc::new(move || Ok(gather(&core)?.inputs));
+    let (admin, admin_addr) = spawn_admin(
+        &cfg,
+        "127.0.0.1:0".parse()?,
+        provider,
+        super::run::console_assets(),
+        status,
+        &shutdown,
+    )?;
+    line(String::new());
+    line(format!(
+        "9. The Telemetry Dashboard (the collector, store {}): {collector_url}/",
+        store.display()
+    ));
+    line(format!(
+        "   The same aggregates as JSON: {collector_url}/api/v1/stats"
+    ));
+    line(format!(
+        "   The Console telemetry page (the agent's admin listener): http://{admin_addr}/console/telemetry"
+    ));
+    if delivered.is_some() {
+        line("   Nothing left this machine.".into());
+    }
+    if !once {
+        line("   Serving both until Ctrl-C.".into());
+    }
     out.write_all(w.as_bytes())
         .context("writing to standard output")?;
-    Ok(())
+    out.flush().context("writing to standard output")?;
+    let served = if once {
+        Ok(())
+    } else {
+        rt.block_on(collect::stop_signal())
+    };
+    shutdown.trigger();
+    let _ = admin.join();
+    rt.block_on(collector.shutdown());
+    served
 }
 
 fn source(loaded: &Loaded, key: &str) -> String {

@@ -43,19 +43,24 @@ use crate::config::{self, ConfigError, Loaded};
 pub enum Command {
     /// `uid`: print the deployment's UID.
     Uid,
-    /// `preview [--pretty]`: count now and print the report that would be sent.
+    /// `preview [--pretty] [--plugin FILE]`: count now and print the report that would be sent.
     Preview {
         /// Pretty-print for people instead of the wire form.
         pretty: bool,
+        /// Build the bytes through this wasm plugin module under wasmtime (feature `plugin`).
+        plugin: Option<PathBuf>,
     },
     /// `report --inputs FILE`: build a report from a plain-inputs JSON file.
     Report {
         /// The plain-inputs file (`-` for standard input).
         inputs: PathBuf,
     },
-    /// `demo`: count an embedded example database, explain the report and deliver it to a
-    /// loopback sink.
-    Demo,
+    /// `demo [--once]`: count an embedded example database, explain the report, deliver it to
+    /// the real collector on loopback and serve its dashboard and the Console page.
+    Demo {
+        /// Exit once the first report is stored instead of serving until Ctrl-C.
+        once: bool,
+    },
     /// `collect`: run the collector and its dashboard.
     Collect {
         /// `HOST:PORT` to listen on.
@@ -159,6 +164,21 @@ fn config_flags() -> Vec<Arg> {
     args
 }
 
+/// `--plugin FILE`, in builds with the `plugin` feature only.
+fn plugin_arg() -> Vec<Arg> {
+    if cfg!(feature = "plugin") {
+        vec![
+            Arg::new("plugin")
+                .long("plugin")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Build the report through this wasm plugin module (host-wasm/plugin) under wasmtime"),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The clap command tree.
 pub fn cli() -> clap::Command {
     let commands = [
@@ -170,7 +190,8 @@ pub fn cli() -> clap::Command {
                     .long("pretty")
                     .action(ArgAction::SetTrue)
                     .help("Indent for people (not the wire form)"),
-            ),
+            )
+            .args(plugin_arg()),
         clap::Command::new("report")
             .about("Build the report from a plain-inputs JSON file, without a database, and print its bytes")
             .arg(
@@ -196,9 +217,16 @@ pub fn cli() -> clap::Command {
                     .value_name("URI")
                     .help("sqlite:PATH or postgresql://… [default: ./ttn-lw-telemetry-collector.sqlite3]"),
             ),
-        clap::Command::new("demo").about(
-            "Count an example database, explain what would be sent, where, and how to turn it off, and deliver it to a sink on loopback",
-        ),
+        clap::Command::new("demo")
+            .about(
+                "Count an example database, explain what would be sent, where, and how to turn it off; deliver it to the real collector on loopback and serve its dashboard and the Console page until Ctrl-C",
+            )
+            .arg(
+                Arg::new("once")
+                    .long("once")
+                    .action(ArgAction::SetTrue)
+                    .help("Exit once the first report is stored (for scripts)"),
+            ),
         clap::Command::new("send")
             .about("Count, build and deliver one report now (retrying until --deadline); exits 0 only after a 2xx")
             .arg(
@@ -244,6 +272,7 @@ where
         "uid" => Command::Uid,
         "preview" => Command::Preview {
             pretty: sub.get_flag("pretty"),
+            plugin: sub.try_get_one::<PathBuf>("plugin").ok().flatten().cloned(),
         },
         "report" => Command::Report {
             inputs: sub
@@ -251,7 +280,9 @@ where
                 .cloned()
                 .unwrap_or_default(),
         },
-        "demo" => Command::Demo,
+        "demo" => Command::Demo {
+            once: sub.get_flag("once"),
+        },
         "collect" => Command::Collect {
             listen: sub
                 .get_one::<String>("listen")
@@ -321,8 +352,10 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
             let loaded: Loaded = config::load(&inv.config, env)?;
             match command {
                 Command::Uid => uid::run(&loaded, &mut stdout),
-                Command::Preview { pretty } => preview::run(&loaded, pretty, &mut stdout),
-                Command::Demo => demo::run(loaded, &mut stdout),
+                Command::Preview { pretty, plugin } => {
+                    preview::run(&loaded, pretty, plugin.as_deref(), &mut stdout)
+                }
+                Command::Demo { once } => demo::run(loaded, once, &mut stdout),
                 Command::Report { .. } | Command::Collect { .. } => {
                     unreachable!("handled above")
                 }
@@ -407,7 +440,13 @@ mod tests {
             "false",
         ])
         .unwrap();
-        assert_eq!(inv.command, Command::Preview { pretty: true });
+        assert_eq!(
+            inv.command,
+            Command::Preview {
+                pretty: true,
+                plugin: None
+            }
+        );
         assert_eq!(
             inv.config.files,
             [PathBuf::from("a.yml"), PathBuf::from("b.yml")]

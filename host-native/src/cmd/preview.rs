@@ -1,6 +1,9 @@
-//! `preview [--pretty]`: counts now and prints the exact body that would be sent. Sends nothing.
+//! `preview [--pretty] [--plugin FILE]`: counts now and prints the exact body that would be
+//! sent. Sends nothing. With `--plugin` (feature `plugin`) the bytes are built by the core's
+//! wasm plugin module under wasmtime instead of the compiled-in core: the same bytes.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -10,14 +13,23 @@ use crate::inputs::gather;
 /// Counts the configured database and prints the report the core builds: the wire bytes and a
 /// newline, or with `pretty` an indented form for people (and a note on stderr that it is not
 /// the wire form). When telemetry is off the report is still shown, and stderr says that
-/// nothing is sent.
-pub fn run(loaded: &Loaded, pretty: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+/// nothing is sent. With `plugin`, the bytes come from that wasm module (see
+/// [`crate::plugin`]).
+pub fn run(
+    loaded: &Loaded,
+    pretty: bool,
+    plugin: Option<&Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let gathered = gather(&loaded.config)?;
-    let report = gathered
-        .inputs
-        .build()
-        .context("building the report from the counted inputs")?;
-    let bytes = report.to_bytes();
+    let bytes = match plugin {
+        Some(path) => through_plugin(path, &gathered.inputs.to_json())?,
+        None => gathered
+            .inputs
+            .build()
+            .context("building the report from the counted inputs")?
+            .to_bytes(),
+    };
     if pretty {
         eprintln!(
             "note: indented for people; the wire form is the compact line that `preview` prints without --pretty"
@@ -37,6 +49,24 @@ pub fn run(loaded: &Loaded, pretty: bool, out: &mut dyn Write) -> anyhow::Result
         ),
     }
     Ok(())
+}
+
+#[cfg(feature = "plugin")]
+fn through_plugin(path: &Path, inputs_json: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut plugin = crate::plugin::Plugin::load(path)
+        .with_context(|| format!("loading the plugin {}", path.display()))?;
+    plugin
+        .build_report(inputs_json)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("building the report with the plugin {}", path.display()))
+}
+
+#[cfg(not(feature = "plugin"))]
+fn through_plugin(path: &Path, _inputs_json: &[u8]) -> anyhow::Result<Vec<u8>> {
+    anyhow::bail!(
+        "cannot use the plugin {}: this ttn-lw-telemetry was built without the `plugin` feature",
+        path.display()
+    )
 }
 
 /// Indents compact JSON by two spaces per level, keeping every token (and so the key order

@@ -15,10 +15,10 @@ use crate::inputs::gather;
 
 /// The Console page's assets served by the admin listener, if this build has them.
 ///
-/// This is the seam for the web-preview (wasm) work: return its assets here and the listener
-/// serves them under `/console/telemetry/`. Until then there is no Console page.
+/// The page and its scripts are always compiled in; the widget's wasm (`web-preview/pkg/`) is
+/// embedded when it was built before this binary (see [`crate::console`]).
 pub fn console_assets() -> Option<Arc<dyn ConsoleAssets>> {
-    None
+    Some(Arc::new(crate::console::EmbeddedConsole))
 }
 
 /// Runs the agent until a signal stops it.

@@ -7,8 +7,10 @@
 //! statuses are mapped in one place, [`Refusal`].
 //!
 //! The receipt of an accepted report is `200 OK` with the JSON `{"stored":true,"sha256":"<hex>"}`
-//! and a `Content-Digest` header, both of the body exactly as stored, so that the agent can check
-//! them against the digest it sent.
+//! naming the SHA-256 of the body exactly as stored, and a `Content-Digest` header of the receipt
+//! itself (RFC 9530: a response's digest covers the response content). The agent checks the
+//! header against the receipt, then the receipt's `sha256` against the digest it sent
+//! (`deliver::check_receipt`).
 //!
 //! Abuse: connections are capped ([`Limits::max_connections`]); request headers must arrive
 //! within [`Limits::header_timeout`] and the body within [`Limits::body_timeout`] (then 408), so
@@ -460,19 +462,17 @@ async fn collect(
     app.by_uid
         .take(report.report.uid.clone(), Instant::now())
         .map_err(Refusal::RateLimited)?;
-    let digest = content_digest(&report.body);
     let hex = report.sha256.clone();
     app.store
         .insert(vec![report])
         .await
         .map_err(Refusal::Storage)?;
     app.accepted.send_modify(|n| *n += 1);
-    let mut resp = (
-        StatusCode::OK,
-        json_headers(),
-        serde_json::json!({ "stored": true, "sha256": hex }).to_string(),
-    )
-        .into_response();
+    let receipt = serde_json::json!({ "stored": true, "sha256": hex }).to_string();
+    // RFC 9530: a response's Content-Digest is the digest of the response's own content (the
+    // receipt), which the agent checks before trusting the receipt's `sha256`.
+    let digest = content_digest(receipt.as_bytes());
+    let mut resp = (StatusCode::OK, json_headers(), receipt).into_response();
     if let Ok(v) = HeaderValue::from_str(&digest) {
         resp.headers_mut().insert("content-digest", v);
     }
