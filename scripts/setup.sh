@@ -22,7 +22,9 @@ pg_ready() { pg_isready -q -h "$1" -p "$2" 2>/dev/null; }
 command -v pg_isready >/dev/null || apt_install postgresql
 if [ -z "${TTN_TEST_PG_URL:-}" ]; then
   if ! pg_ready 127.0.0.1 5432 && [ -d /etc/postgresql ]; then
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start 2>/dev/null || true
+    if ! pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start; then
+      echo "note: the packaged PostgreSQL cluster did not start; using a throwaway cluster instead" >&2
+    fi
     for _ in $(seq 20); do pg_ready 127.0.0.1 5432 && break; sleep 0.5; done
   fi
   if pg_ready 127.0.0.1 5432; then
@@ -30,7 +32,8 @@ if [ -z "${TTN_TEST_PG_URL:-}" ]; then
   else
     pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
     [ -n "$pgbin" ] || { echo "PostgreSQL server binaries are missing: apt-get install postgresql" >&2; exit 1; }
-    pgdir=$(mktemp -d /tmp/ttn-pg.XXXXXX); chown postgres "$pgdir" 2>/dev/null || true
+    pgdir=$(mktemp -d /tmp/ttn-pg.XXXXXX)
+    if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir"; fi
     as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
     as_pg "$pgbin/initdb" -D "$pgdir/data" -U postgres -A trust >/dev/null
     as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -o "-p 55432 -k $pgdir -c listen_addresses=127.0.0.1" -l "$pgdir/log" -w start >/dev/null
