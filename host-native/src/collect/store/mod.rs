@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context as _, bail};
 use ttn_telemetry_core::{MICROS_PER_DAY, Payload, Report, parse_report, sha256_hex};
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::stats::Stats;
 
 /// File name of the embedded store when no `--database-uri` is given (in the working directory).
@@ -345,6 +347,28 @@ fn add_daily(d: &mut BTreeMap<(String, String), i64>, r: &Report, day: i64, sign
             }
         }
     }
+}
+
+/// A request to a store's single writer (group commit: it takes every queued insert, commits
+/// them in one transaction, then answers each).
+enum Msg {
+    Insert(Vec<NewReport>, oneshot::Sender<Result<(), String>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Queues `reports` for the writer's next commit and waits until it is committed.
+async fn enqueue(
+    tx: &mpsc::UnboundedSender<Msg>,
+    reports: Vec<NewReport>,
+    store: &str,
+) -> anyhow::Result<()> {
+    let (reply, wait) = oneshot::channel();
+    let stopped = || anyhow::anyhow!("the {store} writer has stopped");
+    tx.send(Msg::Insert(reports, reply))
+        .map_err(|_| stopped())?;
+    wait.await
+        .map_err(|_| stopped())?
+        .map_err(|e| anyhow::anyhow!("storing reports in {store}: {e}"))
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::{Client, NoTls};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
-use super::{NewReport, Prev, Snapshot, StoredReport, day_of, plan};
+use super::{Msg, NewReport, Prev, Snapshot, StoredReport, day_of, enqueue, plan};
 
 /// Most requests one commit takes from the queue.
 const MAX_BATCH: usize = 4096;
@@ -53,11 +53,6 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (scope, name)
 );
 ";
-
-enum Msg {
-    Insert(Vec<NewReport>, oneshot::Sender<Result<(), String>>),
-    Close(oneshot::Sender<()>),
-}
 
 /// An open PostgreSQL store. Clones share the writer and the read connection.
 #[derive(Clone)]
@@ -109,13 +104,7 @@ impl PgStore {
 
     /// Queues `reports` for the next commit and waits for it.
     pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<()> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Insert(reports, reply))
-            .map_err(|_| anyhow!("the PostgreSQL writer has stopped"))?;
-        wait.await
-            .map_err(|_| anyhow!("the PostgreSQL writer has stopped"))?
-            .map_err(|e| anyhow!("storing reports in PostgreSQL: {e}"))
+        enqueue(&self.tx, reports, "PostgreSQL").await
     }
 
     /// Reads the counters and the partial-day window counts in one snapshot.

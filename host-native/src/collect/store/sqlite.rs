@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 
-use super::{NewReport, Prev, Snapshot, StoredReport, day_of, plan};
+use super::{Msg, NewReport, Prev, Snapshot, StoredReport, day_of, enqueue, plan};
 
 /// Most requests one commit takes from the queue.
 const MAX_BATCH: usize = 4096;
@@ -52,11 +52,6 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (scope, name)
 ) WITHOUT ROWID;
 ";
-
-enum Msg {
-    Insert(Vec<NewReport>, oneshot::Sender<Result<(), String>>),
-    Close(oneshot::Sender<()>),
-}
 
 /// An open SQLite store. Clones share the writer and the read connection.
 #[derive(Clone)]
@@ -120,13 +115,7 @@ impl SqliteStore {
 
     /// Queues `reports` for the next commit and waits for it.
     pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<()> {
-        let (reply, wait) = oneshot::channel();
-        self.tx
-            .send(Msg::Insert(reports, reply))
-            .map_err(|_| anyhow!("the SQLite writer has stopped"))?;
-        wait.await
-            .map_err(|_| anyhow!("the SQLite writer has stopped"))?
-            .map_err(|e| anyhow!("storing reports in SQLite: {e}"))
+        enqueue(&self.tx, reports, "SQLite").await
     }
 
     /// Reads the counters and the partial-day window counts in one read transaction.
