@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         state_dir: state_dir.clone().into(),
         admin_listen: var("MINI_AGENT_ADMIN").map(|a| a.parse()).transpose()?,
         admin_token: None,
+        uid_elements: vec!["mini-agent".into()],
     };
     let inputs = Inputs::from_json(INPUTS)?;
     let provider = Arc::new(move || Ok(inputs.clone()));

@@ -93,6 +93,8 @@ pub struct AdminConfig {
     /// is bound to loopback: a web page the operator visits could otherwise re-bind its own
     /// host name to 127.0.0.1 (DNS rebinding) and read the preview from the operator's browser.
     pub loopback_hosts_only: bool,
+    /// The UID elements in use, served as `uid_elements` whether telemetry is on or off.
+    pub uid_elements: Vec<String>,
 }
 
 /// Everything the handlers share.
@@ -278,6 +280,7 @@ async fn inputs(State(s): State<AdminState>) -> Response {
         "sha256": sha,
         "enabled": enabled,
         "off_reason": s.cfg.off_reason,
+        "uid_elements": s.cfg.uid_elements,
         "target": redact_uri(&s.cfg.target),
         "interval": format_duration(s.cfg.interval),
         "last_send": last_send,

@@ -101,6 +101,10 @@ pub struct DaemonConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `telemetry.admin.token`.
     pub admin_token: Option<String>,
+    /// The UID elements in use (SPEC §3 fallback applied). The admin listener shows them even
+    /// when telemetry is off, so the Console can still compute the UID: they are configuration,
+    /// not counts.
+    pub uid_elements: Vec<String>,
 }
 
 impl DaemonConfig {
@@ -136,6 +140,7 @@ impl DaemonConfig {
             state_dir: PathBuf::from(&config.state_dir),
             admin_listen,
             admin_token: Some(config.admin_token.clone()).filter(|t| !t.is_empty()),
+            uid_elements: config.uid_elements(),
         })
     }
 }
@@ -345,6 +350,7 @@ pub fn spawn_admin(
             target: cfg.deliver.target.clone(),
             interval: cfg.interval,
             loopback_hosts_only: addr.ip().is_loopback(),
+            uid_elements: cfg.uid_elements.clone(),
         },
         provider,
         status,

@@ -79,6 +79,7 @@ fn state(token: Option<&str>, off: Option<&str>) -> (AdminState, Arc<Counting>, 
             target: "https://user:pa55@collector.example/collect".into(),
             interval: Duration::from_secs(86400),
             loopback_hosts_only: true,
+            uid_elements: vec!["admin-test".into()],
         },
         provider.clone(),
         status.clone(),
@@ -291,6 +292,7 @@ fn off_means_nothing_is_counted() {
     assert_eq!(v["enabled"], false);
     assert_eq!(v["off_reason"], "DO_NOT_TRACK is set");
     assert_eq!(v["inputs"], serde_json::Value::Null);
+    assert_eq!(v["uid_elements"], serde_json::json!(["admin-test"]));
     assert_eq!(v["sha256"], serde_json::Value::Null);
     assert_eq!(v["next_due"], serde_json::Value::Null);
     let r = get(srv.addr, "/api/v1/telemetry/report", None);
@@ -318,6 +320,7 @@ fn a_counting_failure_is_a_clear_503() {
             target: "https://collector.example/collect".into(),
             interval: Duration::from_secs(3600),
             loopback_hosts_only: true,
+            uid_elements: vec!["admin-test".into()],
         },
         failing,
         status,

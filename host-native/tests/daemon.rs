@@ -66,6 +66,7 @@ fn config(target: String, interval: Duration, state_dir: &Path) -> DaemonConfig 
         state_dir: state_dir.to_owned(),
         admin_listen: None,
         admin_token: None,
+        uid_elements: vec!["daemon-test".into()],
     }
 }
 

@@ -185,7 +185,8 @@ class TtnTelemetryPreview extends HTMLElement {
       ? (body.next_due || 'Not scheduled yet.') : 'None: nothing is sent while telemetry is off.';
 
     this.renderReport(wasm, inputsText, body);
-    this.renderElements(inputsText ? JSON.parse(inputsText).uid_elements : undefined);
+    // With telemetry off there are no inputs, but the configured UID elements still are.
+    this.renderElements(inputsText ? JSON.parse(inputsText).uid_elements : body.uid_elements);
   }
 
   renderReport(wasm, inputsText, body) {

@@ -148,6 +148,10 @@ test('the real agent with telemetry off: the page says nothing is sent', async (
   assert.match(await page.locator('#state').textContent(), /^○ Off \(telemetry\.enable is false\): nothing is sent\./);
   assert.match(await page.locator('#next-due').textContent(), /nothing is sent/);
   assert.equal(await page.locator('#report-section').isVisible(), false);
+  // Off, nothing is counted, but the configured UID elements are served, so the UID shown is
+  // still the one `uid` prints.
+  assert.equal(body.uid_elements.length, 5);
+  assert.equal(await page.locator('#uid').textContent(), cli('uid').toString().trim());
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, 'console-off.png'), fullPage: true });
   await page.close();
