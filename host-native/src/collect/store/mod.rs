@@ -356,6 +356,40 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
+/// Most queued inserts one commit takes.
+const MAX_BATCH: usize = 4096;
+
+/// Queued reports and where to answer once their commit is done.
+type Job = (Vec<NewReport>, oneshot::Sender<Result<(), String>>);
+
+/// Takes `first` and whatever else is already queued (up to [`MAX_BATCH`] inserts, stopping at
+/// a close request), so that one commit serves them all.
+fn take_batch(
+    first: Msg,
+    rx: &mut mpsc::UnboundedReceiver<Msg>,
+) -> (Vec<Job>, Option<oneshot::Sender<()>>) {
+    let mut jobs = Vec::new();
+    let mut next = Some(first);
+    while let Some(msg) = next.take() {
+        match msg {
+            Msg::Insert(r, reply) => jobs.push((r, reply)),
+            Msg::Close(reply) => return (jobs, Some(reply)),
+        }
+        if jobs.len() < MAX_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    (jobs, None)
+}
+
+/// Answers every job of a batch with the result of its one commit.
+fn answer(jobs: Vec<Job>, result: Result<(), String>) {
+    for (_, reply) in jobs {
+        // A client that hung up no longer needs the answer; the reports are stored regardless.
+        let _ = reply.send(result.clone());
+    }
+}
+
 /// Queues `reports` for the writer's next commit and waits until it is committed.
 async fn enqueue(
     tx: &mpsc::UnboundedSender<Msg>,

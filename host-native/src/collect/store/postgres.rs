@@ -15,10 +15,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::{Client, NoTls};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
-use super::{Msg, NewReport, Prev, Snapshot, StoredReport, day_of, enqueue, plan};
-
-/// Most requests one commit takes from the queue.
-const MAX_BATCH: usize = 4096;
+use super::{
+    Msg, NewReport, Prev, Snapshot, StoredReport, answer, day_of, enqueue, plan, take_batch,
+};
 
 /// Advisory lock key that serializes batches of collectors sharing a database ("ttnc").
 const LOCK_KEY: i64 = 0x7474_6e63;
@@ -187,21 +186,7 @@ async fn reconnect(uri: &str, client: &mut Client) -> anyhow::Result<()> {
 
 async fn writer(uri: String, mut client: Client, mut rx: mpsc::UnboundedReceiver<Msg>) {
     while let Some(first) = rx.recv().await {
-        let mut jobs = Vec::new();
-        let mut close = None;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Insert(r, reply) => jobs.push((r, reply)),
-                Msg::Close(reply) => {
-                    close = Some(reply);
-                    break;
-                }
-            }
-            if jobs.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
+        let (jobs, close) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
             let result = match reconnect(&uri, &mut client).await {
@@ -209,9 +194,7 @@ async fn writer(uri: String, mut client: Client, mut rx: mpsc::UnboundedReceiver
                 Err(e) => Err(e),
             }
             .map_err(|e| format!("{e:#}"));
-            for (_, reply) in jobs {
-                let _ = reply.send(result.clone());
-            }
+            answer(jobs, result);
         }
         if let Some(reply) = close {
             let _ = reply.send(());

@@ -17,10 +17,9 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 
-use super::{Msg, NewReport, Prev, Snapshot, StoredReport, day_of, enqueue, plan};
-
-/// Most requests one commit takes from the queue.
-const MAX_BATCH: usize = 4096;
+use super::{
+    Msg, NewReport, Prev, Snapshot, StoredReport, answer, day_of, enqueue, plan, take_batch,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS reports (
@@ -184,27 +183,11 @@ impl SqliteStore {
 
 fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>) {
     while let Some(first) = rx.blocking_recv() {
-        let mut jobs = Vec::new();
-        let mut close = None;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Insert(r, reply) => jobs.push((r, reply)),
-                Msg::Close(reply) => {
-                    close = Some(reply);
-                    break;
-                }
-            }
-            if jobs.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
+        let (jobs, close) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
             let result = write_batch(&mut conn, &batch).map_err(|e| format!("{e:#}"));
-            for (_, reply) in jobs {
-                let _ = reply.send(result.clone());
-            }
+            answer(jobs, result);
         }
         if let Some(reply) = close {
             let _ = reply.send(());
