@@ -5,7 +5,7 @@
 //! breaks a consistency rule, all-empty UID elements, a CLI report with an IS uid, malformed
 //! JSON), so the paths are compared on refusals too, not only on bytes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ttn_telemetry_core::{
     AccountCounts, ActiveEndDevices, AliasUsage, CliUsage, CommandUsage, EndDeviceCounts,
@@ -24,10 +24,7 @@ pub struct Case {
     pub expected: Option<Vec<u8>>,
 }
 
-/// The workspace's `tests/golden` directory.
-pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
-}
+pub use crate::golden_dir;
 
 /// Every `*.inputs.json` under `dir` with its `*.expected` bytes, sorted by name.
 pub fn golden_cases(dir: &Path) -> Vec<Case> {
