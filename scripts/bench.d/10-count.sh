@@ -40,7 +40,7 @@ work=$(mktemp -d /tmp/ttn-bench-count.XXXXXX)
 cleanup() {
   rm -rf "$work"
   if [ "${TTN_BENCH_KEEP:-}" != 1 ]; then
-    psql -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    psql -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || echo "warning: could not drop the bench database $db" >&2
   fi
 }
 trap cleanup EXIT

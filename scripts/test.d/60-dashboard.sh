@@ -33,7 +33,7 @@ pg_db="ttn_dashboard_test_$$"
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
   wait 2>/dev/null || true
-  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || echo "warning: could not drop the test database $pg_db" >&2
   rm -rf "$work"
 }
 trap cleanup EXIT
