@@ -9,7 +9,19 @@
 //!
 //! Everything else is refused: unknown paths get 404, other methods 405. A listener bound to
 //! loopback also refuses (421) requests whose `Host` is not a loopback name, against DNS
-//! rebinding.
+//! rebinding. Every refusal and failure is an [`AdminError`], the one place that maps them to
+//! statuses; its body is JSON `{"error":"…"}`.
+//!
+//! The Console page and its assets carry the same security headers as the collector's
+//! dashboard ([`crate::server::page_headers`]): a Content-Security-Policy that forbids framing
+//! and foreign scripts ([`crate::server::CONSOLE_CSP`]), and `X-Content-Type-Options: nosniff`.
+//!
+//! # Bounded cost
+//! The listener serves through [`crate::server::serve`] with [`ADMIN_LIMITS`]: at most 64
+//! connections at once, and a connection that has not sent a request's headers within 5 s
+//! (idle keep-alive included) is closed. The cap keeps the listener's file descriptors far
+//! below any usual limit (1,024), so that the report loop always has the few it needs (the
+//! schedule, the audit log, the database, the collector), however many clients connect.
 //!
 //! With a token (`telemetry.admin.token`), the API and metrics routes require
 //! `Authorization: Bearer <token>`, compared in constant time; a missing or wrong token gets 401.
@@ -34,9 +46,81 @@ use ttn_telemetry_core::{Inputs, content_digest, format_duration, redact_uri, sh
 
 use crate::audit::rfc3339;
 use crate::metrics::SharedStatus;
+use crate::server::{self, CONSOLE_CSP, ConnLimits, json_error, page_headers};
 
 /// Default address of the listener (`telemetry.admin.listen`).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1886";
+
+/// The admin listener's connection limits. An operator's browser and a metrics scraper need a
+/// few connections, and a browser sends its request headers at once.
+pub const ADMIN_LIMITS: ConnLimits = ConnLimits {
+    header_timeout: Duration::from_secs(5),
+    max_connections: 64,
+};
+
+/// Why the admin listener refused or failed a request; the one place that maps them to HTTP
+/// statuses (see its [`IntoResponse`]).
+#[derive(Debug)]
+pub enum AdminError {
+    /// 404: no such route.
+    NoRoute,
+    /// 405: the route answers `GET` only.
+    MethodNotAllowed,
+    /// 421: a loopback listener was asked for a host name that is not loopback.
+    ForeignHost,
+    /// 401: the bearer token is missing or wrong.
+    Unauthorized,
+    /// 409: telemetry is off (why): no report is built.
+    Off(String),
+    /// 503: counting the database failed; the agent may count again later.
+    Counting(anyhow::Error),
+    /// 500: counting panicked, or the core could not build the report.
+    Internal(String),
+    /// 404: the Console page or one of its assets is not in this build (why).
+    NoAsset(String),
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match &self {
+            AdminError::NoRoute => (StatusCode::NOT_FOUND, "no such route".to_owned()),
+            AdminError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: the admin listener is read-only (GET)".to_owned(),
+            ),
+            AdminError::ForeignHost => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this listener answers only to loopback host names (localhost, 127.0.0.1, [::1])"
+                    .to_owned(),
+            ),
+            AdminError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required".to_owned(),
+            ),
+            AdminError::Off(reason) => (
+                StatusCode::CONFLICT,
+                format!("telemetry is off ({reason}): no report is built or sent"),
+            ),
+            AdminError::Counting(e) => {
+                tracing::warn!("counting for the admin API failed: {e:#}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("counting failed: {e:#}"),
+                )
+            }
+            AdminError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m.clone()),
+            AdminError::NoAsset(why) => (StatusCode::NOT_FOUND, why.clone()),
+        };
+        let mut r = json_error(status, &msg);
+        if let AdminError::Unauthorized = self {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ttn-lw-telemetry\""),
+            );
+        }
+        r
+    }
+}
 
 /// Returns the plain inputs of the next report; the agent plugs in its database counting.
 ///
@@ -104,6 +188,7 @@ pub struct AdminState {
     provider: Arc<dyn InputsProvider>,
     status: SharedStatus,
     console: Option<Arc<dyn ConsoleAssets>>,
+    limits: ConnLimits,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -123,7 +208,14 @@ impl AdminState {
             provider,
             status,
             console: None,
+            limits: ADMIN_LIMITS,
         }
+    }
+
+    /// Sets the connection limits (default [`ADMIN_LIMITS`]; tests use short ones).
+    pub fn with_limits(mut self, limits: ConnLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Plugs in the Console page's assets.
@@ -149,24 +241,22 @@ pub fn router(state: AdminState) -> Router {
         .route("/console/telemetry/", get(console_index))
         .route("/console/telemetry/{*path}", get(console_asset));
     api.merge(console)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .fallback(|| async { AdminError::NoRoute })
+        .method_not_allowed_fallback(|| async { AdminError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` resolves.
+/// Serves [`router`] on `listener` until `shutdown` resolves, within the state's connection
+/// limits ([`ADMIN_LIMITS`] unless [`AdminState::with_limits`] says otherwise).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
+    let limits = state.limits;
+    server::serve(listener, router(state), limits, "admin listener", shutdown).await;
+    Ok(())
 }
 
 /// Constant-time equality of two secrets: both are hashed to 32 bytes first so the comparison
@@ -204,10 +294,7 @@ async fn check_host(State(s): State<AdminState>, req: Request, next: Next) -> Re
             .get(header::HOST)
             .map(|v| v.to_str().unwrap_or("\u{fffd}"));
         if host.is_some_and(|h| !is_loopback_host(h)) {
-            return error(
-                StatusCode::MISDIRECTED_REQUEST,
-                "this listener answers only to loopback host names (localhost, 127.0.0.1, [::1])",
-            );
+            return AdminError::ForeignHost.into_response();
         }
     }
     next.run(req).await
@@ -222,50 +309,37 @@ async fn require_token(State(s): State<AdminState>, req: Request, next: Next) ->
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         if !given.is_some_and(|g| same_secret(g, token)) {
-            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"ttn-lw-telemetry\""),
-            );
-            return r;
+            return AdminError::Unauthorized.into_response();
         }
     }
     next.run(req).await
 }
 
-async fn count(s: &AdminState) -> Result<(Inputs, Vec<u8>), Response> {
+async fn count(s: &AdminState) -> Result<(Inputs, Vec<u8>), AdminError> {
     let provider = s.provider.clone();
     let inputs = tokio::task::spawn_blocking(move || provider.inputs())
         .await
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "counting panicked"))?
-        .map_err(|e| {
-            tracing::warn!("counting for the admin API failed: {e:#}");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("counting failed: {e:#}"),
-            )
-        })?;
+        .map_err(|_| AdminError::Internal("counting panicked".into()))?
+        .map_err(AdminError::Counting)?;
     let bytes = inputs
         .build()
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?
+        .map_err(|e| AdminError::Internal(e.to_string()))?
         .to_bytes();
     Ok((inputs, bytes))
 }
 
-async fn inputs(State(s): State<AdminState>) -> Response {
+async fn inputs(State(s): State<AdminState>) -> Result<Response, AdminError> {
     let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (inputs, sha, size) = if s.cfg.off_reason.is_some() {
         (serde_json::Value::Null, None, None)
     } else {
-        match count(&s).await {
-            // The core's own JSON of the inputs: counts stay exact JSON numbers (u64).
-            Ok((inputs, bytes)) => (
-                serde_json::from_slice(&inputs.to_json()).unwrap_or_default(),
-                Some(sha256_hex(&bytes)),
-                Some(bytes.len()),
-            ),
-            Err(r) => return r,
-        }
+        let (inputs, bytes) = count(&s).await?;
+        // The core's own JSON of the inputs: counts stay exact JSON numbers (u64).
+        (
+            serde_json::from_slice(&inputs.to_json()).unwrap_or_default(),
+            Some(sha256_hex(&bytes)),
+            Some(bytes.len()),
+        )
     };
     let enabled = s.cfg.off_reason.is_none();
     let last_send = status.last_attempt.map(|t| {
@@ -292,33 +366,26 @@ async fn inputs(State(s): State<AdminState>) -> Response {
     });
     let mut r = axum::Json(body).into_response();
     no_store(r.headers_mut());
-    r
+    Ok(r)
 }
 
-async fn report(State(s): State<AdminState>) -> Response {
+async fn report(State(s): State<AdminState>) -> Result<Response, AdminError> {
     if let Some(reason) = &s.cfg.off_reason {
-        return error(
-            StatusCode::CONFLICT,
-            &format!("telemetry is off ({reason}): no report is built or sent"),
-        );
+        return Err(AdminError::Off(reason.clone()));
     }
-    match count(&s).await {
-        Ok((_, bytes)) => {
-            let digest = content_digest(&bytes);
-            let mut r = bytes.into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&digest) {
-                h.insert("content-digest", v);
-            }
-            no_store(h);
-            r
-        }
-        Err(r) => r,
+    let (_, bytes) = count(&s).await?;
+    let digest = content_digest(&bytes);
+    let mut r = bytes.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&digest) {
+        h.insert("content-digest", v);
     }
+    no_store(h);
+    Ok(r)
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
@@ -337,30 +404,33 @@ fn no_store(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-async fn console_index(State(s): State<AdminState>) -> Response {
+async fn console_index(State(s): State<AdminState>) -> Result<Response, AdminError> {
     console(&s, "")
 }
 
-async fn console_asset(State(s): State<AdminState>, Path(path): Path<String>) -> Response {
+async fn console_asset(
+    State(s): State<AdminState>,
+    Path(path): Path<String>,
+) -> Result<Response, AdminError> {
     console(&s, &path)
 }
 
-fn console(s: &AdminState, path: &str) -> Response {
+fn console(s: &AdminState, path: &str) -> Result<Response, AdminError> {
     let Some(assets) = &s.console else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "the Console telemetry page is not built into this agent",
-        );
+        return Err(AdminError::NoAsset(
+            "the Console telemetry page is not built into this agent".into(),
+        ));
     };
     match assets.get(path) {
         Some(a) => {
             let bytes: Vec<u8> = a.bytes.into_owned();
-            ([(header::CONTENT_TYPE, a.content_type)], bytes).into_response()
+            Ok((page_headers(a.content_type, CONSOLE_CSP), bytes).into_response())
         }
-        None => match assets.missing(path) {
-            Some(why) => error(StatusCode::NOT_FOUND, &why),
-            None => error(StatusCode::NOT_FOUND, "no such asset"),
-        },
+        None => Err(AdminError::NoAsset(
+            assets
+                .missing(path)
+                .unwrap_or_else(|| "no such asset".to_owned()),
+        )),
     }
 }
 

@@ -10,6 +10,15 @@
 //! Readers tolerate a torn last line (a crash mid-write): it is skipped and counted. A line that
 //! cannot be read in the middle of the file is counted too, never fatal, so `history` always
 //! shows what it can. Targets are stored redacted (core `redact_uri`); bodies hold no secrets.
+//!
+//! # No report leaves without its audit line
+//! The audit trail is what the product promises the operator, so [`deliver_audited`] refuses to
+//! send what it cannot record. Before the first attempt it writes the last body, and before each
+//! attempt its `sending` line. If either write fails, no attempt is made, and it returns
+//! [`Unaudited`] saying why. If an attempt was made and its outcome line then cannot be written,
+//! it makes no further attempt and returns [`Unaudited`] naming that attempt: the report may
+//! have left, and the caller must say so loudly. `send` exits 1 with that one line, and `run`
+//! logs it at error level and tries again later (see [`crate::daemon`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
@@ -112,8 +121,14 @@ impl std::fmt::Display for AuditEntry {
     }
 }
 
-/// RFC 3339 UTC with milliseconds.
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z), as Unix milliseconds.
+pub const LATEST_UNIX_MS: u64 = 253_402_300_799_999;
+
+/// RFC 3339 UTC with milliseconds. A time before 1970 or after year 9999 (only a damaged file
+/// or clock gives one) is shown as the nearest of those bounds rather than taking the command
+/// down.
 pub fn rfc3339(t: SystemTime) -> String {
+    let t = t.clamp(SystemTime::UNIX_EPOCH, from_unix_ms(LATEST_UNIX_MS));
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -293,7 +308,55 @@ pub struct Recorder<'a> {
     pub status: Option<&'a SharedStatus>,
     /// Decides whether to go on.
     pub guard: &'a mut dyn Observer,
+    /// The first audit write that failed, and the attempt it left unrecorded, if any.
+    failed: Option<(Option<u32>, anyhow::Error)>,
 }
+
+/// Why the audit trail is incomplete: the delivery was cut short because a line could not be
+/// written (see the module docs).
+#[derive(Debug)]
+pub struct Unaudited {
+    /// What delivery did up to the failure.
+    pub delivery: Delivery,
+    /// The attempt that was made but whose outcome line is missing (the report may have left
+    /// without its audit line); `None` when the failure came before an attempt, so nothing left
+    /// unrecorded.
+    pub unrecorded_attempt: Option<u32>,
+    /// The write that failed.
+    pub error: anyhow::Error,
+}
+
+impl Unaudited {
+    /// Whether a report may have left without its audit line.
+    pub fn left_unrecorded(&self) -> bool {
+        self.unrecorded_attempt.is_some()
+    }
+}
+
+impl std::fmt::Display for Unaudited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = format!("{:#}", self.error);
+        match self.unrecorded_attempt {
+            Some(n) => write!(
+                f,
+                "telemetry report attempt {n} was made ({}) but its audit line could not be written: {why}",
+                self.delivery.result
+            ),
+            None if self.delivery.attempts == 0 => write!(
+                f,
+                "telemetry report not sent: its audit line cannot be written: {why} (no report leaves without its audit line; fix telemetry.state-dir)"
+            ),
+            None => write!(
+                f,
+                "telemetry report not sent again after {} attempt{}: its audit line cannot be written: {why} (no report leaves without its audit line; fix telemetry.state-dir)",
+                self.delivery.attempts,
+                if self.delivery.attempts == 1 { "" } else { "s" },
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Unaudited {}
 
 impl std::fmt::Debug for Recorder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,12 +368,13 @@ impl std::fmt::Debug for Recorder<'_> {
 
 impl Observer for Recorder<'_> {
     fn before_attempt(&mut self, number: u32) -> bool {
-        if !self.guard.before_attempt(number) {
+        if self.failed.is_some() || !self.guard.before_attempt(number) {
             return false;
         }
         let entry = AuditEntry::sending(self.target, self.body, number, SystemTime::now());
         if let Err(e) = self.log.append(&entry) {
-            tracing::warn!("audit: {e:#}");
+            self.failed = Some((None, e));
+            return false;
         }
         true
     }
@@ -318,7 +382,7 @@ impl Observer for Recorder<'_> {
     fn after_attempt(&mut self, attempt: &Attempt) {
         let entry = AuditEntry::finished(self.target, self.body, attempt);
         if let Err(e) = self.log.append(&entry) {
-            tracing::warn!("audit: {e:#}");
+            self.failed = Some((Some(attempt.number), e));
         }
         let ok = matches!(attempt.outcome, Outcome::Delivered { .. });
         if !ok {
@@ -338,12 +402,13 @@ impl Observer for Recorder<'_> {
     }
 
     fn keep_waiting(&mut self) -> bool {
-        self.guard.keep_waiting()
+        self.failed.is_none() && self.guard.keep_waiting()
     }
 }
 
 /// Delivers `body` as [`deliver::deliver`] does, keeping the last body and auditing every
-/// attempt: what `send` and the daemon both do.
+/// attempt: what `send` and the daemon both do. It refuses to make an attempt it cannot
+/// record: see the module docs and [`Unaudited`].
 #[allow(clippy::too_many_arguments)]
 pub fn deliver_audited(
     cfg: &DeliverConfig,
@@ -354,9 +419,16 @@ pub fn deliver_audited(
     log: &AuditLog,
     status: Option<&SharedStatus>,
     guard: &mut dyn Observer,
-) -> Delivery {
-    if let Err(e) = log.write_last_body(body) {
-        tracing::warn!("audit: {e:#}");
+) -> Result<Delivery, Unaudited> {
+    if let Err(error) = log.write_last_body(body) {
+        return Err(Unaudited {
+            delivery: Delivery {
+                result: deliver::Final::Stopped,
+                attempts: 0,
+            },
+            unrecorded_attempt: None,
+            error,
+        });
     }
     if let Some(s) = status {
         s.lock().unwrap_or_else(|e| e.into_inner()).last_sha256 = Some(sha256_hex(body));
@@ -367,8 +439,17 @@ pub fn deliver_audited(
         log,
         status,
         guard,
+        failed: None,
     };
-    deliver::deliver(cfg, body, deadline, clock, rng, &mut recorder)
+    let delivery = deliver::deliver(cfg, body, deadline, clock, rng, &mut recorder);
+    match recorder.failed {
+        None => Ok(delivery),
+        Some((unrecorded_attempt, error)) => Err(Unaudited {
+            delivery,
+            unrecorded_attempt,
+            error,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,13 @@
 //! inputs provider are never called, so no state is written, no database is opened, and no
 //! connection is made. The admin listener, if asked for, still answers on loopback that
 //! telemetry is off, so the Console can show it; it never counts.
+//!
+//! # No report without its audit line
+//! When the audit trail cannot be written ([`audit::Unaudited`]), the loop does not send: it
+//! logs one error line saying why for every report it holds back, tries again every minute
+//! until the report is superseded, and logs when the audit log is writable again. If an
+//! attempt was made and only its outcome line failed, that is logged at error level every time,
+//! since that report may have left without its line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +41,8 @@ const MAX_IDLE_SLEEP: Duration = Duration::from_secs(3600);
 const COORDINATOR_RETRY: Duration = Duration::from_secs(30);
 /// How long to wait before counting again after counting failed.
 const COUNT_RETRY: Duration = Duration::from_secs(60);
+/// How long to wait before trying again when the audit log cannot be written.
+const AUDIT_RETRY: Duration = Duration::from_secs(60);
 
 /// A shutdown signal that sleeping threads wake up for.
 #[derive(Debug, Clone, Default)]
@@ -192,6 +201,10 @@ pub fn coordinator_from_core(
 /// What `send` does after counting: delivers `body` now with the retry policy until
 /// `deadline`, writing the audit log and the last body in `state_dir`. Outside the schedule:
 /// it neither claims nor completes a slot. `send` exits 0 only when the result is delivered.
+///
+/// An audit trail that cannot be written is an error ([`audit::Unaudited`]): nothing is sent
+/// when the first line cannot be written, and a report delivered without its outcome line is
+/// an error too, saying that it was delivered.
 pub fn send_now(
     cfg: &DeliverConfig,
     state_dir: &std::path::Path,
@@ -208,7 +221,7 @@ pub fn send_now(
         &log,
         None,
         &mut (),
-    ))
+    )?)
 }
 
 /// Triggers `shutdown` on SIGINT or SIGTERM (Ctrl-C elsewhere), from a small thread of its own.
@@ -410,6 +423,8 @@ pub struct Daemon {
     audit: AuditLog,
     rng: Rng,
     coordinator_failing: bool,
+    /// The audit log could not be written at the last try.
+    audit_failing: bool,
     /// A finished slot whose completion could not be recorded yet (coordinator down): recorded
     /// before anything else is claimed, so other replicas do not send it again.
     uncompleted: Option<Grant>,
@@ -451,6 +466,7 @@ impl Daemon {
             audit,
             rng: Rng::from_entropy(),
             coordinator_failing: false,
+            audit_failing: false,
             uncompleted: None,
         })
     }
@@ -545,22 +561,64 @@ impl Daemon {
             }
         };
         let clock = ShutdownClock(shutdown.clone());
-        let mut guard = Guard {
-            coordinator: &mut *self.coordinator,
-            grant,
-            shutdown,
-            last_renew: SystemTime::now(),
+        // Whether this report's refusal was logged (once per report, not per retry).
+        let mut said = false;
+        let delivery = loop {
+            let mut guard = Guard {
+                coordinator: &mut *self.coordinator,
+                grant,
+                shutdown,
+                last_renew: SystemTime::now(),
+            };
+            let audited = audit::deliver_audited(
+                &self.cfg.deliver,
+                &bytes,
+                grant.deadline,
+                &clock,
+                &mut self.rng,
+                &self.audit,
+                Some(&self.status),
+                &mut guard,
+            );
+            let u = match audited {
+                Ok(d) => {
+                    if self.audit_failing {
+                        tracing::info!("telemetry audit log writable again");
+                        self.audit_failing = false;
+                    }
+                    break d;
+                }
+                Err(u) => u,
+            };
+            if u.left_unrecorded() {
+                tracing::error!("{u}");
+            }
+            if shutdown.is_set() || u.delivery.result.delivered() {
+                break u.delivery;
+            }
+            if let Final::Failed(_) = u.delivery.result {
+                break u.delivery;
+            }
+            self.audit_failing = true;
+            if !said {
+                said = true;
+                let retry = format_duration(AUDIT_RETRY);
+                if u.left_unrecorded() {
+                    tracing::error!(
+                        "telemetry audit log unwritable: trying again every {retry} without sending"
+                    );
+                } else {
+                    tracing::error!("{u}; trying again every {retry} without sending");
+                }
+            }
+            let retry = SystemTime::now() + AUDIT_RETRY;
+            if retry >= grant.deadline || shutdown.wait_until(retry) {
+                if !shutdown.is_set() {
+                    self.complete(grant);
+                }
+                return;
+            }
         };
-        let delivery = audit::deliver_audited(
-            &self.cfg.deliver,
-            &bytes,
-            grant.deadline,
-            &clock,
-            &mut self.rng,
-            &self.audit,
-            Some(&self.status),
-            &mut guard,
-        );
         match &delivery.result {
             Final::Delivered { .. } => tracing::info!(
                 sha256 = %sha256_hex(&bytes),

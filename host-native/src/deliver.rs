@@ -2,7 +2,10 @@
 //!
 //! The bytes come from the core and are sent unchanged on every attempt, with
 //! `Content-Type: application/json`, `User-Agent: ttn-lw-telemetry/<version>` and an RFC 9530
-//! `Content-Digest`. Each attempt has a bounded connect timeout and a bounded total timeout.
+//! `Content-Digest`. Each attempt has a bounded connect timeout and a bounded total timeout,
+//! both cut to what is left before the deadline: an attempt in flight when the deadline comes
+//! ends there (a timeout), so delivery never runs past its deadline by more than the time to
+//! notice it.
 //!
 //! # Retry policy
 //! - A 2xx status is success.
@@ -463,7 +466,8 @@ pub fn deliver(
             };
         }
         let started = clock.now();
-        let outcome = attempt(&agent, cfg, body, &digest, &sent_hex);
+        let left = deadline.duration_since(started).unwrap_or_default();
+        let outcome = attempt(&agent, cfg, left, body, &digest, &sent_hex);
         tracing::debug!(attempt = number, outcome = %outcome, "telemetry delivery attempt");
         let attempt = Attempt {
             number,
@@ -528,15 +532,25 @@ fn agent(cfg: &DeliverConfig) -> ureq::Agent {
         .new_agent()
 }
 
+/// One attempt, within `cfg`'s timeouts and within `left`, the time left before the deadline.
 fn attempt(
     agent: &ureq::Agent,
     cfg: &DeliverConfig,
+    left: Duration,
     body: &[u8],
     digest: &str,
     sent_hex: &str,
 ) -> Outcome {
+    if left.is_zero() {
+        return Outcome::Timeout("the deadline passed before the attempt".into());
+    }
+    let total = cfg.attempt_timeout.min(left);
     let result = agent
         .post(&cfg.target)
+        .config()
+        .timeout_global(Some(total))
+        .timeout_connect(Some(cfg.connect_timeout.min(total)))
+        .build()
         .header("Content-Type", "application/json")
         .header("Content-Digest", digest)
         .send(body);

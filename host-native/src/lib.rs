@@ -4,9 +4,10 @@
 //! validation comes from `ttn-telemetry-core`; this crate does the I/O around it.
 //!
 //! Modules follow the flow of a report: `config` → `count` → `inputs` → (core builds) →
-//! `schedule` → `deliver` → `audit`; `admin` serves the preview, `collect` receives reports,
-//! `cmd` holds the command-line entry points, `os` the build and platform facts, and `plugin`
-//! (feature `plugin`) builds reports through the core's wasm plugin under wasmtime.
+//! `schedule` → `deliver` → `audit`; `admin` serves the preview, `collect` receives reports
+//! (both through `server`, their shared accept loop and headers), `cmd` holds the command-line
+//! entry points, `os` the build and platform facts, and `plugin` (feature `plugin`) builds
+//! reports through the core's wasm plugin under wasmtime.
 
 pub mod admin;
 pub mod audit;
@@ -24,3 +25,4 @@ pub mod os;
 #[cfg(feature = "plugin")]
 pub mod plugin;
 pub mod schedule;
+pub mod server;

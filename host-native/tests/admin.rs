@@ -418,3 +418,172 @@ fn the_embedded_console_page_is_served() {
         assert!(body.contains("scripts/wasm-build.sh"), "{body}");
     }
 }
+
+// ---- Bounded cost per connection (issue 11 item 7) ----
+
+/// Reads until the server closes the connection: `true` when it did (EOF or reset) within
+/// `within`, `false` when the read timed out with the connection still open.
+fn closed_by_server(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read as _;
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn idle_and_slow_connections_are_closed_and_connections_are_capped() {
+    use std::io::Write as _;
+    use std::net::TcpStream;
+    use ttn_lw_telemetry::server::ConnLimits;
+
+    let (st, _, _) = state(None, None);
+    let header_timeout = Duration::from_millis(300);
+    let srv = serve(st.with_limits(ConnLimits {
+        header_timeout,
+        max_connections: 2,
+    }));
+    let began = std::time::Instant::now();
+    // Two connections fill the cap: one sends nothing, one sends half a request line.
+    let mut idle = TcpStream::connect(srv.addr).unwrap();
+    let mut slow = TcpStream::connect(srv.addr).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: local")
+        .unwrap();
+    // A third client waits for a free slot, then is answered.
+    let addr = srv.addr;
+    let third = std::thread::spawn(move || {
+        let g = get(addr, "/metrics", None);
+        (g.status, began.elapsed())
+    });
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(5)),
+        "an idle connection is closed by the server"
+    );
+    assert!(
+        closed_by_server(&mut slow, Duration::from_secs(5)),
+        "a connection whose headers never end is closed by the server"
+    );
+    let (status, answered_after) = third.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        answered_after >= header_timeout,
+        "the third connection waited for a slot (answered after {answered_after:?})"
+    );
+    // A keep-alive connection left idle after a response is closed too.
+    let mut kept = TcpStream::connect(srv.addr).unwrap();
+    kept.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert!(closed_by_server(&mut kept, Duration::from_secs(5)));
+}
+
+// ---- One mapping of errors to statuses (issue 12 §4) ----
+
+#[test]
+fn every_refusal_is_a_json_error_with_nosniff() {
+    let (st, _, _) = state(Some("t"), Some("DO_NOT_TRACK is set"));
+    let srv = serve(st);
+    let post = agent()
+        .post(format!("http://{}/metrics", srv.addr))
+        .send_empty()
+        .unwrap();
+    let mut refusals = vec![(
+        405,
+        post.headers().clone(),
+        post.into_body().read_to_vec().unwrap(),
+    )];
+    for (path, token, want) in [
+        ("/nope", None, 404),
+        ("/metrics", None, 401),
+        ("/api/v1/telemetry/report", Some("t"), 409),
+        ("/console/telemetry/", None, 404),
+    ] {
+        let g = get(srv.addr, path, token);
+        assert_eq!(g.status, want, "{path}");
+        refusals.push((g.status, g.headers, g.body));
+    }
+    for (status, headers, body) in refusals {
+        assert_eq!(headers["content-type"], "application/json", "{status}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{status}");
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {body:?}"));
+        assert!(
+            v["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{status}: {v}"
+        );
+    }
+}
+
+// ---- The Console page's security headers (issue 11 item 12) ----
+
+/// The directives of a Content-Security-Policy, by name.
+fn directives(csp: &str) -> std::collections::BTreeMap<String, String> {
+    csp.split(';')
+        .filter_map(|d| {
+            let d = d.trim();
+            let (name, value) = d.split_once(' ').unwrap_or((d, ""));
+            (!name.is_empty()).then(|| (name.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_console_page_has_the_dashboards_security_headers() {
+    use ttn_lw_telemetry::collect::{self, CollectOptions};
+    use ttn_lw_telemetry::console::EmbeddedConsole;
+
+    // The collector's dashboard, as served.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("c.sqlite3").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = rt
+        .block_on(collect::start(CollectOptions::new("127.0.0.1:0", Some(db))))
+        .unwrap();
+    let dashboard = get(c.local_addr(), "/", None);
+    assert_eq!(dashboard.status, 200);
+    let dash = directives(
+        dashboard.headers["content-security-policy"]
+            .to_str()
+            .unwrap(),
+    );
+
+    let (st, _, _) = state(Some("t"), None);
+    let srv = serve(st.with_console(Arc::new(EmbeddedConsole)));
+    for path in [
+        "/console/telemetry/",
+        "/console/telemetry/src/ttn-telemetry-preview.js",
+    ] {
+        let g = get(srv.addr, path, None);
+        assert_eq!(g.status, 200, "{path}");
+        assert_eq!(g.headers["x-content-type-options"], "nosniff", "{path}");
+        let page = directives(g.headers["content-security-policy"].to_str().unwrap());
+        assert_eq!(
+            page["frame-ancestors"], "'none'",
+            "{path}: cannot be framed"
+        );
+        assert_eq!(page["default-src"], "'none'");
+        // Scripts: this origin's files only, plus compiling the core's wasm.
+        assert_eq!(page["script-src"], "'self' 'wasm-unsafe-eval'");
+        // Every other directive is the dashboard's.
+        let strip = |m: &std::collections::BTreeMap<String, String>| {
+            let mut m = m.clone();
+            m.remove("script-src");
+            m.remove("style-src");
+            m
+        };
+        assert_eq!(strip(&page), strip(&dash), "{path}");
+        assert_eq!(
+            g.headers.get("cache-control").map(|v| v.to_str().unwrap()),
+            dashboard
+                .headers
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap())
+        );
+    }
+    rt.block_on(c.shutdown());
+}

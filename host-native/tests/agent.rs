@@ -775,3 +775,341 @@ fn status_and_history_show_the_last_and_next_report_and_sources_without_secrets(
         "status and history write nothing"
     );
 }
+
+// ---- Hardening (issue 11) ----
+
+/// Waits until `log` holds `needle` (the agent has logged a decision), up to `timeout`; returns
+/// the log.
+fn wait_log(log: &Path, needle: &str, timeout: Duration) -> String {
+    let end = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > end {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The admin listener's address, from the agent's log.
+fn admin_address(log: &Path) -> SocketAddr {
+    let text = wait_log(log, "admin listener at http://", Duration::from_secs(10));
+    text.split("admin listener at http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no admin address logged:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `prlimit` of util-linux, which runs a command under lowered resource limits.
+fn prlimit() -> &'static str {
+    ["/usr/bin/prlimit", "/bin/prlimit"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("prlimit (util-linux) is needed to run the agent under a low file-descriptor limit")
+}
+
+#[test]
+fn an_admin_flood_under_a_low_fd_limit_neither_stops_reports_nor_stays_open() {
+    use std::io::Read as _;
+    let f = Fixture::new();
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let flags = f.flags("state", &sink.url(), "2s", &unique("flood"));
+    let log = f.path("run.log");
+    const LIMIT: usize = 160;
+    let mut agent = Command::new(prlimit())
+        .arg(format!("--nofile={LIMIT}:{LIMIT}"))
+        .arg(BIN)
+        .arg("run")
+        .args(&flags)
+        .current_dir(f.dir.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let admin = admin_address(&log);
+
+    // More idle connections than the agent has file descriptors, opened as the first report
+    // comes due (2 s after start); stop when the listen backlog stays full.
+    let mut idle = Vec::new();
+    let mut refused = 0;
+    while idle.len() < 2 * LIMIT && refused < 3 {
+        match std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(300)) {
+            Ok(s) => {
+                idle.push(s);
+                refused = 0;
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let flooded = Instant::now();
+    assert!(
+        idle.len() > LIMIT,
+        "the flood outnumbers the agent's descriptors: {}",
+        idle.len()
+    );
+
+    // Reports go on: two arrive after the flood began.
+    let end = Instant::now() + Duration::from_secs(15);
+    while sink.requests().iter().filter(|r| r.at > flooded).count() < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = sink.requests().iter().filter(|r| r.at > flooded).count();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(after >= 2, "reports stopped under the flood:\n{text}");
+    assert!(!text.contains("Too many open files"), "{text}");
+
+    // The agent closes an idle connection by itself (header/idle timeout).
+    let first = &mut idle[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = match first.read(&mut buf) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(
+        closed,
+        "an idle admin connection was not closed by the agent"
+    );
+
+    // Once the flood is gone, /metrics answers again and shows the reports.
+    drop(idle);
+    let metrics = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent()
+        .get(format!("http://{admin}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ttn_lw_telemetry_last_success_timestamp_seconds ")),
+        "{metrics}"
+    );
+    terminate(&mut agent);
+}
+
+/// A `schedule.json` with these values (interval 1 s).
+fn schedule_json(epoch_unix_ms: u64, done_slot: u64, pending: Option<u64>) -> String {
+    serde_json::json!({
+        "version": 1,
+        "epoch_unix_ms": epoch_unix_ms,
+        "interval_ms": 1000,
+        "done_slot": done_slot,
+        "pending": pending.map(|slot| serde_json::json!({"slot": slot, "resumed": false})),
+    })
+    .to_string()
+}
+
+fn corrupt_files(state: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("schedule.json.corrupt-")
+        })
+        .collect()
+}
+
+#[test]
+fn status_reports_a_damaged_schedule_in_one_line_without_panicking() {
+    let f = Fixture::new();
+    let ten_s_ago = ms_since_epoch(SystemTime::now() - Duration::from_secs(10));
+    for (name, json) in [
+        ("epoch_unix_ms", schedule_json(u64::MAX, 0, None)),
+        ("pending.slot", schedule_json(ten_s_ago, 0, Some(u64::MAX))),
+        ("done_slot", schedule_json(ten_s_ago, u64::MAX, None)),
+    ] {
+        let state = f.path(&format!("status-{name}"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("schedule.json"), &json).unwrap();
+        let mut args = vec!["status".to_owned()];
+        args.extend(f.flags(&format!("status-{name}"), "http://127.0.0.1:1/", "1s", "x"));
+        let o = output(f.dir.path(), &args, &[]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o.stderr));
+        let out = text(&o.stdout);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("next report due: "))
+            .unwrap_or_else(|| panic!("{name}:\n{out}"));
+        assert!(
+            line.contains("unknown") && line.contains("damaged") && line.contains(name),
+            "{name}: {line}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(state.join("schedule.json")).unwrap(),
+            json,
+            "{name}: status changes nothing"
+        );
+        assert!(corrupt_files(&state).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn run_sets_a_damaged_schedule_aside_and_reports_again() {
+    let f = Fixture::new();
+    let ten_s_ago = ms_since_epoch(SystemTime::now() - Duration::from_secs(10));
+    for (name, bytes) in [
+        (
+            "done_slot u64::MAX",
+            schedule_json(ten_s_ago, u64::MAX, None),
+        ),
+        ("not JSON", "{\"version\":1,\"epo".to_owned()),
+    ] {
+        let sink = Sink::start(vec![], Reply::Receipt(200));
+        let dir_name = format!("run-{}", unique("damaged"));
+        let state = f.path(&dir_name);
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("schedule.json"), &bytes).unwrap();
+        let flags = f.flags(&dir_name, &sink.url(), "1s", &unique("damaged"));
+        let log = f.path(&format!("{dir_name}.log"));
+        let mut agent = spawn_run(f.dir.path(), &flags, &[], &log);
+        let got = sink.wait_for(1, Duration::from_secs(10));
+        terminate(&mut agent);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            got.len(),
+            1,
+            "{name}: no report after a damaged schedule:\n{text}"
+        );
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(" is damaged")).collect();
+        assert_eq!(lines.len(), 1, "{name}: said in one line:\n{text}");
+        assert!(lines[0].contains("set aside as"), "{name}: {}", lines[0]);
+        let aside = corrupt_files(&state);
+        assert_eq!(aside.len(), 1, "{name}");
+        assert_eq!(
+            std::fs::read_to_string(&aside[0]).unwrap(),
+            bytes,
+            "{name}: set aside, not deleted"
+        );
+        assert!(read_state(&state).unwrap().is_some(), "{name}: rebuilt");
+    }
+}
+
+#[test]
+fn send_refuses_to_send_when_the_audit_log_cannot_be_written() {
+    let f = Fixture::new();
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let state = f.path("state");
+    std::fs::create_dir_all(state.join("audit.jsonl")).unwrap();
+    let (o, _) = send(&f, &sink.url(), "10s");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not sent") && err.contains("audit.jsonl"),
+        "{err}"
+    );
+    // The process has exited: any connection it made would have been accepted by now.
+    assert_eq!(
+        sink.connection_count(),
+        0,
+        "nothing left without its audit line"
+    );
+}
+
+#[test]
+fn send_says_so_when_a_delivered_report_lost_its_audit_line() {
+    let f = Fixture::new();
+    let state = f.path("state");
+    // A collector that, once it has the report, makes the audit log unwritable, then answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let audit = state.join("audit.jsonl");
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let (stream, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(stream.try_clone().unwrap());
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line.trim_end().is_empty() {
+                break;
+            }
+            if let Some((n, v)) = line.split_once(':')
+                && n.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        std::fs::remove_file(&audit).unwrap();
+        std::fs::create_dir(&audit).unwrap();
+        let mut s = stream;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    });
+    let (o, _) = send(&f, &format!("http://{addr}/collect"), "10s");
+    server.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("was made (delivered: HTTP 200")
+            && err.contains("audit line could not be written"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_refuses_to_send_without_its_audit_trail_and_says_so() {
+    let f = Fixture::new();
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let state = f.path("state");
+    // The last body cannot be kept: a directory stands where it goes.
+    std::fs::create_dir_all(state.join("last-body.json")).unwrap();
+    let flags = f.flags("state", &sink.url(), "1s", &unique("audit"));
+    let log = f.path("run.log");
+    let mut agent = spawn_run(f.dir.path(), &flags, &[], &log);
+    let text = wait_log(
+        &log,
+        "telemetry report not sent: its audit line cannot be written",
+        Duration::from_secs(10),
+    );
+    // The agent has logged its decision; the report was due and nothing reached the collector.
+    assert_eq!(sink.connection_count(), 0, "{text}");
+    terminate(&mut agent);
+    let text = std::fs::read_to_string(&log).unwrap();
+    // One line per report held back (one interval passes at most while the test stops it).
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("not sent")).collect();
+    assert!((1..=3).contains(&lines.len()), "{text}");
+    for l in lines {
+        assert!(l.contains("ERROR") && l.contains("last-body.json"), "{l}");
+    }
+}
+
+#[test]
+fn send_deadline_cuts_the_attempt_in_flight() {
+    let f = Fixture::new();
+    // The collector reads the report and never answers.
+    let sink = Sink::start(vec![], Reply::Hang(Duration::from_secs(60)));
+    let started = Instant::now();
+    let (o, state) = send(&f, &sink.url(), "2s");
+    let elapsed = started.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        elapsed < Duration::from_millis(4500),
+        "send --deadline 2s returned after {elapsed:?}"
+    );
+    assert!(
+        text(&o.stderr).contains("not delivered before the deadline"),
+        "{}",
+        text(&o.stderr)
+    );
+    let last = read_history(&state).unwrap();
+    assert_eq!(last.last_attempt().unwrap().outcome, "timeout");
+}

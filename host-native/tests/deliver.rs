@@ -101,7 +101,8 @@ fn connection_refused_is_retried_until_the_deadline() {
     };
     let d = audit::deliver_audited(
         &cfg, &body, deadline, &clock, &mut rng, &log, None, &mut marks,
-    );
+    )
+    .expect("every attempt is audited");
     // Capped exponential backoff with full jitter: wait n within [0, min(8 s, 2^(n-1) s)].
     let waits = marks.waits();
     assert_eq!(waits.len() + 1, d.attempts as usize);
@@ -238,7 +239,8 @@ fn server_error_then_success_with_audit_lines() {
         &log,
         Some(&status),
         &mut marks,
-    );
+    )
+    .expect("every attempt is audited");
     assert!(d.result.delivered(), "{:?}", d.result);
     assert_eq!(d.attempts, 3);
     assert_same_bytes(&sink.requests(), &body);
@@ -309,6 +311,36 @@ fn a_server_that_never_answers_times_out_each_attempt() {
 }
 
 #[test]
+fn the_deadline_cuts_the_attempt_in_flight() {
+    // The collector reads the report and never answers; the attempt timeout (30 s) is far
+    // longer than the deadline.
+    let sink = Sink::start(vec![], Reply::Hang(Duration::from_secs(20)));
+    let cfg = DeliverConfig::new(sink.url());
+    assert_eq!(cfg.attempt_timeout, Duration::from_secs(30));
+    let deadline = Duration::from_millis(800);
+    let began = Instant::now();
+    let d = deliver(
+        &cfg,
+        &body(),
+        SystemTime::now() + deadline,
+        &SystemClock,
+        &mut Rng::seeded(9),
+        &mut (),
+    );
+    let elapsed = began.elapsed();
+    let Final::DeadlinePassed { last } = &d.result else {
+        panic!("{:?}", d.result)
+    };
+    assert!(matches!(last, Outcome::Timeout(_)), "{last:?}");
+    assert_eq!(d.attempts, 1);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(2)).len(), 1);
+    assert!(
+        elapsed < deadline + Duration::from_millis(1500),
+        "delivery ended at the deadline, not after the attempt timeout: {elapsed:?}"
+    );
+}
+
+#[test]
 fn bad_request_is_not_retried() {
     let sink = Sink::start(
         vec![],
@@ -332,7 +364,8 @@ fn bad_request_is_not_retried() {
         &log,
         None,
         &mut (),
-    );
+    )
+    .expect("every attempt is audited");
     match &d.result {
         Final::Failed(Outcome::Rejected { status, message }) => {
             assert_eq!(*status, 400);

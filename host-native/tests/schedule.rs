@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use ttn_lw_telemetry::audit::unix_ms;
-use ttn_lw_telemetry::schedule::local::{LocalSchedule, read_state};
+use ttn_lw_telemetry::schedule::local::{LocalSchedule, Stored, inspect_state, read_state};
 use ttn_lw_telemetry::schedule::redis::{RedisSchedule, RedisTarget};
 use ttn_lw_telemetry::schedule::{Claim, Coordinator, Grant};
 
@@ -155,6 +155,114 @@ fn a_new_interval_counts_from_the_last_report() {
             next_due: t0() + 3 * HOUR
         }
     );
+}
+
+/// The files of `dir` set aside as damaged schedules, with their bytes.
+fn set_aside(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("schedule.json.corrupt-")
+                .then(|| (name, std::fs::read(e.path()).unwrap()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_damaged_state_file_is_set_aside_and_a_new_schedule_starts() {
+    let now = t0();
+    let state = |epoch: u64, done: u64, pending: Option<u64>| {
+        serde_json::json!({
+            "version": 1,
+            "epoch_unix_ms": epoch,
+            "interval_ms": 3_600_000u64,
+            "done_slot": done,
+            "pending": pending.map(|p| serde_json::json!({"slot": p, "resumed": false})),
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let five_hours_ago = unix_ms(now - 5 * HOUR);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not JSON", b"{\"version\":1,\"epoch_unix_ms\":".to_vec()),
+        ("empty", Vec::new()),
+        ("epoch u64::MAX", state(u64::MAX, 0, None)),
+        (
+            "epoch in the future",
+            state(unix_ms(now + 10 * HOUR), 0, None),
+        ),
+        (
+            "pending.slot u64::MAX",
+            state(five_hours_ago, 4, Some(u64::MAX)),
+        ),
+        ("done_slot u64::MAX", state(five_hours_ago, u64::MAX, None)),
+        ("done_slot far ahead", state(five_hours_ago, 1_000, None)),
+        (
+            "unknown version",
+            br#"{"version":7,"epoch_unix_ms":1,"interval_ms":1,"done_slot":0}"#.to_vec(),
+        ),
+        (
+            "zero interval",
+            br#"{"version":1,"epoch_unix_ms":1,"interval_ms":0,"done_slot":0}"#.to_vec(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("schedule.json"), &bytes).unwrap();
+        // What `status` sees: damaged, and nothing is renamed by looking.
+        match inspect_state(dir.path(), now).unwrap() {
+            Stored::Damaged(why) => assert!(!why.is_empty(), "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(set_aside(dir.path()).is_empty(), "{name}");
+
+        // What `run` does: set aside, not deleted, and a new schedule from now.
+        let mut s =
+            LocalSchedule::open(dir.path(), HOUR, now).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let aside = set_aside(dir.path());
+        assert_eq!(aside.len(), 1, "{name}: {aside:?}");
+        assert_eq!(
+            aside[0].1, bytes,
+            "{name}: the damaged file is kept as it was"
+        );
+        assert_eq!(
+            s.claim(now).unwrap(),
+            Claim::NotDue {
+                next_due: now + HOUR
+            },
+            "{name}"
+        );
+        assert!(
+            matches!(inspect_state(dir.path(), now).unwrap(), Stored::Valid(_)),
+            "{name}"
+        );
+        let g = granted(s.claim(now + HOUR).unwrap());
+        assert_eq!((g.slot, g.due), (1, now + HOUR), "{name}");
+        s.complete(&g, now + HOUR).unwrap();
+    }
+}
+
+#[test]
+fn a_valid_state_is_kept_even_after_a_small_clock_step_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = LocalSchedule::open(dir.path(), HOUR, t0()).unwrap();
+    let g = granted(s.claim(t0() + HOUR).unwrap());
+    s.complete(&g, t0() + HOUR).unwrap();
+    drop(s);
+    // The clock steps back by a minute: slot 1 is finished "in the future", which is tolerated.
+    let back = t0() + HOUR - Duration::from_secs(60);
+    let mut s = LocalSchedule::open(dir.path(), HOUR, back).unwrap();
+    assert_eq!(
+        s.claim(back).unwrap(),
+        Claim::NotDue {
+            next_due: t0() + 2 * HOUR
+        }
+    );
+    assert!(set_aside(dir.path()).is_empty());
 }
 
 // ---- Redis ----
@@ -462,4 +570,50 @@ fn redis_outage_means_no_send_and_no_duplicate_after() {
         b.claim(SystemTime::now()).unwrap(),
         Claim::NotDue { .. }
     ));
+}
+
+#[test]
+fn redis_a_damaged_epoch_is_set_aside_and_a_new_schedule_starts() {
+    let now = SystemTime::now();
+    for (name, raw) in [
+        ("not a number", "soon".to_owned()),
+        ("u64::MAX", u64::MAX.to_string()),
+        ("in the future", unix_ms(now + 10 * HOUR).to_string()),
+    ] {
+        let ns = Ns::new("damaged-epoch");
+        let key = format!("{}:epoch", ns.0);
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(&raw)
+            .query(&mut redis_conn())
+            .unwrap();
+        let mut s = ns.schedule(HOUR, "a");
+        // `status` reads: it says so and changes nothing.
+        let e = s.next_due(now).unwrap_err();
+        assert!(format!("{e:#}").contains("damaged"), "{name}: {e:#}");
+        let kept: String = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut redis_conn())
+            .unwrap();
+        assert_eq!(kept, raw, "{name}");
+        // `run` sets it aside and starts a new schedule from now.
+        assert_eq!(
+            s.claim(now).unwrap_or_else(|e| panic!("{name}: {e:#}")),
+            Claim::NotDue {
+                next_due: ttn_lw_telemetry::audit::from_unix_ms(unix_ms(now)) + HOUR
+            },
+            "{name}"
+        );
+        let aside: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{key}.corrupt-*"))
+            .query(&mut redis_conn())
+            .unwrap();
+        assert_eq!(aside.len(), 1, "{name}: {aside:?}");
+        let old: String = redis::cmd("GET")
+            .arg(&aside[0])
+            .query(&mut redis_conn())
+            .unwrap();
+        assert_eq!(old, raw, "{name}: set aside, not deleted");
+        assert!(s.next_due(now).unwrap().is_some(), "{name}");
+    }
 }

@@ -371,7 +371,14 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
 /// Sends log lines (`tracing`, info level and up) to standard error, once per process; later
 /// calls do nothing.
 pub fn init_logging() {
+    init_logging_at(tracing::Level::INFO);
+}
+
+/// [`init_logging`] at `level` and up (`send` shows warnings and errors only: its outcome is
+/// its own line).
+pub fn init_logging_at(level: tracing::Level) {
     let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)

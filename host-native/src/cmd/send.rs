@@ -6,8 +6,19 @@
 //! schedule: it neither claims nor completes a slot, so the daemon's next report is still due
 //! when it was.
 //!
-//! Exit codes: 0 only after a 2xx; 1 when the collector refuses the report (a 4xx other than
-//! 408/429, a redirect) or does not take it before the deadline, or when counting fails.
+//! The deadline bounds the whole delivery: an attempt still waiting for the collector when it
+//! comes is cut there (see [`crate::deliver`]).
+//!
+//! The audit line is part of the promise, so `send` refuses to send what it cannot record: when
+//! the audit log or the last body cannot be written in `telemetry.state-dir` (a directory in
+//! the way, an immutable file, a read-only state directory), it sends nothing and exits 1 with
+//! one line saying why. If the report was sent and only its outcome line could not be written,
+//! it exits 1 too, and the line says that the report was delivered (see
+//! [`crate::audit::Unaudited`]). Warnings and errors of the run are logged to standard error.
+//!
+//! Exit codes: 0 only after a 2xx whose audit line was written; 1 when the collector refuses the
+//! report (a 4xx other than 408/429, a redirect) or does not take it before the deadline, when
+//! the audit trail cannot be written, or when counting fails.
 //!
 //! With telemetry off it prints the one line that says why, and exits 0 without counting,
 //! writing or connecting anywhere.
@@ -25,6 +36,7 @@ use crate::inputs::gather;
 
 /// Runs `send`. The outcome goes to standard output; notes to standard error.
 pub fn run(loaded: &Loaded, deadline: Duration, out: &mut dyn Write) -> anyhow::Result<()> {
+    super::init_logging_at(tracing::Level::WARN);
     let c = &loaded.config;
     if let Some(reason) = c.off_reason() {
         eprintln!("{}", daemon::off_line(reason));

@@ -18,7 +18,7 @@ use ttn_telemetry_core::{KEYS, format_duration, redact_uri, sha256_hex};
 use crate::audit::{read_history, read_last_body, rfc3339};
 use crate::config::{Loaded, Source};
 use crate::daemon;
-use crate::schedule::local::read_state;
+use crate::schedule::local::{STATE_FILE, Stored, inspect_state};
 use crate::schedule::redis::{RedisSchedule, RedisTarget};
 
 /// Runs `status`.
@@ -47,16 +47,20 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
     let next = if c.off_reason().is_some() {
         "none (telemetry is off)".to_owned()
     } else if c.redis_address.is_empty() {
-        match read_state(dir)? {
-            Some(s) => format!(
+        match inspect_state(dir, now)? {
+            Stored::Valid(s) => format!(
                 "{} (schedule in {}, first start {})",
                 rfc3339(s.next_due()),
                 dir.display(),
                 rfc3339(s.epoch())
             ),
-            None => format!(
+            Stored::Missing => format!(
                 "one interval after the agent's first start (no schedule in {} yet)",
                 dir.display()
+            ),
+            Stored::Damaged(why) => format!(
+                "unknown: the schedule {} is damaged ({why}); `run` sets it aside and starts a new one",
+                dir.join(STATE_FILE).display()
             ),
         }
     } else {

@@ -52,15 +52,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot, watch};
-use tower::ServiceExt as _;
+use tokio::sync::{oneshot, watch};
 use ttn_telemetry_core::{
     ReportError, content_digest, limits::MAX_REPORT_BYTES, parse_content_digest, sha256,
 };
 
+use crate::server::{ConnLimits, error_json, json_headers};
 use ratelimit::{Buckets, RateLimit};
 use store::{NewReport, Store};
 
@@ -277,42 +275,15 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>, mut stopped: oneshot::Receiver<()>) {
-    let router = router(app.clone());
-    let slots = Arc::new(Semaphore::new(app.limits.max_connections.max(1)));
-    let header_timeout = app.limits.header_timeout;
-    loop {
-        let permit = tokio::select! {
-            _ = &mut stopped => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut stopped => return,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    eprintln!("collect: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req)
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), svc);
-            let _ = conn.await;
-            drop(permit);
-        });
-    }
+async fn accept_loop(listener: TcpListener, app: Arc<App>, stopped: oneshot::Receiver<()>) {
+    let limits = ConnLimits {
+        header_timeout: app.limits.header_timeout,
+        max_connections: app.limits.max_connections,
+    };
+    let stop = async {
+        let _ = stopped.await;
+    };
+    crate::server::serve(listener, router(app), limits, "collect", stop).await;
 }
 
 /// Why a request was refused; the one place that maps refusals to statuses.
@@ -388,24 +359,6 @@ impl IntoResponse for Refusal {
 
 fn plain_error(status: StatusCode, msg: &str) -> Response {
     (status, json_headers(), error_json(msg)).into_response()
-}
-
-fn error_json(msg: &str) -> String {
-    serde_json::json!({ "error": msg }).to_string()
-}
-
-fn json_headers() -> [(header::HeaderName, HeaderValue); 3] {
-    [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-    ]
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -496,7 +449,6 @@ mod dashboard {
     //! `/api/v1/stats` in the browser, inserting every reported string as text (never as
     //! markup), under a CSP that allows only this origin's script and style.
 
-    use axum::http::{HeaderValue, header};
     use axum::response::{IntoResponse, Response};
 
     const INDEX: &str = include_str!("../../assets/dashboard/index.html");
@@ -506,22 +458,7 @@ mod dashboard {
 
     fn asset(body: &'static str, content_type: &'static str) -> Response {
         (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(
-                        "default-src 'none'; script-src 'self'; style-src 'self'; \
-                         connect-src 'self'; img-src 'self'; base-uri 'none'; \
-                         form-action 'none'; frame-ancestors 'none'",
-                    ),
-                ),
-                (
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            ],
+            crate::server::page_headers(content_type, crate::server::DASHBOARD_CSP),
             body,
         )
             .into_response()

@@ -15,13 +15,21 @@
 //!
 //! When Redis cannot be reached every call fails: the agent says so and does not send, so
 //! nothing is sent twice when Redis comes back (the claim keys tell who sent what).
+//!
+//! # A damaged epoch
+//! The epoch is checked like the state directory's ([`super::local`]): it must be Unix
+//! milliseconds, no later than year 9999 and no later than one interval from now. A damaged
+//! epoch is set aside, renamed `<ns>:epoch.corrupt-<unix ms>` (never deleted) only if it still
+//! holds the value found (a script, so a replica never sets aside an epoch another one has just
+//! written), a new epoch is written as on a first start, and one warning line says so. `status`
+//! only reads: it says the epoch is damaged.
 
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 
 use super::{Claim, Coordinator, Grant, due_of, slot_at};
-use crate::audit::{from_unix_ms, unix_ms};
+use crate::audit::{LATEST_UNIX_MS, from_unix_ms, unix_ms};
 
 /// Default key namespace, after TTS's `ttn:v3:` key prefix.
 pub const DEFAULT_NAMESPACE: &str = "ttn:v3:telemetry:entity-count";
@@ -33,6 +41,14 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+// Renames a damaged epoch only if it still holds the value that was found damaged.
+const SET_ASIDE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return 1
 end
 return 0";
 
@@ -148,18 +164,46 @@ impl RedisSchedule {
         &self.owner
     }
 
-    /// The deployment epoch, if one was stored.
+    fn epoch_key(&self) -> String {
+        format!("{}:epoch", self.ns)
+    }
+
+    /// The stored epoch as found, and whether it can be used at `now` (`Err` says why not).
+    fn read_epoch(
+        &mut self,
+        now: Option<SystemTime>,
+    ) -> anyhow::Result<Option<(String, Result<SystemTime, String>)>> {
+        let key = self.epoch_key();
+        let raw: Option<String> = self.call(|c| redis::cmd("GET").arg(&key).query(c))?;
+        Ok(raw.map(|raw| {
+            let checked = check_epoch(&raw, self.interval, now);
+            (raw, checked)
+        }))
+    }
+
+    /// The deployment epoch, if one was stored; a damaged one is an error that says why.
     pub fn epoch(&mut self) -> anyhow::Result<Option<SystemTime>> {
-        let key = format!("{}:epoch", self.ns);
-        let v: Option<u64> = self.call(|c| redis::cmd("GET").arg(&key).query(c))?;
-        Ok(v.map(from_unix_ms))
+        match self.read_epoch(None)? {
+            None => Ok(None),
+            Some((_, Ok(t))) => Ok(Some(t)),
+            Some((_, Err(why))) => Err(self.damaged(&why)),
+        }
+    }
+
+    fn damaged(&self, why: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the Redis schedule epoch {} is damaged ({why}); `run` sets it aside and starts a new one",
+            self.epoch_key()
+        )
     }
 
     /// When the next report is due, without claiming or writing anything (for `status`):
     /// `None` before any agent of the deployment has started.
     pub fn next_due(&mut self, now: SystemTime) -> anyhow::Result<Option<SystemTime>> {
-        let Some(epoch) = self.epoch()? else {
-            return Ok(None);
+        let epoch = match self.read_epoch(Some(now))? {
+            None => return Ok(None),
+            Some((_, Ok(t))) => t,
+            Some((_, Err(why))) => return Err(self.damaged(&why)),
         };
         let slot = slot_at(epoch, self.interval, now);
         if slot == 0 {
@@ -203,12 +247,36 @@ impl RedisSchedule {
     }
 
     fn ensure_epoch(&mut self, now: SystemTime) -> anyhow::Result<SystemTime> {
-        let key = format!("{}:epoch", self.ns);
+        let key = self.epoch_key();
         let now_ms = unix_ms(now);
-        let _: Option<String> =
-            self.call(|c| redis::cmd("SET").arg(&key).arg(now_ms).arg("NX").query(c))?;
-        self.epoch()?
-            .context("the Redis schedule epoch vanished right after it was written")
+        // Twice at most: the second round follows setting a damaged epoch aside.
+        for _ in 0..2 {
+            let _: Option<String> =
+                self.call(|c| redis::cmd("SET").arg(&key).arg(now_ms).arg("NX").query(c))?;
+            let (raw, checked) = self
+                .read_epoch(Some(now))?
+                .context("the Redis schedule epoch vanished right after it was written")?;
+            let why = match checked {
+                Ok(t) => return Ok(t),
+                Err(why) => why,
+            };
+            let aside = format!("{key}.corrupt-{now_ms}");
+            let moved: i64 = self.call(|c| {
+                redis::Script::new(SET_ASIDE)
+                    .key(&key)
+                    .key(&aside)
+                    .arg(&raw)
+                    .invoke(c)
+            })?;
+            if moved == 1 {
+                tracing::warn!(
+                    "telemetry schedule epoch {key} in Redis is damaged ({why}): set aside as {aside} and started again; the next report is due one interval from now"
+                );
+            }
+        }
+        anyhow::bail!(
+            "the Redis schedule epoch {key} is damaged again right after it was set aside"
+        )
     }
 
     fn done_ttl(&self, epoch: SystemTime, slot: u64, now: SystemTime) -> u64 {
@@ -219,6 +287,33 @@ impl RedisSchedule {
             .as_millis()
             .max(1) as u64
     }
+}
+
+/// Checks a stored epoch: Unix milliseconds, no later than year 9999, and (with `now`) no later
+/// than one interval from now, nor so late that the next due times run past year 9999.
+fn check_epoch(
+    raw: &str,
+    interval: Duration,
+    now: Option<SystemTime>,
+) -> Result<SystemTime, String> {
+    let shown: String = raw.chars().take(40).collect();
+    let ms: u64 = raw
+        .parse()
+        .map_err(|_| format!("{shown:?} is not Unix milliseconds"))?;
+    if ms > LATEST_UNIX_MS {
+        return Err(format!("{ms} is past year 9999"));
+    }
+    let epoch = from_unix_ms(ms);
+    if let Some(now) = now {
+        if epoch > now + interval {
+            return Err(format!("{ms} is later than one interval from now"));
+        }
+        let next = slot_at(epoch, interval, now).saturating_add(2);
+        if u128::from(ms) + interval.as_millis() * u128::from(next) > u128::from(LATEST_UNIX_MS) {
+            return Err("its due times run past year 9999".into());
+        }
+    }
+    Ok(epoch)
 }
 
 fn redis_error(target: &RedisTarget, e: redis::RedisError) -> anyhow::Error {
