@@ -344,11 +344,11 @@ impl std::fmt::Display for Unaudited {
             ),
             None if self.delivery.attempts == 0 => write!(
                 f,
-                "telemetry report not sent: its audit line cannot be written: {why} (no report leaves without its audit line; fix telemetry.state-dir)"
+                "telemetry report not sent: the audit trail cannot be written: {why} (no report leaves without its audit line; fix telemetry.state-dir)"
             ),
             None => write!(
                 f,
-                "telemetry report not sent again after {} attempt{}: its audit line cannot be written: {why} (no report leaves without its audit line; fix telemetry.state-dir)",
+                "telemetry report not sent again after {} attempt{}: the audit trail cannot be written: {why} (no report leaves without its audit line; fix telemetry.state-dir)",
                 self.delivery.attempts,
                 if self.delivery.attempts == 1 { "" } else { "s" },
             ),

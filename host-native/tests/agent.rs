@@ -1077,7 +1077,7 @@ fn run_refuses_to_send_without_its_audit_trail_and_says_so() {
     let mut agent = spawn_run(f.dir.path(), &flags, &[], &log);
     let text = wait_log(
         &log,
-        "telemetry report not sent: its audit line cannot be written",
+        "telemetry report not sent: the audit trail cannot be written",
         Duration::from_secs(10),
     );
     // The agent has logged its decision; the report was due and nothing reached the collector.
