@@ -617,3 +617,35 @@ fn redis_a_damaged_epoch_is_set_aside_and_a_new_schedule_starts() {
         assert!(s.next_due(now).unwrap().is_some(), "{name}");
     }
 }
+
+#[test]
+fn redis_a_damaged_claim_is_set_aside_instead_of_holding_its_slot() {
+    for (name, raw) in [
+        ("a claim without a lease", "someone|claimed"),
+        ("not a claim", "garbage"),
+    ] {
+        let ns = Ns::new("damaged-claim");
+        ns.set_epoch(HOUR, 1, Duration::from_secs(10));
+        let key = format!("{}:claim:1", ns.0);
+        // Written without PX: no lease, so it would never expire.
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(raw)
+            .query(&mut redis_conn())
+            .unwrap();
+        let mut s = ns.schedule(HOUR, "a");
+        let g = granted(s.claim(SystemTime::now()).unwrap());
+        assert_eq!(g.slot, 1, "{name}");
+        let aside: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{key}.corrupt-*"))
+            .query(&mut redis_conn())
+            .unwrap();
+        assert_eq!(aside.len(), 1, "{name}: {aside:?}");
+        let old: String = redis::cmd("GET")
+            .arg(&aside[0])
+            .query(&mut redis_conn())
+            .unwrap();
+        assert_eq!(old, raw, "{name}: set aside, not deleted");
+        s.complete(&g, SystemTime::now()).unwrap();
+    }
+}

@@ -22,7 +22,9 @@
 //! epoch is set aside, renamed `<ns>:epoch.corrupt-<unix ms>` (never deleted) only if it still
 //! holds the value found (a script, so a replica never sets aside an epoch another one has just
 //! written), a new epoch is written as on a first start, and one warning line says so. `status`
-//! only reads: it says the epoch is damaged.
+//! only reads: it says the epoch is damaged. A claim key without a lease, or whose value is not
+//! `<owner>|claimed` or `<owner>|done`, is set aside the same way, since no agent writes one
+//! and it would otherwise hold its slot for ever.
 
 use std::time::{Duration, SystemTime};
 
@@ -349,37 +351,60 @@ impl Coordinator for RedisSchedule {
         let key = self.claim_key(slot);
         let value = format!("{}|claimed", self.owner);
         let lease_ms = self.lease.as_millis().max(1) as u64;
-        let set: Option<String> = self.call(|c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&value)
-                .arg("NX")
-                .arg("PX")
-                .arg(lease_ms)
-                .query(c)
-        })?;
         let deadline = due_of(epoch, self.interval, slot + 1);
-        if set.is_some() {
-            return Ok(Claim::Granted(Grant {
-                slot,
-                due: due_of(epoch, self.interval, slot),
-                deadline,
-                resumed: false,
-            }));
+        // Twice at most: the second round follows setting a damaged claim aside.
+        for _ in 0..2 {
+            let set: Option<String> = self.call(|c| {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease_ms)
+                    .query(c)
+            })?;
+            if set.is_some() {
+                return Ok(Claim::Granted(Grant {
+                    slot,
+                    due: due_of(epoch, self.interval, slot),
+                    deadline,
+                    resumed: false,
+                }));
+            }
+            let (holder, pttl): (Option<String>, i64) =
+                self.call(|c| redis::pipe().get(&key).pttl(&key).query(c))?;
+            let holder = match holder {
+                Some(h) if h.ends_with("|done") => return Ok(Claim::NotDue { next_due: deadline }),
+                // Held by a live (or not yet expired) agent: ask again when its lease may run
+                // out. Never later than the next slot, which this agent may have to send.
+                Some(h) if h.ends_with("|claimed") && pttl > 0 => {
+                    return Ok(Claim::Busy {
+                        retry_at: (now
+                            + Duration::from_millis(pttl.min(lease_ms as i64).max(50) as u64))
+                        .min(deadline),
+                    });
+                }
+                // Expired between the two calls: ask again at once.
+                None => return Ok(Claim::Busy { retry_at: now }),
+                // No agent writes a claim without a lease or in another form: it is damaged,
+                // and would otherwise hold the slot (and a retry every 50 ms) for ever.
+                Some(h) => h,
+            };
+            let aside = format!("{key}.corrupt-{}", unix_ms(now));
+            let moved: i64 = self.call(|c| {
+                redis::Script::new(SET_ASIDE)
+                    .key(&key)
+                    .key(&aside)
+                    .arg(&holder)
+                    .invoke(c)
+            })?;
+            if moved == 1 {
+                tracing::warn!(
+                    "telemetry schedule claim {key} in Redis is damaged (no lease, or not a claim): set aside as {aside}"
+                );
+            }
         }
-        let (holder, pttl): (Option<String>, i64) =
-            self.call(|c| redis::pipe().get(&key).pttl(&key).query(c))?;
-        match holder {
-            Some(h) if h.ends_with("|done") => Ok(Claim::NotDue { next_due: deadline }),
-            // Held by a live (or not yet expired) agent: ask again when its lease may run out.
-            // Never later than the next slot, which this agent may have to send.
-            Some(_) => Ok(Claim::Busy {
-                retry_at: (now + Duration::from_millis(pttl.clamp(50, lease_ms as i64) as u64))
-                    .min(deadline),
-            }),
-            // Expired between the two calls: ask again at once.
-            None => Ok(Claim::Busy { retry_at: now }),
-        }
+        Ok(Claim::Busy { retry_at: now })
     }
 
     fn renew(&mut self, grant: &Grant, _now: SystemTime) -> anyhow::Result<bool> {
