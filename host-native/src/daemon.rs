@@ -16,7 +16,8 @@
 //! # No report without its audit line
 //! When the audit trail cannot be written ([`audit::Unaudited`]), the loop does not send: it
 //! logs one error line saying why for every report it holds back, tries again every minute
-//! until the report is superseded, and logs when the audit log is writable again. If an
+//! until the report is superseded, and logs when the audit log is writable again; the metric
+//! `ttn_lw_telemetry_audit_failures_total` counts every such failure. If an
 //! attempt was made and only its outcome line failed, that is logged at error level every time,
 //! since that report may have left without its line.
 
@@ -590,6 +591,10 @@ impl Daemon {
                 }
                 Err(u) => u,
             };
+            self.status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .audit_failures_total += 1;
             if u.left_unrecorded() {
                 tracing::error!("{u}");
             }

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the agent, served by the admin listener at `/metrics`.
 //!
 //! `consecutive_failures` counts finished attempts that did not end in a 2xx since the last one
-//! that did; it resets to 0 on success.
+//! that did; it resets to 0 on success. `audit_failures_total` counts the times the audit trail
+//! could not be written (a report held back, or an attempt left without its outcome line), so
+//! an alert can fire on it.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,8 @@ pub struct Status {
     pub last_sha256: Option<String>,
     /// The outcome of the last attempt, as text.
     pub last_outcome: Option<String>,
+    /// Times the audit trail could not be written since start-up.
+    pub audit_failures_total: u64,
 }
 
 /// The shared status.
@@ -95,10 +99,21 @@ impl Status {
             "When the next report is due, Unix seconds.",
             self.next_due.map(secs),
         );
-        let _ = writeln!(
-            out,
-            "# HELP ttn_lw_telemetry_attempts_total Delivery attempts since start-up.\n# TYPE ttn_lw_telemetry_attempts_total counter\nttn_lw_telemetry_attempts_total {}",
-            self.attempts_total
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "ttn_lw_telemetry_attempts_total",
+            "Delivery attempts since start-up.",
+            self.attempts_total,
+        );
+        counter(
+            "ttn_lw_telemetry_audit_failures_total",
+            "Times the audit trail could not be written (a report held back, or an attempt left without its outcome line) since start-up.",
+            self.audit_failures_total,
         );
         out
     }
@@ -137,5 +152,6 @@ mod tests {
         assert!(text.contains("ttn_lw_telemetry_last_success_timestamp_seconds 30\n"));
         assert!(text.contains("ttn_lw_telemetry_last_attempt_timestamp_seconds 30\n"));
         assert!(text.contains("ttn_lw_telemetry_attempts_total 3\n"));
+        assert!(text.contains("ttn_lw_telemetry_audit_failures_total 0\n"));
     }
 }

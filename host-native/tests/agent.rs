@@ -1082,6 +1082,20 @@ fn run_refuses_to_send_without_its_audit_trail_and_says_so() {
     );
     // The agent has logged its decision; the report was due and nothing reached the collector.
     assert_eq!(sink.connection_count(), 0, "{text}");
+    // The metrics say so too, for an alert.
+    let admin = admin_address(&log);
+    let metrics = ureq::get(format!("http://{admin}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            .strip_prefix("ttn_lw_telemetry_audit_failures_total ")
+            .is_some_and(|n| n.parse::<u64>().unwrap() >= 1)),
+        "{metrics}"
+    );
     terminate(&mut agent);
     let text = std::fs::read_to_string(&log).unwrap();
     // One line per report held back (one interval passes at most while the test stops it).
