@@ -11,7 +11,7 @@
 //! cannot be read in the middle of the file is counted too, never fatal, so `history` always
 //! shows what it can. Targets are stored redacted (core `redact_uri`); bodies hold no secrets.
 //!
-//! # No report leaves without its audit line
+//! # Decision where SPEC is silent: no report leaves without its audit line
 //! The audit trail is what the product promises the operator, so [`deliver_audited`] refuses to
 //! send what it cannot record. Before the first attempt it writes the last body, and before each
 //! attempt its `sending` line. If either write fails, no attempt is made, and it returns

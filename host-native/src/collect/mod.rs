@@ -358,7 +358,7 @@ impl IntoResponse for Refusal {
 }
 
 fn plain_error(status: StatusCode, msg: &str) -> Response {
-    (status, json_headers(), error_json(msg)).into_response()
+    crate::server::json_error(status, msg)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -12,7 +12,7 @@
 //! due time of the last finished slot (or the epoch), so the next report is due one new interval
 //! after the last one, not at a slot number that meant something else before.
 //!
-//! # Damaged state
+//! # Decision where SPEC is silent: damaged state
 //! What is read is checked before it is used ([`LocalState::check`]): a file that is not the
 //! schedule's JSON, an unknown version, a zero interval, an epoch later than one interval from
 //! now, a finished or pending slot later than the next one, or any due time past year 9999.
