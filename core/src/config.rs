@@ -9,12 +9,23 @@
 //! Decisions where SPEC is silent:
 //! - A list key given a single string splits it on whitespace, as TTS (viper) does; this is how
 //!   environment variables carry lists.
-//! - Booleans accept what Go's `strconv.ParseBool` accepts (`1`, `t`, `true`, `TRUE`, …).
+//! - Booleans are read as ttn-lw-stack reads them (viper `GetBool`, that is `cast.ToBool`, which
+//!   is Go's `strconv.ParseBool` for text): `1`, `t`, `T`, `true`, `TRUE`, `True` are true and
+//!   `0`, `f`, `F`, `false`, `FALSE`, `False` are false, exactly, with no trimming. Any other
+//!   text (`yes`, `no`, `on`, ` true`, the empty string…) is read as false by ttn-lw-stack
+//!   silently; here it is also false, and [`Config::warnings`] names the key and the value so
+//!   that the host prints one warning line. It is never an error: a value that ttn-lw-stack
+//!   would not read as true must never make us refuse to start *or* send.
+//! - Redis for the schedule is resolved as ttn-lw-stack resolves the Identity Server's
+//!   telemetry task queue (`cache.redis`, with the whole `redis` block as fallback), see
+//!   [`Config::redis`]; the one deliberate difference is that an address nobody configured
+//!   means no Redis here, where ttn-lw-stack would use `localhost:6379`.
 //! - `telemetry.state-dir` defaults to `.ttn-lw-telemetry` in the working directory, next to
 //!   where `ttn-lw-stack` keeps its own files when run from a checkout.
 //! - `DO_NOT_TRACK` counts as set when its value is non-empty and not `0`/`false`.
 
 use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -184,11 +195,32 @@ pub const KEYS: &[KeySpec] = &[
         doc: "The Identity Server database that is counted.",
     },
     KeySpec {
+        key: "cache.redis.address",
+        default: "",
+        form: Form::OptionalHostPort,
+        secret: false,
+        doc: "Redis used to coordinate replicas, as ttn-lw-stack's telemetry task queue uses it; empty falls back to the redis.* block.",
+    },
+    KeySpec {
+        key: "cache.redis.password",
+        default: "",
+        form: Form::Text,
+        secret: true,
+        doc: "Password of the cache.redis server.",
+    },
+    KeySpec {
+        key: "cache.redis.database",
+        default: "0",
+        form: Form::U32,
+        secret: false,
+        doc: "Database number on the cache.redis server.",
+    },
+    KeySpec {
         key: "redis.address",
         default: "",
         form: Form::OptionalHostPort,
         secret: false,
-        doc: "Redis used to coordinate replicas; empty means the state directory.",
+        doc: "Redis of the stack, used when the cache.redis block is not configured; empty (both) means the state directory.",
     },
     KeySpec {
         key: "redis.password",
@@ -296,7 +328,13 @@ pub struct Config {
     pub console_base_urls: [String; 5],
     /// `is.database-uri`.
     pub database_uri: String,
-    /// `redis.address` (empty: no Redis).
+    /// `cache.redis.address` (empty: not configured).
+    pub cache_redis_address: String,
+    /// `cache.redis.password`.
+    pub cache_redis_password: String,
+    /// `cache.redis.database`.
+    pub cache_redis_database: u32,
+    /// `redis.address` (empty: not configured).
     pub redis_address: String,
     /// `redis.password`.
     pub redis_password: String,
@@ -304,7 +342,28 @@ pub struct Config {
     pub redis_database: u32,
     /// `DO_NOT_TRACK` was set: telemetry is off whatever the keys say.
     pub do_not_track: bool,
+    /// Boolean keys whose effective value is text that ttn-lw-stack does not read as a boolean
+    /// (`yes`, `no`, `on`…), with that text (secrets masked). Such a key is false; see
+    /// [`Config::warnings`].
+    pub unrecognized_bools: BTreeMap<&'static str, String>,
 }
+
+/// The Redis server the schedule uses, as resolved by [`Config::redis`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// Which block decided: `"cache.redis"` or `"redis"`.
+    pub block: &'static str,
+    /// `host:port`.
+    pub address: String,
+    /// The password (a secret: never shown).
+    pub password: String,
+    /// The database number.
+    pub database: u32,
+}
+
+/// ttn-lw-stack's default Redis address (`DefaultRedisConfig`), used when the `cache.redis`
+/// fallback compares a block with the default.
+pub const REFERENCE_DEFAULT_REDIS_ADDRESS: &str = "localhost:6379";
 
 impl Default for Config {
     fn default() -> Self {
@@ -319,10 +378,14 @@ impl Default for Config {
             admin_token: String::new(),
             console_base_urls: Default::default(),
             database_uri: String::new(),
+            cache_redis_address: String::new(),
+            cache_redis_password: String::new(),
+            cache_redis_database: 0,
             redis_address: String::new(),
             redis_password: String::new(),
             redis_database: 0,
             do_not_track: false,
+            unrecognized_bools: BTreeMap::new(),
         };
         for k in KEYS {
             // The defaults are checked by a unit test, so this cannot fail.
@@ -364,6 +427,32 @@ impl Config {
             self.uid_elements = list;
             return Ok(());
         }
+        if spec.form == Form::Bool {
+            // Read exactly as ttn-lw-stack reads it: anything that is not a Go boolean is false
+            // (and remembered, for the warning), never an error.
+            let read = match value {
+                RawValue::Scalar(s) => parse_bool(s),
+                RawValue::List(_) => None,
+            };
+            match read {
+                Some(_) => {
+                    self.unrecognized_bools.remove(spec.key);
+                }
+                None => {
+                    let text = match value {
+                        RawValue::Scalar(_) => shown(spec, value),
+                        RawValue::List(l) => format!("[{}]", l.join(", ")),
+                    };
+                    self.unrecognized_bools.insert(spec.key, text);
+                }
+            }
+            let b = read.unwrap_or(false);
+            match spec.key {
+                "telemetry.enable" => self.enable = b,
+                _ => self.entity_count_enable = b,
+            }
+            return Ok(());
+        }
         let RawValue::Scalar(s) = value else {
             return Err(ConfigError::Invalid {
                 key: spec.key,
@@ -373,7 +462,6 @@ impl Config {
         };
         let s = s.trim();
         let ok = match spec.form {
-            Form::Bool => parse_bool(s).is_some(),
             Form::HttpUrl => is_http_url(s),
             Form::PositiveDuration => parse_duration(s).is_ok_and(|d| !d.is_zero()),
             Form::DatabaseUri => is_database_uri(s),
@@ -381,18 +469,14 @@ impl Config {
             Form::HostPort => is_host_port(s),
             Form::U32 => s.parse::<u32>().is_ok(),
             Form::NonEmpty => !s.is_empty(),
-            Form::Text | Form::List => true,
+            Form::Text | Form::List | Form::Bool => true,
         };
         if !ok {
             return Err(invalid());
         }
         let string = s.to_owned();
         match spec.key {
-            "telemetry.enable" => self.enable = parse_bool(s).unwrap_or_default(),
             "telemetry.target" => self.target = string,
-            "telemetry.entity-count-telemetry.enable" => {
-                self.entity_count_enable = parse_bool(s).unwrap_or_default()
-            }
             "telemetry.entity-count-telemetry.interval" => {
                 self.interval = parse_duration(s).unwrap_or_default()
             }
@@ -405,6 +489,9 @@ impl Config {
             "console.ui.as.base-url" => self.console_base_urls[3] = string,
             "console.ui.js.base-url" => self.console_base_urls[4] = string,
             "is.database-uri" => self.database_uri = string,
+            "cache.redis.address" => self.cache_redis_address = string,
+            "cache.redis.password" => self.cache_redis_password = string,
+            "cache.redis.database" => self.cache_redis_database = s.parse().unwrap_or_default(),
             "redis.address" => self.redis_address = string,
             "redis.password" => self.redis_password = string,
             "redis.database" => self.redis_database = s.parse().unwrap_or_default(),
@@ -417,7 +504,19 @@ impl Config {
     pub fn display(&self, key: &str) -> Option<String> {
         let spec = key_spec(key)?;
         let v = match spec.key {
-            "telemetry.enable" => self.enable.to_string(),
+            "telemetry.enable" | "telemetry.entity-count-telemetry.enable" => {
+                let b = if spec.key == "telemetry.enable" {
+                    self.enable
+                } else {
+                    self.entity_count_enable
+                };
+                match self.unrecognized_bools.get(spec.key) {
+                    Some(text) => {
+                        format!("{b} (from {text:?}, which ttn-lw-stack does not read as true)")
+                    }
+                    None => b.to_string(),
+                }
+            }
             "telemetry.target" => redact_uri(&self.target),
             "telemetry.uid-elements" => {
                 let mut s = String::from("[");
@@ -430,7 +529,6 @@ impl Config {
                 s.push(']');
                 s
             }
-            "telemetry.entity-count-telemetry.enable" => self.entity_count_enable.to_string(),
             "telemetry.entity-count-telemetry.interval" => format_duration(self.interval),
             "telemetry.state-dir" => self.state_dir.clone(),
             "telemetry.admin.listen" => self.admin_listen.clone(),
@@ -440,12 +538,15 @@ impl Config {
             "console.ui.as.base-url" => self.console_base_urls[3].clone(),
             "console.ui.js.base-url" => self.console_base_urls[4].clone(),
             "is.database-uri" => redact_uri(&self.database_uri),
+            "cache.redis.address" => self.cache_redis_address.clone(),
+            "cache.redis.database" => self.cache_redis_database.to_string(),
             "redis.address" => self.redis_address.clone(),
             "redis.database" => self.redis_database.to_string(),
             // Secrets: say only whether one is set.
             _ if spec.secret => {
                 let set = match spec.key {
                     "telemetry.admin.token" => !self.admin_token.is_empty(),
+                    "cache.redis.password" => !self.cache_redis_password.is_empty(),
                     _ => !self.redis_password.is_empty(),
                 };
                 String::from(if set { "(set)" } else { "(empty)" })
@@ -453,6 +554,77 @@ impl Config {
             _ => return None,
         };
         Some(v)
+    }
+
+    /// The Redis server the schedule uses, or `None` for the state directory.
+    ///
+    /// The rule is ttn-lw-stack's for the Identity Server's telemetry task queue
+    /// (`NewIdentityServerTelemetryTaskRedis` uses `cache.redis`, after
+    /// `shared.InitializeFallbacks`): the `redis` block replaces the whole `cache.redis` block
+    /// when `cache.redis` has no address, or when `redis` differs from the default and
+    /// `cache.redis` equals it. Blocks are compared on the keys this project reads (address,
+    /// password, database); an address nobody set compares as ttn-lw-stack's default
+    /// `localhost:6379`. The chosen block is used only when its address was configured:
+    /// ttn-lw-stack would then use `localhost:6379`, this agent its state directory.
+    ///
+    /// ```
+    /// use ttn_telemetry_core::{Config, RawValue};
+    /// let mut c = Config::default();
+    /// assert_eq!(c.redis(), None);
+    /// c.set("redis.address", &RawValue::Scalar("redis:6379".into())).unwrap();
+    /// assert_eq!(c.redis().unwrap().block, "redis");
+    /// c.set("cache.redis.address", &RawValue::Scalar("cache:6379".into())).unwrap();
+    /// assert_eq!(c.redis().unwrap().address, "cache:6379");
+    /// ```
+    pub fn redis(&self) -> Option<RedisSettings> {
+        struct Block<'a> {
+            name: &'static str,
+            address: &'a str,
+            password: &'a str,
+            database: u32,
+        }
+        let cache = Block {
+            name: "cache.redis",
+            address: &self.cache_redis_address,
+            password: &self.cache_redis_password,
+            database: self.cache_redis_database,
+        };
+        let redis = Block {
+            name: "redis",
+            address: &self.redis_address,
+            password: &self.redis_password,
+            database: self.redis_database,
+        };
+        // An address nobody set is ttn-lw-stack's default, so a block is never "zero" here.
+        let is_default = |b: &Block<'_>| {
+            (b.address.is_empty() || b.address == REFERENCE_DEFAULT_REDIS_ADDRESS)
+                && b.password.is_empty()
+                && b.database == 0
+        };
+        let chosen = if !is_default(&redis) && is_default(&cache) {
+            redis
+        } else {
+            cache
+        };
+        (!chosen.address.is_empty()).then(|| RedisSettings {
+            block: chosen.name,
+            address: chosen.address.to_owned(),
+            password: chosen.password.to_owned(),
+            database: chosen.database,
+        })
+    }
+
+    /// One line per boolean key whose effective value ttn-lw-stack would not read as a boolean:
+    /// the key, the value, and that it is read as false. Hosts print each once at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        self.unrecognized_bools
+            .iter()
+            .map(|(key, text)| {
+                format!(
+                    "{key}: {text:?} is not a value ttn-lw-stack reads as true (true or false); it is read as false"
+                )
+            })
+            .collect()
     }
 
     /// The UID elements in use: `telemetry.uid-elements` when non-empty, else the five Console
@@ -870,7 +1042,8 @@ mod tests {
         let cases: &[(&str, &str, bool)] = &[
             ("telemetry.enable", "false", true),
             ("telemetry.enable", "T", true),
-            ("telemetry.enable", "yes", false),
+            // Read as false with a warning, never refused (see `booleans_read_as_ttn_lw_stack`).
+            ("telemetry.enable", "yes", true),
             ("telemetry.target", "http://127.0.0.1:8080/collect", true),
             ("telemetry.target", "https://[::1]:443/x", true),
             ("telemetry.target", "https://example.org", true),
@@ -896,15 +1069,123 @@ mod tests {
             assert_eq!(c.set(key, &s(value)).is_ok(), *ok, "{key}={value}");
         }
         assert_eq!(
-            c.set("telemetry.enable", &RawValue::List(vec!["a".into()]))
+            c.set("telemetry.target", &RawValue::List(vec!["a".into()]))
                 .unwrap_err()
                 .to_string(),
-            "invalid value \"a\" for telemetry.enable: expected a single value, not a list"
+            "invalid value \"a\" for telemetry.target: expected a single value, not a list"
         );
         assert_eq!(
             c.set("nope", &s("1")),
             Err(ConfigError::UnknownKey("nope".into()))
         );
+    }
+
+    /// Every spelling ttn-lw-stack (viper `GetBool` → `cast.ToBool` → `strconv.ParseBool`)
+    /// reads as true or false, and what it does not read at all: false, with a warning.
+    #[test]
+    fn booleans_read_as_ttn_lw_stack() {
+        let truths = ["1", "t", "T", "true", "TRUE", "True"];
+        let falsehoods = ["0", "f", "F", "false", "FALSE", "False"];
+        // yaml.v3 gives these as strings, env and flags as text: ParseBool refuses them all,
+        // so ttn-lw-stack reads false.
+        let unread = [
+            "yes", "no", "on", "off", "y", "n", "Yes", "NO", "", " true", "true ", "tRUE", "2",
+            "-1", "maybe", "enable",
+        ];
+        for key in [
+            "telemetry.enable",
+            "telemetry.entity-count-telemetry.enable",
+        ] {
+            for v in truths {
+                let mut c = Config::default();
+                c.set(key, &s("false")).unwrap();
+                c.set(key, &s(v)).unwrap();
+                assert_eq!(c.off_reason(), None, "{key}={v:?}");
+                assert!(c.warnings().is_empty());
+            }
+            for v in falsehoods {
+                let mut c = Config::default();
+                c.set(key, &s(v)).unwrap();
+                assert!(c.off_reason().is_some(), "{key}={v:?}");
+                assert!(c.warnings().is_empty(), "{key}={v:?}");
+                assert_eq!(c.display(key).unwrap(), "false");
+            }
+            for v in unread {
+                let mut c = Config::default();
+                c.set(key, &s(v)).unwrap();
+                assert!(c.off_reason().is_some(), "{key}={v:?} must be off");
+                assert_eq!(
+                    c.warnings(),
+                    vec![format!(
+                        "{key}: {v:?} is not a value ttn-lw-stack reads as true (true or false); it is read as false"
+                    )]
+                );
+                assert!(c.display(key).unwrap().starts_with("false (from "));
+                // A later source with a real boolean decides, and the warning goes.
+                c.set(key, &s("true")).unwrap();
+                assert!(c.warnings().is_empty() && c.off_reason().is_none());
+            }
+            let mut c = Config::default();
+            c.set(key, &RawValue::List(vec!["true".into()])).unwrap();
+            assert!(c.off_reason().is_some(), "a list is not read as true");
+            assert_eq!(c.warnings().len(), 1);
+        }
+    }
+
+    /// `shared.InitializeFallbacks` + `NewIdentityServerTelemetryTaskRedis`: `cache.redis`,
+    /// replaced as a whole block by `redis` when `redis` is not the default and `cache.redis`
+    /// is; an address nobody set means no Redis.
+    #[test]
+    fn redis_block_falls_back_as_the_task_queue_does() {
+        let set = |pairs: &[(&str, &str)]| {
+            let mut c = Config::default();
+            for (k, v) in pairs {
+                c.set(k, &s(v)).unwrap();
+            }
+            c.redis()
+                .map(|r| (r.block, r.address, r.password, r.database))
+        };
+        let r = |block, address: &str, password: &str, database| {
+            Some((block, address.to_owned(), password.to_owned(), database))
+        };
+        assert_eq!(set(&[]), None);
+        assert_eq!(
+            set(&[
+                ("redis.address", "r:1"),
+                ("redis.password", "p"),
+                ("redis.database", "2")
+            ]),
+            r("redis", "r:1", "p", 2)
+        );
+        assert_eq!(
+            set(&[("cache.redis.address", "c:1"), ("redis.address", "r:1")]),
+            r("cache.redis", "c:1", "", 0)
+        );
+        // Whole block, not per field: cache.redis has an address, so redis.password is unused.
+        assert_eq!(
+            set(&[("cache.redis.address", "c:1"), ("redis.password", "p")]),
+            r("cache.redis", "c:1", "", 0)
+        );
+        // cache.redis equal to ttn-lw-stack's default yields to a configured redis block.
+        assert_eq!(
+            set(&[
+                ("cache.redis.address", "localhost:6379"),
+                ("redis.address", "r:1")
+            ]),
+            r("redis", "r:1", "", 0)
+        );
+        assert_eq!(
+            set(&[("cache.redis.address", "localhost:6379")]),
+            r("cache.redis", "localhost:6379", "", 0)
+        );
+        // A non-default cache.redis block (database 3) keeps its own (unset) address: ttn-lw-stack
+        // would use localhost:6379; we use no Redis rather than one nobody configured.
+        assert_eq!(
+            set(&[("cache.redis.database", "3"), ("redis.address", "r:1")]),
+            None
+        );
+        // Only a password for redis: ttn-lw-stack uses localhost:6379 with it; we, no Redis.
+        assert_eq!(set(&[("redis.password", "p")]), None);
     }
 
     #[test]
@@ -953,6 +1234,9 @@ mod tests {
         );
         c.set("redis.password", &s("hunter2")).unwrap();
         assert_eq!(c.display("redis.password").unwrap(), "(set)");
+        assert_eq!(c.display("cache.redis.password").unwrap(), "(empty)");
+        c.set("cache.redis.password", &s("hunter2")).unwrap();
+        assert_eq!(c.display("cache.redis.password").unwrap(), "(set)");
         assert_eq!(c.display("telemetry.admin.token").unwrap(), "(empty)");
         for k in KEYS {
             assert!(c.display(k.key).is_some(), "{}", k.key);

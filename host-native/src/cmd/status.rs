@@ -2,11 +2,15 @@
 //! setting with the source that decided it (default, which file, env var, flag,
 //! `DO_NOT_TRACK`).
 //!
-//! It reads the state directory (schedule, audit log, last body). With `redis.address` set and
-//! telemetry on, it asks Redis when the next report is due (read only: it claims nothing); when
-//! Redis does not answer it says so and shows the rest. With telemetry off it connects nowhere.
-//! Secrets (`redis.password`, `telemetry.admin.token`, passwords in URIs) are shown only as
+//! It reads the state directory (schedule, audit log, last body). With a Redis configured
+//! (`cache.redis.*`, falling back to `redis.*`, core `Config::redis`) and telemetry on, it asks
+//! Redis when the next report is due (read only: it claims nothing); when Redis does not answer
+//! it says so and shows the rest. With telemetry off it connects nowhere. Secrets
+//! (`*.password`, `telemetry.admin.token`, passwords in URIs) are shown only as
 //! `(set)`/`(empty)` or redacted.
+//!
+//! It also lists the configuration files that were read (default locations included), highest
+//! precedence first, and which Redis block the schedule uses.
 
 use std::io::Write;
 use std::path::Path;
@@ -43,26 +47,33 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
         )),
     }
     line(format!("state directory: {}", dir.display()));
+    if loaded.files.is_empty() {
+        line("config files: none".to_owned());
+    } else {
+        let files: Vec<String> = loaded
+            .files
+            .iter()
+            .map(|(path, origin)| format!("{} ({origin})", path.display()))
+            .collect();
+        line(format!(
+            "config files (the first listed takes precedence): {}",
+            files.join(", ")
+        ));
+    }
+    let redis = c.redis();
+    line(match &redis {
+        Some(r) => format!(
+            "schedule coordination: redis {} database {} (from {}.*)",
+            r.address, r.database, r.block
+        ),
+        None => "schedule coordination: state directory (neither cache.redis.address nor redis.address is set)".to_owned(),
+    });
 
     let next = if c.off_reason().is_some() {
         "none (telemetry is off)".to_owned()
-    } else if c.redis_address.is_empty() {
-        match read_state(dir)? {
-            Some(s) => format!(
-                "{} (schedule in {}, first start {})",
-                rfc3339(s.next_due()),
-                dir.display(),
-                rfc3339(s.epoch())
-            ),
-            None => format!(
-                "one interval after the agent's first start (no schedule in {} yet)",
-                dir.display()
-            ),
-        }
-    } else {
-        let target =
-            RedisTarget::from_config(&c.redis_address, &c.redis_password, c.redis_database);
-        let shown = format!("redis {} database {}", c.redis_address, c.redis_database);
+    } else if let Some(r) = &redis {
+        let target = RedisTarget::from_config(&r.address, &r.password, r.database);
+        let shown = format!("redis {} database {}", r.address, r.database);
         let asked = daemon::redis_namespace(c).and_then(|ns| {
             RedisSchedule::new(target, &ns, c.interval)?
                 .next_due(now)
@@ -74,6 +85,19 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
                 "one interval after the first agent starts (nothing scheduled in {shown}, keys {ns}:*)"
             ),
             Err(e) => format!("unknown: {e:#}"),
+        }
+    } else {
+        match read_state(dir)? {
+            Some(s) => format!(
+                "{} (schedule in {}, first start {})",
+                rfc3339(s.next_due()),
+                dir.display(),
+                rfc3339(s.epoch())
+            ),
+            None => format!(
+                "one interval after the agent's first start (no schedule in {} yet)",
+                dir.display()
+            ),
         }
     };
     line(format!("next report due: {next}"));
