@@ -110,13 +110,42 @@ pub struct Invocation {
     pub command: Command,
 }
 
-/// Bad input that is not configuration (an unreadable or invalid inputs file): exit code 2.
+/// Bad input that is not configuration: exit code 2.
 #[derive(Debug)]
-pub struct InputError(pub String);
+pub enum InputError {
+    /// The plain-inputs file (`-`: standard input) cannot be read.
+    Unreadable {
+        /// The file given to `--inputs`.
+        path: PathBuf,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+    /// The plain inputs are refused by the core.
+    Invalid {
+        /// The file given to `--inputs`.
+        path: PathBuf,
+        /// The core's reason, naming the field.
+        error: ttn_telemetry_core::InputsError,
+    },
+}
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            InputError::Unreadable { path, error } if path.as_os_str() == "-" => {
+                write!(f, "inputs from standard input: cannot be read ({error})")
+            }
+            InputError::Unreadable { path, error } => write!(
+                f,
+                "inputs file {}: cannot be read ({error}): expected a readable JSON file",
+                path.display()
+            ),
+            InputError::Invalid { path, error } => write!(
+                f,
+                "inputs file {}: {error}: expected plain inputs as `preview` and the admin API show them",
+                path.display()
+            ),
+        }
     }
 }
 
