@@ -77,7 +77,34 @@ impl Form {
     }
 }
 
-/// One configuration key: its name as TTS writes it, its default, its form, and what it does.
+/// Where a key's value lives in [`Config`]: a writer (for [`Config::set`]) and a reader (for
+/// [`Config::display`]), so that adding a key is one row of [`KEYS`] and one field.
+#[derive(Debug, Clone, Copy)]
+pub enum Slot {
+    /// A boolean, read as ttn-lw-stack reads booleans.
+    Bool(fn(&mut Config) -> &mut bool, fn(&Config) -> &bool),
+    /// Text, checked against the key's [`Form`].
+    Text(fn(&mut Config) -> &mut String, fn(&Config) -> &String),
+    /// A whole number.
+    U32(fn(&mut Config) -> &mut u32, fn(&Config) -> &u32),
+    /// A Go duration.
+    Duration(fn(&mut Config) -> &mut Duration, fn(&Config) -> &Duration),
+    /// A list of strings.
+    List(
+        fn(&mut Config) -> &mut Vec<String>,
+        fn(&Config) -> &Vec<String>,
+    ),
+}
+
+/// The [`Slot`] of a field of [`Config`]: `slot!(Text, target)`.
+macro_rules! slot {
+    ($kind:ident, $($field:tt)+) => {
+        Slot::$kind(|c| &mut c.$($field)+, |c| &c.$($field)+)
+    };
+}
+
+/// One configuration key: its name as TTS writes it, its default, its form, what it does, and
+/// where its value lives.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
     /// Dotted key, as in YAML nesting and `--flag` names.
@@ -90,6 +117,8 @@ pub struct KeySpec {
     pub secret: bool,
     /// One sentence on what the key does.
     pub doc: &'static str,
+    /// Where the value lives in [`Config`].
+    pub slot: Slot,
 }
 
 const DEFAULT_BASE_URL: &str = "http://localhost:1885/api/v3";
@@ -102,6 +131,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Bool,
         secret: false,
         doc: "Whether telemetry is sent at all.",
+        slot: slot!(Bool, enable),
     },
     KeySpec {
         key: "telemetry.target",
@@ -109,6 +139,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Where reports are sent.",
+        slot: slot!(Text, target),
     },
     KeySpec {
         key: "telemetry.uid-elements",
@@ -116,6 +147,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::List,
         secret: false,
         doc: "Strings hashed into the deployment id; empty means the five Console base URLs.",
+        slot: slot!(List, uid_elements),
     },
     KeySpec {
         key: "telemetry.entity-count-telemetry.enable",
@@ -123,6 +155,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Bool,
         secret: false,
         doc: "Whether the entity-count report is sent.",
+        slot: slot!(Bool, entity_count_enable),
     },
     KeySpec {
         key: "telemetry.entity-count-telemetry.interval",
@@ -130,6 +163,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::PositiveDuration,
         secret: false,
         doc: "Time between entity-count reports.",
+        slot: slot!(Duration, interval),
     },
     KeySpec {
         key: "telemetry.state-dir",
@@ -137,6 +171,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::NonEmpty,
         secret: false,
         doc: "Directory for the schedule, the audit log and the last body sent.",
+        slot: slot!(Text, state_dir),
     },
     KeySpec {
         key: "telemetry.admin.listen",
@@ -144,6 +179,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HostPort,
         secret: false,
         doc: "Address of the admin listener (preview API, Console page, metrics).",
+        slot: slot!(Text, admin_listen),
     },
     KeySpec {
         key: "telemetry.admin.token",
@@ -151,6 +187,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Text,
         secret: true,
         doc: "Bearer token the admin listener requires; empty means none.",
+        slot: slot!(Text, admin_token),
     },
     KeySpec {
         key: "console.ui.is.base-url",
@@ -158,6 +195,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Identity Server API base URL of the Console (UID element 1).",
+        slot: slot!(Text, console_base_urls[0]),
     },
     KeySpec {
         key: "console.ui.gs.base-url",
@@ -165,6 +203,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Gateway Server API base URL of the Console (UID element 2).",
+        slot: slot!(Text, console_base_urls[1]),
     },
     KeySpec {
         key: "console.ui.ns.base-url",
@@ -172,6 +211,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Network Server API base URL of the Console (UID element 3).",
+        slot: slot!(Text, console_base_urls[2]),
     },
     KeySpec {
         key: "console.ui.as.base-url",
@@ -179,6 +219,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Application Server API base URL of the Console (UID element 4).",
+        slot: slot!(Text, console_base_urls[3]),
     },
     KeySpec {
         key: "console.ui.js.base-url",
@@ -186,6 +227,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Join Server API base URL of the Console (UID element 5).",
+        slot: slot!(Text, console_base_urls[4]),
     },
     KeySpec {
         key: "is.database-uri",
@@ -193,6 +235,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::DatabaseUri,
         secret: false,
         doc: "The Identity Server database that is counted.",
+        slot: slot!(Text, database_uri),
     },
     KeySpec {
         key: "cache.redis.address",
@@ -200,6 +243,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::OptionalHostPort,
         secret: false,
         doc: "Redis used to coordinate replicas, as ttn-lw-stack's telemetry task queue uses it; empty falls back to the redis.* block.",
+        slot: slot!(Text, cache_redis_address),
     },
     KeySpec {
         key: "cache.redis.password",
@@ -207,6 +251,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Text,
         secret: true,
         doc: "Password of the cache.redis server.",
+        slot: slot!(Text, cache_redis_password),
     },
     KeySpec {
         key: "cache.redis.database",
@@ -214,6 +259,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::U32,
         secret: false,
         doc: "Database number on the cache.redis server.",
+        slot: slot!(U32, cache_redis_database),
     },
     KeySpec {
         key: "redis.address",
@@ -221,6 +267,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::OptionalHostPort,
         secret: false,
         doc: "Redis of the stack, used when the cache.redis block is not configured; empty (both) means the state directory.",
+        slot: slot!(Text, redis_address),
     },
     KeySpec {
         key: "redis.password",
@@ -228,6 +275,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Text,
         secret: true,
         doc: "Redis password.",
+        slot: slot!(Text, redis_password),
     },
     KeySpec {
         key: "redis.database",
@@ -235,6 +283,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::U32,
         secret: false,
         doc: "Redis database number.",
+        slot: slot!(U32, redis_database),
     },
 ];
 
@@ -404,112 +453,94 @@ impl Config {
             value: shown(spec, value),
             expected: spec.form.expected(),
         };
-        if spec.form == Form::List {
-            let list: Vec<String> = match value {
-                RawValue::List(l) => l.clone(),
-                RawValue::Scalar(s) => s.split_whitespace().map(ToOwned::to_owned).collect(),
-            };
-            if list.len() > MAX_UID_ELEMENTS || list.iter().any(|e| e.len() > MAX_UID_ELEMENT_BYTES)
-            {
-                return Err(ConfigError::Invalid {
-                    key: spec.key,
-                    value: shown(spec, value),
-                    expected: "at most 64 elements of at most 2048 bytes each",
-                });
-            }
-            if !list.is_empty() && list.iter().all(String::is_empty) {
-                return Err(ConfigError::Invalid {
-                    key: spec.key,
-                    value: shown(spec, value),
-                    expected: "at least one non-empty element (all-empty elements give every deployment the same id)",
-                });
-            }
-            self.uid_elements = list;
-            return Ok(());
-        }
-        if spec.form == Form::Bool {
-            // Read exactly as ttn-lw-stack reads it: anything that is not a Go boolean is false
-            // (and remembered, for the warning), never an error.
-            let read = match value {
-                RawValue::Scalar(s) => parse_bool(s),
-                RawValue::List(_) => None,
-            };
-            match read {
-                Some(_) => {
-                    self.unrecognized_bools.remove(spec.key);
+        match spec.slot {
+            Slot::Bool(field, _) => {
+                // Read exactly as ttn-lw-stack reads it: anything that is not a Go boolean is
+                // false (and remembered, for the warning), never an error.
+                let read = match value {
+                    RawValue::Scalar(s) => parse_bool(s),
+                    RawValue::List(_) => None,
+                };
+                match read {
+                    Some(_) => {
+                        self.unrecognized_bools.remove(spec.key);
+                    }
+                    None => {
+                        let text = match value {
+                            RawValue::Scalar(_) => shown(spec, value),
+                            RawValue::List(l) => format!("[{}]", l.join(", ")),
+                        };
+                        self.unrecognized_bools.insert(spec.key, text);
+                    }
                 }
-                None => {
-                    let text = match value {
-                        RawValue::Scalar(_) => shown(spec, value),
-                        RawValue::List(l) => format!("[{}]", l.join(", ")),
-                    };
-                    self.unrecognized_bools.insert(spec.key, text);
+                *field(self) = read.unwrap_or(false);
+                Ok(())
+            }
+            Slot::List(field, _) => {
+                let list: Vec<String> = match value {
+                    RawValue::List(l) => l.clone(),
+                    RawValue::Scalar(s) => s.split_whitespace().map(ToOwned::to_owned).collect(),
+                };
+                if list.len() > MAX_UID_ELEMENTS
+                    || list.iter().any(|e| e.len() > MAX_UID_ELEMENT_BYTES)
+                {
+                    return Err(ConfigError::Invalid {
+                        key: spec.key,
+                        value: shown(spec, value),
+                        expected: "at most 64 elements of at most 2048 bytes each",
+                    });
                 }
+                if !list.is_empty() && list.iter().all(String::is_empty) {
+                    return Err(ConfigError::Invalid {
+                        key: spec.key,
+                        value: shown(spec, value),
+                        expected: "at least one non-empty element (all-empty elements give every deployment the same id)",
+                    });
+                }
+                *field(self) = list;
+                Ok(())
             }
-            let b = read.unwrap_or(false);
-            match spec.key {
-                "telemetry.enable" => self.enable = b,
-                _ => self.entity_count_enable = b,
+            Slot::Text(..) | Slot::U32(..) | Slot::Duration(..) => {
+                let RawValue::Scalar(s) = value else {
+                    return Err(ConfigError::Invalid {
+                        key: spec.key,
+                        value: shown(spec, value),
+                        expected: "a single value, not a list",
+                    });
+                };
+                let s = s.trim();
+                let ok = match spec.form {
+                    Form::HttpUrl => is_http_url(s),
+                    Form::PositiveDuration => parse_duration(s).is_ok_and(|d| !d.is_zero()),
+                    Form::DatabaseUri => is_database_uri(s),
+                    Form::OptionalHostPort => s.is_empty() || is_host_port(s),
+                    Form::HostPort => is_host_port(s),
+                    Form::U32 => s.parse::<u32>().is_ok(),
+                    Form::NonEmpty => !s.is_empty(),
+                    Form::Text | Form::List | Form::Bool => true,
+                };
+                if !ok {
+                    return Err(invalid());
+                }
+                match spec.slot {
+                    Slot::Text(field, _) => *field(self) = s.to_owned(),
+                    Slot::U32(field, _) => *field(self) = s.parse().map_err(|_| invalid())?,
+                    Slot::Duration(field, _) => {
+                        *field(self) = parse_duration(s).map_err(|_| invalid())?
+                    }
+                    Slot::Bool(..) | Slot::List(..) => unreachable!("handled above"),
+                }
+                Ok(())
             }
-            return Ok(());
         }
-        let RawValue::Scalar(s) = value else {
-            return Err(ConfigError::Invalid {
-                key: spec.key,
-                value: shown(spec, value),
-                expected: "a single value, not a list",
-            });
-        };
-        let s = s.trim();
-        let ok = match spec.form {
-            Form::HttpUrl => is_http_url(s),
-            Form::PositiveDuration => parse_duration(s).is_ok_and(|d| !d.is_zero()),
-            Form::DatabaseUri => is_database_uri(s),
-            Form::OptionalHostPort => s.is_empty() || is_host_port(s),
-            Form::HostPort => is_host_port(s),
-            Form::U32 => s.parse::<u32>().is_ok(),
-            Form::NonEmpty => !s.is_empty(),
-            Form::Text | Form::List | Form::Bool => true,
-        };
-        if !ok {
-            return Err(invalid());
-        }
-        let string = s.to_owned();
-        match spec.key {
-            "telemetry.target" => self.target = string,
-            "telemetry.entity-count-telemetry.interval" => {
-                self.interval = parse_duration(s).unwrap_or_default()
-            }
-            "telemetry.state-dir" => self.state_dir = string,
-            "telemetry.admin.listen" => self.admin_listen = string,
-            "telemetry.admin.token" => self.admin_token = string,
-            "console.ui.is.base-url" => self.console_base_urls[0] = string,
-            "console.ui.gs.base-url" => self.console_base_urls[1] = string,
-            "console.ui.ns.base-url" => self.console_base_urls[2] = string,
-            "console.ui.as.base-url" => self.console_base_urls[3] = string,
-            "console.ui.js.base-url" => self.console_base_urls[4] = string,
-            "is.database-uri" => self.database_uri = string,
-            "cache.redis.address" => self.cache_redis_address = string,
-            "cache.redis.password" => self.cache_redis_password = string,
-            "cache.redis.database" => self.cache_redis_database = s.parse().unwrap_or_default(),
-            "redis.address" => self.redis_address = string,
-            "redis.password" => self.redis_password = string,
-            "redis.database" => self.redis_database = s.parse().unwrap_or_default(),
-            _ => return Err(ConfigError::UnknownKey(key.to_owned())),
-        }
-        Ok(())
     }
 
     /// The effective value of `key` as `status` shows it, with secrets masked.
     pub fn display(&self, key: &str) -> Option<String> {
         let spec = key_spec(key)?;
-        let v = match spec.key {
-            "telemetry.enable" | "telemetry.entity-count-telemetry.enable" => {
-                let b = if spec.key == "telemetry.enable" {
-                    self.enable
-                } else {
-                    self.entity_count_enable
-                };
+        let v = match spec.slot {
+            Slot::Bool(_, field) => {
+                let b = *field(self);
                 match self.unrecognized_bools.get(spec.key) {
                     Some(text) => {
                         format!("{b} (from {text:?}, which ttn-lw-stack does not read as true)")
@@ -517,10 +548,9 @@ impl Config {
                     None => b.to_string(),
                 }
             }
-            "telemetry.target" => redact_uri(&self.target),
-            "telemetry.uid-elements" => {
+            Slot::List(_, field) => {
                 let mut s = String::from("[");
-                for (i, e) in self.uid_elements.iter().enumerate() {
+                for (i, e) in field(self).iter().enumerate() {
                     if i > 0 {
                         s.push_str(", ");
                     }
@@ -529,29 +559,18 @@ impl Config {
                 s.push(']');
                 s
             }
-            "telemetry.entity-count-telemetry.interval" => format_duration(self.interval),
-            "telemetry.state-dir" => self.state_dir.clone(),
-            "telemetry.admin.listen" => self.admin_listen.clone(),
-            "console.ui.is.base-url" => self.console_base_urls[0].clone(),
-            "console.ui.gs.base-url" => self.console_base_urls[1].clone(),
-            "console.ui.ns.base-url" => self.console_base_urls[2].clone(),
-            "console.ui.as.base-url" => self.console_base_urls[3].clone(),
-            "console.ui.js.base-url" => self.console_base_urls[4].clone(),
-            "is.database-uri" => redact_uri(&self.database_uri),
-            "cache.redis.address" => self.cache_redis_address.clone(),
-            "cache.redis.database" => self.cache_redis_database.to_string(),
-            "redis.address" => self.redis_address.clone(),
-            "redis.database" => self.redis_database.to_string(),
+            Slot::U32(_, field) => field(self).to_string(),
+            Slot::Duration(_, field) => format_duration(*field(self)),
             // Secrets: say only whether one is set.
-            _ if spec.secret => {
-                let set = match spec.key {
-                    "telemetry.admin.token" => !self.admin_token.is_empty(),
-                    "cache.redis.password" => !self.cache_redis_password.is_empty(),
-                    _ => !self.redis_password.is_empty(),
-                };
-                String::from(if set { "(set)" } else { "(empty)" })
-            }
-            _ => return None,
+            Slot::Text(_, field) if spec.secret => String::from(if field(self).is_empty() {
+                "(empty)"
+            } else {
+                "(set)"
+            }),
+            Slot::Text(_, field) => match spec.form {
+                Form::HttpUrl | Form::DatabaseUri => redact_uri(field(self)),
+                _ => field(self).clone(),
+            },
         };
         Some(v)
     }
@@ -962,6 +981,41 @@ mod tests {
         assert_eq!(c.uid_elements(), vec![String::from(DEFAULT_BASE_URL); 5]);
         assert_eq!(c.off_reason(), None);
         c.check().unwrap();
+    }
+
+    /// One row of [`KEYS`] per key: each key writes and shows its own field, and no other.
+    #[test]
+    fn each_key_sets_and_shows_its_own_field() {
+        let defaults = Config::default();
+        for spec in KEYS {
+            let sample = match spec.form {
+                Form::Bool => "false",
+                Form::HttpUrl => "https://k.example/x",
+                Form::PositiveDuration => "7s",
+                Form::List => "k1 k2",
+                Form::DatabaseUri => "sqlite:/k",
+                Form::OptionalHostPort | Form::HostPort => "k.example:7",
+                Form::U32 => "7",
+                Form::NonEmpty | Form::Text => "k-text",
+            };
+            let mut c = Config::default();
+            c.set(spec.key, &s(sample)).unwrap();
+            assert_ne!(
+                c.display(spec.key),
+                defaults.display(spec.key),
+                "{}",
+                spec.key
+            );
+            for other in KEYS.iter().filter(|o| o.key != spec.key) {
+                assert_eq!(
+                    c.display(other.key),
+                    defaults.display(other.key),
+                    "{} changed {}",
+                    spec.key,
+                    other.key
+                );
+            }
+        }
     }
 
     #[test]
