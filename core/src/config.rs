@@ -6,6 +6,10 @@
 //! the first bad value stops start-up with a [`ConfigError`] that names the key, the value
 //! (with secrets masked) and the expected form.
 //!
+//! To add a key: one row of [`KEYS`] (name, default, form, secrecy, doc, and the [`Slot`] of
+//! its field) and the field in [`Config`]. Flags, environment variables, YAML lookup, `set`,
+//! `status` and `--help` all follow the table.
+//!
 //! Decisions where SPEC is silent:
 //! - A list key given a single string splits it on whitespace, as TTS (viper) does; this is how
 //!   environment variables carry lists.
