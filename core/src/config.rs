@@ -6,15 +6,30 @@
 //! the first bad value stops start-up with a [`ConfigError`] that names the key, the value
 //! (with secrets masked) and the expected form.
 //!
+//! To add a key: one row of [`KEYS`] (name, default, form, secrecy, doc, and the [`Slot`] of
+//! its field) and the field in [`Config`]. Flags, environment variables, YAML lookup, `set`,
+//! `status` and `--help` all follow the table.
+//!
 //! Decisions where SPEC is silent:
 //! - A list key given a single string splits it on whitespace, as TTS (viper) does; this is how
 //!   environment variables carry lists.
-//! - Booleans accept what Go's `strconv.ParseBool` accepts (`1`, `t`, `true`, `TRUE`, …).
+//! - Booleans are read as ttn-lw-stack reads them (viper `GetBool`, that is `cast.ToBool`, which
+//!   is Go's `strconv.ParseBool` for text): `1`, `t`, `T`, `true`, `TRUE`, `True` are true and
+//!   `0`, `f`, `F`, `false`, `FALSE`, `False` are false, exactly, with no trimming. Any other
+//!   text (`yes`, `no`, `on`, ` true`, the empty string…) is read as false by ttn-lw-stack
+//!   silently; here it is also false, and [`Config::warnings`] names the key and the value so
+//!   that the host prints one warning line. It is never an error: a value that ttn-lw-stack
+//!   would not read as true must never make us refuse to start *or* send.
+//! - Redis for the schedule is resolved as ttn-lw-stack resolves the Identity Server's
+//!   telemetry task queue (`cache.redis`, with the whole `redis` block as fallback), see
+//!   [`Config::redis`]; the one deliberate difference is that an address nobody configured
+//!   means no Redis here, where ttn-lw-stack would use `localhost:6379`.
 //! - `telemetry.state-dir` defaults to `.ttn-lw-telemetry` in the working directory, next to
 //!   where `ttn-lw-stack` keeps its own files when run from a checkout.
 //! - `DO_NOT_TRACK` counts as set when its value is non-empty and not `0`/`false`.
 
 use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -66,7 +81,34 @@ impl Form {
     }
 }
 
-/// One configuration key: its name as TTS writes it, its default, its form, and what it does.
+/// Where a key's value lives in [`Config`]: a writer (for [`Config::set`]) and a reader (for
+/// [`Config::display`]), so that adding a key is one row of [`KEYS`] and one field.
+#[derive(Debug, Clone, Copy)]
+pub enum Slot {
+    /// A boolean, read as ttn-lw-stack reads booleans.
+    Bool(fn(&mut Config) -> &mut bool, fn(&Config) -> &bool),
+    /// Text, checked against the key's [`Form`].
+    Text(fn(&mut Config) -> &mut String, fn(&Config) -> &String),
+    /// A whole number.
+    U32(fn(&mut Config) -> &mut u32, fn(&Config) -> &u32),
+    /// A Go duration.
+    Duration(fn(&mut Config) -> &mut Duration, fn(&Config) -> &Duration),
+    /// A list of strings.
+    List(
+        fn(&mut Config) -> &mut Vec<String>,
+        fn(&Config) -> &Vec<String>,
+    ),
+}
+
+/// The [`Slot`] of a field of [`Config`]: `slot!(Text, target)`.
+macro_rules! slot {
+    ($kind:ident, $($field:tt)+) => {
+        Slot::$kind(|c| &mut c.$($field)+, |c| &c.$($field)+)
+    };
+}
+
+/// One configuration key: its name as TTS writes it, its default, its form, what it does, and
+/// where its value lives.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
     /// Dotted key, as in YAML nesting and `--flag` names.
@@ -79,6 +121,8 @@ pub struct KeySpec {
     pub secret: bool,
     /// One sentence on what the key does.
     pub doc: &'static str,
+    /// Where the value lives in [`Config`].
+    pub slot: Slot,
 }
 
 const DEFAULT_BASE_URL: &str = "http://localhost:1885/api/v3";
@@ -91,6 +135,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Bool,
         secret: false,
         doc: "Whether telemetry is sent at all.",
+        slot: slot!(Bool, enable),
     },
     KeySpec {
         key: "telemetry.target",
@@ -98,6 +143,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Where reports are sent.",
+        slot: slot!(Text, target),
     },
     KeySpec {
         key: "telemetry.uid-elements",
@@ -105,6 +151,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::List,
         secret: false,
         doc: "Strings hashed into the deployment id; empty means the five Console base URLs.",
+        slot: slot!(List, uid_elements),
     },
     KeySpec {
         key: "telemetry.entity-count-telemetry.enable",
@@ -112,6 +159,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Bool,
         secret: false,
         doc: "Whether the entity-count report is sent.",
+        slot: slot!(Bool, entity_count_enable),
     },
     KeySpec {
         key: "telemetry.entity-count-telemetry.interval",
@@ -119,6 +167,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::PositiveDuration,
         secret: false,
         doc: "Time between entity-count reports.",
+        slot: slot!(Duration, interval),
     },
     KeySpec {
         key: "telemetry.state-dir",
@@ -126,6 +175,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::NonEmpty,
         secret: false,
         doc: "Directory for the schedule, the audit log and the last body sent.",
+        slot: slot!(Text, state_dir),
     },
     KeySpec {
         key: "telemetry.admin.listen",
@@ -133,6 +183,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HostPort,
         secret: false,
         doc: "Address of the admin listener (preview API, Console page, metrics).",
+        slot: slot!(Text, admin_listen),
     },
     KeySpec {
         key: "telemetry.admin.token",
@@ -140,6 +191,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Text,
         secret: true,
         doc: "Bearer token the admin listener requires; empty means none.",
+        slot: slot!(Text, admin_token),
     },
     KeySpec {
         key: "console.ui.is.base-url",
@@ -147,6 +199,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Identity Server API base URL of the Console (UID element 1).",
+        slot: slot!(Text, console_base_urls[0]),
     },
     KeySpec {
         key: "console.ui.gs.base-url",
@@ -154,6 +207,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Gateway Server API base URL of the Console (UID element 2).",
+        slot: slot!(Text, console_base_urls[1]),
     },
     KeySpec {
         key: "console.ui.ns.base-url",
@@ -161,6 +215,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Network Server API base URL of the Console (UID element 3).",
+        slot: slot!(Text, console_base_urls[2]),
     },
     KeySpec {
         key: "console.ui.as.base-url",
@@ -168,6 +223,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Application Server API base URL of the Console (UID element 4).",
+        slot: slot!(Text, console_base_urls[3]),
     },
     KeySpec {
         key: "console.ui.js.base-url",
@@ -175,6 +231,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::HttpUrl,
         secret: false,
         doc: "Join Server API base URL of the Console (UID element 5).",
+        slot: slot!(Text, console_base_urls[4]),
     },
     KeySpec {
         key: "is.database-uri",
@@ -182,13 +239,39 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::DatabaseUri,
         secret: false,
         doc: "The Identity Server database that is counted.",
+        slot: slot!(Text, database_uri),
+    },
+    KeySpec {
+        key: "cache.redis.address",
+        default: "",
+        form: Form::OptionalHostPort,
+        secret: false,
+        doc: "Redis used to coordinate replicas, as ttn-lw-stack's telemetry task queue uses it; empty falls back to the redis.* block.",
+        slot: slot!(Text, cache_redis_address),
+    },
+    KeySpec {
+        key: "cache.redis.password",
+        default: "",
+        form: Form::Text,
+        secret: true,
+        doc: "Password of the cache.redis server.",
+        slot: slot!(Text, cache_redis_password),
+    },
+    KeySpec {
+        key: "cache.redis.database",
+        default: "0",
+        form: Form::U32,
+        secret: false,
+        doc: "Database number on the cache.redis server.",
+        slot: slot!(U32, cache_redis_database),
     },
     KeySpec {
         key: "redis.address",
         default: "",
         form: Form::OptionalHostPort,
         secret: false,
-        doc: "Redis used to coordinate replicas; empty means the state directory.",
+        doc: "Redis of the stack, used when the cache.redis block is not configured; empty (both) means the state directory.",
+        slot: slot!(Text, redis_address),
     },
     KeySpec {
         key: "redis.password",
@@ -196,6 +279,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::Text,
         secret: true,
         doc: "Redis password.",
+        slot: slot!(Text, redis_password),
     },
     KeySpec {
         key: "redis.database",
@@ -203,6 +287,7 @@ pub const KEYS: &[KeySpec] = &[
         form: Form::U32,
         secret: false,
         doc: "Redis database number.",
+        slot: slot!(U32, redis_database),
     },
 ];
 
@@ -296,7 +381,13 @@ pub struct Config {
     pub console_base_urls: [String; 5],
     /// `is.database-uri`.
     pub database_uri: String,
-    /// `redis.address` (empty: no Redis).
+    /// `cache.redis.address` (empty: not configured).
+    pub cache_redis_address: String,
+    /// `cache.redis.password`.
+    pub cache_redis_password: String,
+    /// `cache.redis.database`.
+    pub cache_redis_database: u32,
+    /// `redis.address` (empty: not configured).
     pub redis_address: String,
     /// `redis.password`.
     pub redis_password: String,
@@ -304,7 +395,28 @@ pub struct Config {
     pub redis_database: u32,
     /// `DO_NOT_TRACK` was set: telemetry is off whatever the keys say.
     pub do_not_track: bool,
+    /// Boolean keys whose effective value is text that ttn-lw-stack does not read as a boolean
+    /// (`yes`, `no`, `on`…), with that text (secrets masked). Such a key is false; see
+    /// [`Config::warnings`].
+    pub unrecognized_bools: BTreeMap<&'static str, String>,
 }
+
+/// The Redis server the schedule uses, as resolved by [`Config::redis`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// Which block decided: `"cache.redis"` or `"redis"`.
+    pub block: &'static str,
+    /// `host:port`.
+    pub address: String,
+    /// The password (a secret: never shown).
+    pub password: String,
+    /// The database number.
+    pub database: u32,
+}
+
+/// ttn-lw-stack's default Redis address (`DefaultRedisConfig`), used when the `cache.redis`
+/// fallback compares a block with the default.
+pub const REFERENCE_DEFAULT_REDIS_ADDRESS: &str = "localhost:6379";
 
 impl Default for Config {
     fn default() -> Self {
@@ -319,10 +431,14 @@ impl Default for Config {
             admin_token: String::new(),
             console_base_urls: Default::default(),
             database_uri: String::new(),
+            cache_redis_address: String::new(),
+            cache_redis_password: String::new(),
+            cache_redis_database: 0,
             redis_address: String::new(),
             redis_password: String::new(),
             redis_database: 0,
             do_not_track: false,
+            unrecognized_bools: BTreeMap::new(),
         };
         for k in KEYS {
             // The defaults are checked by a unit test, so this cannot fail.
@@ -341,87 +457,104 @@ impl Config {
             value: shown(spec, value),
             expected: spec.form.expected(),
         };
-        if spec.form == Form::List {
-            let list: Vec<String> = match value {
-                RawValue::List(l) => l.clone(),
-                RawValue::Scalar(s) => s.split_whitespace().map(ToOwned::to_owned).collect(),
-            };
-            if list.len() > MAX_UID_ELEMENTS || list.iter().any(|e| e.len() > MAX_UID_ELEMENT_BYTES)
-            {
-                return Err(ConfigError::Invalid {
-                    key: spec.key,
-                    value: shown(spec, value),
-                    expected: "at most 64 elements of at most 2048 bytes each",
-                });
+        match spec.slot {
+            Slot::Bool(field, _) => {
+                // Read exactly as ttn-lw-stack reads it: anything that is not a Go boolean is
+                // false (and remembered, for the warning), never an error.
+                let read = match value {
+                    RawValue::Scalar(s) => parse_bool(s),
+                    RawValue::List(_) => None,
+                };
+                match read {
+                    Some(_) => {
+                        self.unrecognized_bools.remove(spec.key);
+                    }
+                    None => {
+                        let text = match value {
+                            RawValue::Scalar(_) => shown(spec, value),
+                            RawValue::List(l) => format!("[{}]", l.join(", ")),
+                        };
+                        self.unrecognized_bools.insert(spec.key, text);
+                    }
+                }
+                *field(self) = read.unwrap_or(false);
+                Ok(())
             }
-            if !list.is_empty() && list.iter().all(String::is_empty) {
-                return Err(ConfigError::Invalid {
-                    key: spec.key,
-                    value: shown(spec, value),
-                    expected: "at least one non-empty element (all-empty elements give every deployment the same id)",
-                });
+            Slot::List(field, _) => {
+                let list: Vec<String> = match value {
+                    RawValue::List(l) => l.clone(),
+                    RawValue::Scalar(s) => s.split_whitespace().map(ToOwned::to_owned).collect(),
+                };
+                if list.len() > MAX_UID_ELEMENTS
+                    || list.iter().any(|e| e.len() > MAX_UID_ELEMENT_BYTES)
+                {
+                    return Err(ConfigError::Invalid {
+                        key: spec.key,
+                        value: shown(spec, value),
+                        expected: "at most 64 elements of at most 2048 bytes each",
+                    });
+                }
+                if !list.is_empty() && list.iter().all(String::is_empty) {
+                    return Err(ConfigError::Invalid {
+                        key: spec.key,
+                        value: shown(spec, value),
+                        expected: "at least one non-empty element (all-empty elements give every deployment the same id)",
+                    });
+                }
+                *field(self) = list;
+                Ok(())
             }
-            self.uid_elements = list;
-            return Ok(());
+            Slot::Text(..) | Slot::U32(..) | Slot::Duration(..) => {
+                let RawValue::Scalar(s) = value else {
+                    return Err(ConfigError::Invalid {
+                        key: spec.key,
+                        value: shown(spec, value),
+                        expected: "a single value, not a list",
+                    });
+                };
+                let s = s.trim();
+                let ok = match spec.form {
+                    Form::HttpUrl => is_http_url(s),
+                    Form::PositiveDuration => parse_duration(s).is_ok_and(|d| !d.is_zero()),
+                    Form::DatabaseUri => is_database_uri(s),
+                    Form::OptionalHostPort => s.is_empty() || is_host_port(s),
+                    Form::HostPort => is_host_port(s),
+                    Form::U32 => s.parse::<u32>().is_ok(),
+                    Form::NonEmpty => !s.is_empty(),
+                    Form::Text | Form::List | Form::Bool => true,
+                };
+                if !ok {
+                    return Err(invalid());
+                }
+                match spec.slot {
+                    Slot::Text(field, _) => *field(self) = s.to_owned(),
+                    Slot::U32(field, _) => *field(self) = s.parse().map_err(|_| invalid())?,
+                    Slot::Duration(field, _) => {
+                        *field(self) = parse_duration(s).map_err(|_| invalid())?
+                    }
+                    Slot::Bool(..) | Slot::List(..) => unreachable!("handled above"),
+                }
+                Ok(())
+            }
         }
-        let RawValue::Scalar(s) = value else {
-            return Err(ConfigError::Invalid {
-                key: spec.key,
-                value: shown(spec, value),
-                expected: "a single value, not a list",
-            });
-        };
-        let s = s.trim();
-        let ok = match spec.form {
-            Form::Bool => parse_bool(s).is_some(),
-            Form::HttpUrl => is_http_url(s),
-            Form::PositiveDuration => parse_duration(s).is_ok_and(|d| !d.is_zero()),
-            Form::DatabaseUri => is_database_uri(s),
-            Form::OptionalHostPort => s.is_empty() || is_host_port(s),
-            Form::HostPort => is_host_port(s),
-            Form::U32 => s.parse::<u32>().is_ok(),
-            Form::NonEmpty => !s.is_empty(),
-            Form::Text | Form::List => true,
-        };
-        if !ok {
-            return Err(invalid());
-        }
-        let string = s.to_owned();
-        match spec.key {
-            "telemetry.enable" => self.enable = parse_bool(s).unwrap_or_default(),
-            "telemetry.target" => self.target = string,
-            "telemetry.entity-count-telemetry.enable" => {
-                self.entity_count_enable = parse_bool(s).unwrap_or_default()
-            }
-            "telemetry.entity-count-telemetry.interval" => {
-                self.interval = parse_duration(s).unwrap_or_default()
-            }
-            "telemetry.state-dir" => self.state_dir = string,
-            "telemetry.admin.listen" => self.admin_listen = string,
-            "telemetry.admin.token" => self.admin_token = string,
-            "console.ui.is.base-url" => self.console_base_urls[0] = string,
-            "console.ui.gs.base-url" => self.console_base_urls[1] = string,
-            "console.ui.ns.base-url" => self.console_base_urls[2] = string,
-            "console.ui.as.base-url" => self.console_base_urls[3] = string,
-            "console.ui.js.base-url" => self.console_base_urls[4] = string,
-            "is.database-uri" => self.database_uri = string,
-            "redis.address" => self.redis_address = string,
-            "redis.password" => self.redis_password = string,
-            "redis.database" => self.redis_database = s.parse().unwrap_or_default(),
-            _ => return Err(ConfigError::UnknownKey(key.to_owned())),
-        }
-        Ok(())
     }
 
     /// The effective value of `key` as `status` shows it, with secrets masked.
     pub fn display(&self, key: &str) -> Option<String> {
         let spec = key_spec(key)?;
-        let v = match spec.key {
-            "telemetry.enable" => self.enable.to_string(),
-            "telemetry.target" => redact_uri(&self.target),
-            "telemetry.uid-elements" => {
+        let v = match spec.slot {
+            Slot::Bool(_, field) => {
+                let b = *field(self);
+                match self.unrecognized_bools.get(spec.key) {
+                    Some(text) => {
+                        format!("{b} (from {text:?}, which ttn-lw-stack does not read as true)")
+                    }
+                    None => b.to_string(),
+                }
+            }
+            Slot::List(_, field) => {
                 let mut s = String::from("[");
-                for (i, e) in self.uid_elements.iter().enumerate() {
+                for (i, e) in field(self).iter().enumerate() {
                     if i > 0 {
                         s.push_str(", ");
                     }
@@ -430,29 +563,91 @@ impl Config {
                 s.push(']');
                 s
             }
-            "telemetry.entity-count-telemetry.enable" => self.entity_count_enable.to_string(),
-            "telemetry.entity-count-telemetry.interval" => format_duration(self.interval),
-            "telemetry.state-dir" => self.state_dir.clone(),
-            "telemetry.admin.listen" => self.admin_listen.clone(),
-            "console.ui.is.base-url" => self.console_base_urls[0].clone(),
-            "console.ui.gs.base-url" => self.console_base_urls[1].clone(),
-            "console.ui.ns.base-url" => self.console_base_urls[2].clone(),
-            "console.ui.as.base-url" => self.console_base_urls[3].clone(),
-            "console.ui.js.base-url" => self.console_base_urls[4].clone(),
-            "is.database-uri" => redact_uri(&self.database_uri),
-            "redis.address" => self.redis_address.clone(),
-            "redis.database" => self.redis_database.to_string(),
+            Slot::U32(_, field) => field(self).to_string(),
+            Slot::Duration(_, field) => format_duration(*field(self)),
             // Secrets: say only whether one is set.
-            _ if spec.secret => {
-                let set = match spec.key {
-                    "telemetry.admin.token" => !self.admin_token.is_empty(),
-                    _ => !self.redis_password.is_empty(),
-                };
-                String::from(if set { "(set)" } else { "(empty)" })
-            }
-            _ => return None,
+            Slot::Text(_, field) if spec.secret => String::from(if field(self).is_empty() {
+                "(empty)"
+            } else {
+                "(set)"
+            }),
+            Slot::Text(_, field) => match spec.form {
+                Form::HttpUrl | Form::DatabaseUri => redact_uri(field(self)),
+                _ => field(self).clone(),
+            },
         };
         Some(v)
+    }
+
+    /// The Redis server the schedule uses, or `None` for the state directory.
+    ///
+    /// The rule is ttn-lw-stack's for the Identity Server's telemetry task queue
+    /// (`NewIdentityServerTelemetryTaskRedis` uses `cache.redis`, after
+    /// `shared.InitializeFallbacks`): the `redis` block replaces the whole `cache.redis` block
+    /// when `cache.redis` has no address, or when `redis` differs from the default and
+    /// `cache.redis` equals it. Blocks are compared on the keys this project reads (address,
+    /// password, database); an address nobody set compares as ttn-lw-stack's default
+    /// `localhost:6379`. The chosen block is used only when its address was configured:
+    /// ttn-lw-stack would then use `localhost:6379`, this agent its state directory.
+    ///
+    /// ```
+    /// use ttn_telemetry_core::{Config, RawValue};
+    /// let mut c = Config::default();
+    /// assert_eq!(c.redis(), None);
+    /// c.set("redis.address", &RawValue::Scalar("redis:6379".into())).unwrap();
+    /// assert_eq!(c.redis().unwrap().block, "redis");
+    /// c.set("cache.redis.address", &RawValue::Scalar("cache:6379".into())).unwrap();
+    /// assert_eq!(c.redis().unwrap().address, "cache:6379");
+    /// ```
+    pub fn redis(&self) -> Option<RedisSettings> {
+        struct Block<'a> {
+            name: &'static str,
+            address: &'a str,
+            password: &'a str,
+            database: u32,
+        }
+        let cache = Block {
+            name: "cache.redis",
+            address: &self.cache_redis_address,
+            password: &self.cache_redis_password,
+            database: self.cache_redis_database,
+        };
+        let redis = Block {
+            name: "redis",
+            address: &self.redis_address,
+            password: &self.redis_password,
+            database: self.redis_database,
+        };
+        // An address nobody set is ttn-lw-stack's default, so a block is never "zero" here.
+        let is_default = |b: &Block<'_>| {
+            (b.address.is_empty() || b.address == REFERENCE_DEFAULT_REDIS_ADDRESS)
+                && b.password.is_empty()
+                && b.database == 0
+        };
+        let chosen = if !is_default(&redis) && is_default(&cache) {
+            redis
+        } else {
+            cache
+        };
+        (!chosen.address.is_empty()).then(|| RedisSettings {
+            block: chosen.name,
+            address: chosen.address.to_owned(),
+            password: chosen.password.to_owned(),
+            database: chosen.database,
+        })
+    }
+
+    /// One line per boolean key whose effective value ttn-lw-stack would not read as a boolean:
+    /// the key, the value, and that it is read as false. Hosts print each once at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        self.unrecognized_bools
+            .iter()
+            .map(|(key, text)| {
+                format!(
+                    "{key}: {text:?} is not a value ttn-lw-stack reads as true (true or false); it is read as false"
+                )
+            })
+            .collect()
     }
 
     /// The UID elements in use: `telemetry.uid-elements` when non-empty, else the five Console
@@ -792,6 +987,41 @@ mod tests {
         c.check().unwrap();
     }
 
+    /// One row of [`KEYS`] per key: each key writes and shows its own field, and no other.
+    #[test]
+    fn each_key_sets_and_shows_its_own_field() {
+        let defaults = Config::default();
+        for spec in KEYS {
+            let sample = match spec.form {
+                Form::Bool => "false",
+                Form::HttpUrl => "https://k.example/x",
+                Form::PositiveDuration => "7s",
+                Form::List => "k1 k2",
+                Form::DatabaseUri => "sqlite:/k",
+                Form::OptionalHostPort | Form::HostPort => "k.example:7",
+                Form::U32 => "7",
+                Form::NonEmpty | Form::Text => "k-text",
+            };
+            let mut c = Config::default();
+            c.set(spec.key, &s(sample)).unwrap();
+            assert_ne!(
+                c.display(spec.key),
+                defaults.display(spec.key),
+                "{}",
+                spec.key
+            );
+            for other in KEYS.iter().filter(|o| o.key != spec.key) {
+                assert_eq!(
+                    c.display(other.key),
+                    defaults.display(other.key),
+                    "{} changed {}",
+                    spec.key,
+                    other.key
+                );
+            }
+        }
+    }
+
     #[test]
     fn durations() {
         let ok = [
@@ -870,7 +1100,8 @@ mod tests {
         let cases: &[(&str, &str, bool)] = &[
             ("telemetry.enable", "false", true),
             ("telemetry.enable", "T", true),
-            ("telemetry.enable", "yes", false),
+            // Read as false with a warning, never refused (see `booleans_read_as_ttn_lw_stack`).
+            ("telemetry.enable", "yes", true),
             ("telemetry.target", "http://127.0.0.1:8080/collect", true),
             ("telemetry.target", "https://[::1]:443/x", true),
             ("telemetry.target", "https://example.org", true),
@@ -896,15 +1127,123 @@ mod tests {
             assert_eq!(c.set(key, &s(value)).is_ok(), *ok, "{key}={value}");
         }
         assert_eq!(
-            c.set("telemetry.enable", &RawValue::List(vec!["a".into()]))
+            c.set("telemetry.target", &RawValue::List(vec!["a".into()]))
                 .unwrap_err()
                 .to_string(),
-            "invalid value \"a\" for telemetry.enable: expected a single value, not a list"
+            "invalid value \"a\" for telemetry.target: expected a single value, not a list"
         );
         assert_eq!(
             c.set("nope", &s("1")),
             Err(ConfigError::UnknownKey("nope".into()))
         );
+    }
+
+    /// Every spelling ttn-lw-stack (viper `GetBool` → `cast.ToBool` → `strconv.ParseBool`)
+    /// reads as true or false, and what it does not read at all: false, with a warning.
+    #[test]
+    fn booleans_read_as_ttn_lw_stack() {
+        let truths = ["1", "t", "T", "true", "TRUE", "True"];
+        let falsehoods = ["0", "f", "F", "false", "FALSE", "False"];
+        // yaml.v3 gives these as strings, env and flags as text: ParseBool refuses them all,
+        // so ttn-lw-stack reads false.
+        let unread = [
+            "yes", "no", "on", "off", "y", "n", "Yes", "NO", "", " true", "true ", "tRUE", "2",
+            "-1", "maybe", "enable",
+        ];
+        for key in [
+            "telemetry.enable",
+            "telemetry.entity-count-telemetry.enable",
+        ] {
+            for v in truths {
+                let mut c = Config::default();
+                c.set(key, &s("false")).unwrap();
+                c.set(key, &s(v)).unwrap();
+                assert_eq!(c.off_reason(), None, "{key}={v:?}");
+                assert!(c.warnings().is_empty());
+            }
+            for v in falsehoods {
+                let mut c = Config::default();
+                c.set(key, &s(v)).unwrap();
+                assert!(c.off_reason().is_some(), "{key}={v:?}");
+                assert!(c.warnings().is_empty(), "{key}={v:?}");
+                assert_eq!(c.display(key).unwrap(), "false");
+            }
+            for v in unread {
+                let mut c = Config::default();
+                c.set(key, &s(v)).unwrap();
+                assert!(c.off_reason().is_some(), "{key}={v:?} must be off");
+                assert_eq!(
+                    c.warnings(),
+                    vec![format!(
+                        "{key}: {v:?} is not a value ttn-lw-stack reads as true (true or false); it is read as false"
+                    )]
+                );
+                assert!(c.display(key).unwrap().starts_with("false (from "));
+                // A later source with a real boolean decides, and the warning goes.
+                c.set(key, &s("true")).unwrap();
+                assert!(c.warnings().is_empty() && c.off_reason().is_none());
+            }
+            let mut c = Config::default();
+            c.set(key, &RawValue::List(vec!["true".into()])).unwrap();
+            assert!(c.off_reason().is_some(), "a list is not read as true");
+            assert_eq!(c.warnings().len(), 1);
+        }
+    }
+
+    /// `shared.InitializeFallbacks` + `NewIdentityServerTelemetryTaskRedis`: `cache.redis`,
+    /// replaced as a whole block by `redis` when `redis` is not the default and `cache.redis`
+    /// is; an address nobody set means no Redis.
+    #[test]
+    fn redis_block_falls_back_as_the_task_queue_does() {
+        let set = |pairs: &[(&str, &str)]| {
+            let mut c = Config::default();
+            for (k, v) in pairs {
+                c.set(k, &s(v)).unwrap();
+            }
+            c.redis()
+                .map(|r| (r.block, r.address, r.password, r.database))
+        };
+        let r = |block, address: &str, password: &str, database| {
+            Some((block, address.to_owned(), password.to_owned(), database))
+        };
+        assert_eq!(set(&[]), None);
+        assert_eq!(
+            set(&[
+                ("redis.address", "r:1"),
+                ("redis.password", "p"),
+                ("redis.database", "2")
+            ]),
+            r("redis", "r:1", "p", 2)
+        );
+        assert_eq!(
+            set(&[("cache.redis.address", "c:1"), ("redis.address", "r:1")]),
+            r("cache.redis", "c:1", "", 0)
+        );
+        // Whole block, not per field: cache.redis has an address, so redis.password is unused.
+        assert_eq!(
+            set(&[("cache.redis.address", "c:1"), ("redis.password", "p")]),
+            r("cache.redis", "c:1", "", 0)
+        );
+        // cache.redis equal to ttn-lw-stack's default yields to a configured redis block.
+        assert_eq!(
+            set(&[
+                ("cache.redis.address", "localhost:6379"),
+                ("redis.address", "r:1")
+            ]),
+            r("redis", "r:1", "", 0)
+        );
+        assert_eq!(
+            set(&[("cache.redis.address", "localhost:6379")]),
+            r("cache.redis", "localhost:6379", "", 0)
+        );
+        // A non-default cache.redis block (database 3) keeps its own (unset) address: ttn-lw-stack
+        // would use localhost:6379; we use no Redis rather than one nobody configured.
+        assert_eq!(
+            set(&[("cache.redis.database", "3"), ("redis.address", "r:1")]),
+            None
+        );
+        // Only a password for redis: ttn-lw-stack uses localhost:6379 with it; we, no Redis.
+        assert_eq!(set(&[("redis.password", "p")]), None);
     }
 
     #[test]
@@ -953,6 +1292,9 @@ mod tests {
         );
         c.set("redis.password", &s("hunter2")).unwrap();
         assert_eq!(c.display("redis.password").unwrap(), "(set)");
+        assert_eq!(c.display("cache.redis.password").unwrap(), "(empty)");
+        c.set("cache.redis.password", &s("hunter2")).unwrap();
+        assert_eq!(c.display("cache.redis.password").unwrap(), "(set)");
         assert_eq!(c.display("telemetry.admin.token").unwrap(), "(empty)");
         for k in KEYS {
             assert!(c.display(k.key).is_some(), "{}", k.key);

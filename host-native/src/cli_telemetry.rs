@@ -24,6 +24,16 @@
 //!   invocation may try again.
 //! - Turned off (`enable == false`, which the caller derives from `telemetry.enable` and
 //!   `DO_NOT_TRACK`): nothing is read, written or sent — not even the state directory is made.
+//!
+//! # The reference CLI's state
+//! `ttn-lw-cli` keeps its telemetry state in `<user cache dir>/ttn-lw-cli/telemetry.yml`
+//! (lorawan-stack `pkg/telemetry/exporter/cli`), YAML with `uid` (a UUID) and `last_sent` (Go
+//! `time.RFC3339Nano`). When this library has no state of its own yet and that file holds a
+//! valid UUID, the new state keeps that installation id, and its `last_sent` as the time of the
+//! last report, so one installation stays one installation on the dashboard. The file is found
+//! next to [`Options::state_dir`] (`<state_dir>/../ttn-lw-cli/telemetry.yml`), since both live
+//! in the user's cache dir; it is only read, never written. One that cannot be read or holds no
+//! valid UUID is ignored.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -255,6 +265,70 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
+/// Where `ttn-lw-cli` keeps its telemetry state, next to `state_dir` in the user's cache dir.
+pub fn reference_state_path(state_dir: &Path) -> Option<PathBuf> {
+    Some(state_dir.parent()?.join("ttn-lw-cli").join("telemetry.yml"))
+}
+
+/// What this library keeps of `ttn-lw-cli`'s state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReferenceState {
+    uid: String,
+    /// `last_sent` in Unix seconds, when it is a time after 1970.
+    last_sent: Option<u64>,
+}
+
+/// Reads `ttn-lw-cli`'s `telemetry.yml`; `None` when absent, unreadable, or without a valid UUID.
+fn read_reference_state(path: &Path) -> Option<ReferenceState> {
+    #[derive(Deserialize)]
+    struct Raw {
+        uid: Option<String>,
+        last_sent: Option<serde_norway::Value>,
+    }
+    let text = fs::read_to_string(path).ok()?;
+    let raw: Raw = serde_norway::from_str(&text).ok()?;
+    let uid = raw.uid.filter(|u| ttn_telemetry_core::is_valid_uuid(u))?;
+    let last_sent = raw
+        .last_sent
+        .as_ref()
+        .and_then(serde_norway::Value::as_str)
+        .and_then(parse_rfc3339_secs);
+    Some(ReferenceState { uid, last_sent })
+}
+
+/// Parses Go's `time.RFC3339Nano` output (`2024-10-24T15:28:12.123456789+02:00`, `…Z`) to
+/// Unix seconds; `None` for other text or a time before 1970.
+fn parse_rfc3339_secs(s: &str) -> Option<u64> {
+    let num = |t: &str| -> Option<i64> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (date, rest) = s.split_once(['T', 't'])?;
+    let mut d = date.splitn(3, '-');
+    let (year, month, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    let (clock, offset) = match rest.strip_suffix(['Z', 'z']) {
+        Some(c) => (c, 0),
+        None => {
+            let at = rest.rfind(['+', '-'])?;
+            let (c, o) = rest.split_at(at);
+            let (oh, om) = o[1..].split_once(':')?;
+            let secs = num(oh)? * 3600 + num(om)? * 60;
+            (c, if o.starts_with('-') { -secs } else { secs })
+        }
+    };
+    let clock = clock.split_once('.').map_or(clock, |(c, _)| c);
+    let mut c = clock.splitn(3, ':');
+    let (h, m, sec) = (num(c.next()?)?, num(c.next()?)?, num(c.next()?)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let micros_of_day = ((h * 60 + m) * 60 + sec) * 1_000_000;
+    let micros =
+        ttn_telemetry_core::civil_to_unix_micros(year, month as u32, day as u32, micros_of_day);
+    u64::try_from(micros / 1_000_000 - offset).ok()
+}
+
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -296,7 +370,18 @@ pub fn record(opts: &Options, usage: Usage<'_>, now: SystemTime) -> io::Result<S
                 ttn_telemetry_core::redact_uri(&opts.target),
                 opts.how_to_disable
             );
-            State::new(now_s)?
+            let mut state = State::new(now_s)?;
+            if let Some(path) = reference_state_path(&opts.state_dir)
+                && let Some(reference) = read_reference_state(&path)
+            {
+                eprintln!(
+                    "Telemetry: keeping the installation id of {}",
+                    path.display()
+                );
+                state.uid = reference.uid;
+                state.last_sent_at = reference.last_sent;
+            }
+            state
         }
     };
     let cmd = state
@@ -410,6 +495,33 @@ mod tests {
         assert_eq!(s.commands.len(), 1);
         assert_eq!(s.commands["a"].execution_count, 2);
         assert!(s.aliases.is_empty());
+    }
+
+    #[test]
+    fn reference_times_parse_as_go_writes_them() {
+        assert_eq!(parse_rfc3339_secs("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_secs("2024-10-24T15:28:12.123456789+02:00"),
+            Some(1_729_776_492)
+        );
+        assert_eq!(
+            parse_rfc3339_secs("2024-10-24T13:28:12Z"),
+            Some(1_729_776_492)
+        );
+        assert_eq!(
+            parse_rfc3339_secs("2024-10-24T10:28:12-03:00"),
+            Some(1_729_776_492)
+        );
+        // Go's zero time, and text that is no time.
+        assert_eq!(parse_rfc3339_secs("0001-01-01T00:00:00Z"), None);
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-10-24 13:28:12",
+        ] {
+            assert_eq!(parse_rfc3339_secs(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,21 +1,45 @@
-//! Loading the configuration as The Things Stack does (SPEC §5), recording where each effective
+//! Loading the configuration as `ttn-lw-stack` does (SPEC §5), recording where each effective
 //! value came from.
 //!
-//! Sources, later wins: built-in defaults < YAML files (`-c/--config FILE`, in the order given)
-//! < environment `TTN_LW_<KEY>` < flags `--<key> VALUE`. `DO_NOT_TRACK` turns telemetry off
-//! whatever the others say. The core checks every value ([`Config::set`]); this module only
-//! reads the sources and remembers, per key, which one decided ([`Sources`]) so that `status`
-//! can say so.
+//! Sources, highest first: flags `--<key>` > environment `TTN_LW_<KEY>` > YAML files > built-in
+//! defaults. `DO_NOT_TRACK` turns telemetry off whatever the others say. The core checks every
+//! value ([`Config::set`]); this module reads the sources as lorawan-stack's `pkg/config` (viper,
+//! pflag, cast) reads them and remembers, per key, which one decided ([`Sources`]) so that
+//! `status` can say so.
+//!
+//! # Which files (`pkg/config` `WithConfigFileFlag` and `ReadInConfig`)
+//! - `-c/--config` given (a pflag string slice: repeatable, and comma-separated with CSV
+//!   quoting): exactly those files; a missing one is an error.
+//! - Else `TTN_LW_CONFIG` set: its value split on white space (viper's `GetStringSlice` of a
+//!   string); a missing one is an error. Set but empty, it names no file at all.
+//! - Else the default files, in this order: `./.ttn-lw-stack.yml` (Go `os.Getwd`),
+//!   `$HOME/.ttn-lw-stack.yml` (Go `os.UserHomeDir`) and `<user config dir>/.ttn-lw-stack.yml`
+//!   (Go `os.UserConfigDir`: `$XDG_CONFIG_HOME` if set and absolute, else `$HOME/.config`;
+//!   `~/Library/Application Support` on macOS). One that is missing or that `stat` may not see is
+//!   skipped; any other failure (unreadable, not YAML) is an error, as in ttn-lw-stack.
+//! - **The file listed first takes precedence**: files are merged in reverse order.
+//! - Keys are case-insensitive (viper lower-cases them): `Telemetry: {Enable: false}` is off.
+//!
+//! # Values
+//! - A YAML scalar is passed to the core as the text Go's `cast.ToString` makes of it (a float
+//!   as `strconv.FormatFloat(f, 'f', -1, 64)`); a sequence is a list whose null or nested items
+//!   are `""` (`cast.ToStringSlice`); `null` (an empty `key:`) leaves the key as it was.
+//! - For a boolean key (`*.enable`) a YAML value is read as `cast.ToBool` reads it: a boolean
+//!   as is, a number as "not zero", text by `strconv.ParseBool`; a list or mapping is not a
+//!   boolean (read as false, with the core's warning).
+//! - A list flag is a pflag string slice: each `--key=a,"b,c"` is one CSV record, repeated flags
+//!   append, and an empty value is an empty list (which means the §3 fallback).
+//! - A scalar flag given twice keeps the last value.
 //!
 //! Decisions where SPEC is silent:
-//! - YAML keys are nested as TTS writes them (`console: ui: is: base-url: …`). Keys this project
-//!   does not use are ignored, so a whole `ttn-lw-stack` config file loads unchanged.
-//! - A YAML scalar of any type (string, number, boolean) is passed to the core as its text; a
-//!   sequence is a list; `null` (an empty `key:`) leaves the key as it was. A mapping where a
-//!   value is expected, or a non-mapping where a section is expected (`telemetry: false`), is an
-//!   error naming the key: silently ignoring it could leave telemetry on against the
-//!   operator's intent.
-//! - A scalar flag given twice keeps the last value; a list flag collects every value.
+//! - Keys this project does not use are ignored, so a whole `ttn-lw-stack` config file loads
+//!   unchanged.
+//! - A mapping where a value is expected, or a non-mapping where a section is expected
+//!   (`telemetry: false`), is an error naming the key: ttn-lw-stack's outcome there depends on
+//!   Go's map order, and silently ignoring it could leave telemetry on against the operator's
+//!   intent.
+//! - Two keys of one mapping that differ only in case (`Telemetry:` and `telemetry:`) are merged,
+//!   the later one winning; viper keeps one of them at random.
 //! - `DO_NOT_TRACK` is recorded as the source of `telemetry.enable`, because it is what decides
 //!   whether telemetry is on (the key's own value stays visible in [`Config::enable`]).
 
@@ -59,6 +83,27 @@ impl fmt::Display for Source {
 /// The source that decided each key, keyed by the key as in [`KEYS`].
 pub type Sources = BTreeMap<&'static str, Source>;
 
+/// How a configuration file came to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOrigin {
+    /// Named by `-c/--config`.
+    Flag,
+    /// Named by `TTN_LW_CONFIG`.
+    Env,
+    /// One of the default locations, found present.
+    Default,
+}
+
+impl fmt::Display for FileOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileOrigin::Flag => "-c/--config",
+            FileOrigin::Env => "TTN_LW_CONFIG",
+            FileOrigin::Default => "default location",
+        })
+    }
+}
+
 /// The effective configuration and where each value came from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -66,6 +111,8 @@ pub struct Loaded {
     pub config: Config,
     /// The source of every key of [`KEYS`].
     pub sources: Sources,
+    /// The configuration files that were read, highest precedence first.
+    pub files: Vec<(PathBuf, FileOrigin)>,
 }
 
 impl Loaded {
@@ -91,10 +138,91 @@ impl Loaded {
 /// What the command line said about configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Args {
-    /// `-c/--config` files, in the order given.
-    pub files: Vec<PathBuf>,
-    /// `--<key> VALUE` flags: every value given for each key, in order.
+    /// `-c/--config` files, in the order given; `None` when the flag was not given (then
+    /// `TTN_LW_CONFIG` or the default files apply).
+    pub files: Option<Vec<PathBuf>>,
+    /// `--<key> VALUE` flags: every value given for each key, in order (for a list key, the
+    /// elements, already split as a pflag string slice).
     pub flags: Vec<(&'static str, Vec<String>)>,
+}
+
+/// The name of the default configuration file, as ttn-lw-stack looks for it.
+pub const DEFAULT_FILE_NAME: &str = ".ttn-lw-stack.yml";
+
+/// Splits one value of a list flag as pflag's string slice does (Go `encoding/csv`, one
+/// record): `a,b` is two elements, `"a,b",c` is `a,b` and `c`, `""` inside quotes is a quote,
+/// and an empty value is no element.
+///
+/// viper reads the flag back through pflag's CSV writer, which turns a lone empty element into
+/// no element; that is done here too.
+pub fn split_list_flag(value: &str) -> Result<Vec<String>, String> {
+    if value.is_empty() {
+        return Ok(Vec::new());
+    }
+    // encoding/csv skips empty lines before the record and reads one record only.
+    let mut rest = value.trim_start_matches(['\n', '\r']);
+    if rest.is_empty() {
+        return Err("no CSV record in the value".to_owned());
+    }
+    let mut fields = Vec::new();
+    let mut column = 1usize;
+    loop {
+        let mut field = String::new();
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut chars = quoted.char_indices().peekable();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                if c == '"' {
+                    if let Some((_, '"')) = chars.peek() {
+                        field.push('"');
+                        chars.next();
+                        continue;
+                    }
+                    end = Some(i + 1);
+                    break;
+                }
+                if c == '\r' && quoted[i + 1..].starts_with('\n') {
+                    continue;
+                }
+                field.push(c);
+            }
+            let Some(end) = end else {
+                return Err(format!(
+                    "extraneous or missing \" in quoted field (field {column})"
+                ));
+            };
+            rest = &quoted[end..];
+            fields.push(field);
+            match rest.chars().next() {
+                None | Some('\n') => break,
+                Some('\r') if rest[1..].is_empty() || rest[1..].starts_with('\n') => break,
+                Some(',') => rest = &rest[1..],
+                Some(_) => {
+                    return Err(format!(
+                        "extraneous or missing \" in quoted field (field {column})"
+                    ));
+                }
+            }
+        } else {
+            let end = rest.find([',', '\n']).unwrap_or(rest.len());
+            let raw = &rest[..end];
+            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+            if raw.contains('"') {
+                return Err(format!("bare \" in non-quoted field (field {column})"));
+            }
+            fields.push(raw.to_owned());
+            if rest[end..].starts_with(',') {
+                rest = &rest[end + 1..];
+            } else {
+                break;
+            }
+        }
+        column += 1;
+    }
+    if fields.len() == 1 && fields[0].is_empty() {
+        fields.clear();
+    }
+    Ok(fields)
 }
 
 /// The configuration cannot be used. Each one is shown as one line and exits with code 2.
@@ -165,10 +293,80 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Loads the effective configuration from defaults, `args.files`, the environment (read
-/// through `env`) and `args.flags`, in that order, and checks it.
+/// The configuration files to read, highest precedence first, as ttn-lw-stack chooses them
+/// (see the module docs).
+pub fn config_files(
+    args: &Args,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Vec<(PathBuf, FileOrigin)> {
+    if let Some(files) = &args.files {
+        return files
+            .iter()
+            .map(|f| (f.clone(), FileOrigin::Flag))
+            .collect();
+    }
+    if let Some(list) = env("TTN_LW_CONFIG") {
+        return list
+            .split_whitespace()
+            .map(|f| (PathBuf::from(f), FileOrigin::Env))
+            .collect();
+    }
+    default_dirs(env)
+        .into_iter()
+        .map(|d| (d.join(DEFAULT_FILE_NAME), FileOrigin::Default))
+        .collect()
+}
+
+/// The folders of the default files, in ttn-lw-stack's order: working directory, home, user
+/// config dir (each only when Go would find it).
+fn default_dirs(env: &impl Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
+    let mut dirs = Vec::new();
+    if let Some(cwd) = working_dir(env) {
+        dirs.push(cwd);
+    }
+    let home = nonempty("HOME").map(PathBuf::from);
+    if let Some(h) = &home {
+        dirs.push(h.clone());
+    }
+    let config_dir = if cfg!(windows) {
+        nonempty("AppData").map(PathBuf::from)
+    } else if cfg!(target_os = "macos") {
+        home.map(|h| h.join("Library/Application Support"))
+    } else {
+        match nonempty("XDG_CONFIG_HOME") {
+            // Go refuses a relative $XDG_CONFIG_HOME (an error: no config dir).
+            Some(x) => Some(PathBuf::from(x)).filter(|p| p.is_absolute()),
+            None => home.map(|h| h.join(".config")),
+        }
+    };
+    dirs.extend(config_dir);
+    dirs
+}
+
+/// The working directory as Go's `os.Getwd` gives it: `$PWD` when it is absolute and is the
+/// same directory, so a path through a symbolic link is shown as the operator typed it.
+fn working_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    #[cfg(unix)]
+    if let Some(pwd) = env("PWD").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        use std::os::unix::fs::MetadataExt as _;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(&pwd), std::fs::metadata(&cwd))
+            && (a.dev(), a.ino()) == (b.dev(), b.ino())
+        {
+            return Some(pwd);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = env;
+    Some(cwd)
+}
+
+/// Loads the effective configuration from defaults, configuration files, the environment (read
+/// through `env`) and `args.flags`, lowest precedence first, and checks it.
 ///
-/// `env` is a lookup so that tests need not touch the process environment.
+/// `env` is a lookup so that tests need not touch the process environment; it is also where
+/// `HOME`, `XDG_CONFIG_HOME`, `PWD` and `TTN_LW_CONFIG` are read.
 pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
     let mut config = Config::default();
     let mut sources: Sources = KEYS.iter().map(|k| (k.key, Source::Default)).collect();
@@ -183,11 +381,24 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
         Ok::<(), ConfigError>(())
     };
 
-    for path in &args.files {
-        for (spec, value) in read_file(path)? {
+    // Lowest precedence first: the file listed first is applied last and so wins.
+    let mut files = Vec::new();
+    for (path, origin) in config_files(args, &env).into_iter().rev() {
+        if origin == FileOrigin::Default
+            && let Err(e) = std::fs::metadata(&path)
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            )
+        {
+            continue;
+        }
+        for (spec, value) in read_file(&path)? {
             apply(spec, value, Source::File(path.clone()))?;
         }
+        files.push((path, origin));
     }
+    files.reverse();
     for spec in KEYS {
         let name = env_var_name(spec.key);
         if let Some(v) = env(&name) {
@@ -220,7 +431,11 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
             .unwrap_or(Source::Default),
         error,
     })?;
-    Ok(Loaded { config, sources })
+    Ok(Loaded {
+        config,
+        sources,
+        files,
+    })
 }
 
 /// The core checks only the scheme of `is.database-uri`; a PostgreSQL URI must also parse as
@@ -272,6 +487,7 @@ fn read_yaml(text: &str, source: &Source) -> Result<Vec<(&'static KeySpec, RawVa
     // Operators share settings between sections with anchors and `<<:` merge keys.
     doc.apply_merge()
         .map_err(|e| YamlError::Syntax(e.to_string()))?;
+    let doc = lower_case_keys(doc);
     match doc {
         Value::Null | Value::Mapping(_) => {}
         _ => {
@@ -315,6 +531,15 @@ fn lookup(
             }
         }
     }
+    raw_value(spec, node, source)
+}
+
+/// The value of one key's node, as ttn-lw-stack (viper `Get` with the key's default type) reads it.
+fn raw_value(
+    spec: &'static KeySpec,
+    node: &Value,
+    source: &Source,
+) -> Result<Option<RawValue>, ConfigError> {
     let shape_error = |found| ConfigError::Shape {
         source: source.clone(),
         key: spec.key.to_owned(),
@@ -323,29 +548,96 @@ fn lookup(
     };
     match node {
         Value::Null => Ok(None),
-        Value::Sequence(items) => {
-            let mut list = Vec::with_capacity(items.len());
-            for item in items {
-                match scalar_text(item) {
-                    Some(s) => list.push(s),
-                    None => return Err(shape_error("a list with a non-scalar item")),
-                }
-            }
+        Value::Tagged(t) => raw_value(spec, &t.value, source),
+        // cast.ToBool: a number is true when not zero; a list or mapping is no boolean.
+        Value::Number(n) if spec.form == Form::Bool => {
+            let zero = n.as_f64().is_some_and(|f| f == 0.0);
+            Ok(Some(RawValue::Scalar(
+                if zero { "false" } else { "true" }.to_owned(),
+            )))
+        }
+        Value::Mapping(_) if spec.form == Form::Bool => {
+            Ok(Some(RawValue::Scalar("(a mapping)".to_owned())))
+        }
+        Value::Sequence(items) if matches!(spec.form, Form::List | Form::Bool) => {
+            // cast.ToStringSlice: each item through cast.ToString, "" for what it cannot convert.
+            let list = items
+                .iter()
+                .map(|item| go_string(item).unwrap_or_default())
+                .collect();
             Ok(Some(RawValue::List(list)))
         }
-        other => match scalar_text(other) {
+        other => match go_string(other) {
             Some(s) => Ok(Some(RawValue::Scalar(s))),
             None => Err(shape_error(kind(other))),
         },
     }
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
+/// A YAML scalar as Go's `cast.ToString` writes it; `None` for a list or mapping.
+fn go_string(v: &Value) -> Option<String> {
     match v {
+        Value::Null => Some(String::new()),
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+        Value::Number(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (None, Some(u), _) => u.to_string(),
+            // strconv.FormatFloat(f, 'f', -1, 64): shortest digits, never an exponent; Rust's
+            // Display of f64 writes the same, except for the infinities.
+            (None, None, Some(f)) if f.is_infinite() => {
+                if f > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+            }
+            (None, None, Some(f)) => f.to_string(),
+            _ => n.to_string(),
+        }),
+        Value::Tagged(t) => go_string(&t.value),
+        Value::Sequence(_) | Value::Mapping(_) => None,
+    }
+}
+
+/// Lower-cases every mapping key, as viper does (`insensitiviseMap`); keys that then collide
+/// are merged, the later one winning.
+fn lower_case_keys(v: Value) -> Value {
+    match v {
+        Value::Mapping(m) => {
+            let mut out = serde_norway::Mapping::new();
+            for (k, v) in m {
+                let k = match k {
+                    Value::String(s) => Value::String(s.to_lowercase()),
+                    other => other,
+                };
+                let v = lower_case_keys(v);
+                match out.get_mut(&k) {
+                    Some(existing) => merge_into(existing, v),
+                    None => {
+                        out.insert(k, v);
+                    }
+                }
+            }
+            Value::Mapping(out)
+        }
+        Value::Tagged(mut t) => {
+            t.value = lower_case_keys(t.value);
+            Value::Tagged(t)
+        }
+        other => other,
+    }
+}
+
+fn merge_into(target: &mut Value, v: Value) {
+    match (target, v) {
+        (Value::Mapping(t), Value::Mapping(m)) => {
+            for (k, v) in m {
+                match t.get_mut(&k) {
+                    Some(existing) => merge_into(existing, v),
+                    None => {
+                        t.insert(k, v);
+                    }
+                }
+            }
+        }
+        (target, v) => *target = v,
     }
 }
 
@@ -434,6 +726,105 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("command line: telemetry is a boolean: expected a mapping")
+        );
+    }
+
+    /// pflag's string slice: one Go `encoding/csv` record per flag value.
+    #[test]
+    fn list_flags_split_as_pflag_string_slices() {
+        let ok: &[(&str, &[&str])] = &[
+            ("a,b", &["a", "b"]),
+            ("a", &["a"]),
+            ("", &[]),
+            // A lone empty element does not survive viper's read-back through pflag's writer.
+            ("\"\"", &[]),
+            (",", &["", ""]),
+            ("a,,b", &["a", "", "b"]),
+            (" a , b", &[" a ", " b"]),
+            ("\"a,b\",c", &["a,b", "c"]),
+            ("\"say \"\"hi\"\"\"", &["say \"hi\""]),
+            ("\"two\nlines\",x", &["two\nlines", "x"]),
+            ("a,b\nc,d", &["a", "b"]),
+            ("\n\na,b", &["a", "b"]),
+            ("a\r\n", &["a"]),
+            ("x y", &["x y"]),
+        ];
+        for (value, want) in ok {
+            let want: Vec<String> = want.iter().map(|w| (*w).to_owned()).collect();
+            assert_eq!(split_list_flag(value), Ok(want), "{value:?}");
+        }
+        for bad in ["a\"b", "\"a\"b", "\"open", " \"a\"", "\n"] {
+            assert!(split_list_flag(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_values_keep_their_case() {
+        let got = yaml(
+            "Telemetry:\n  Enable: FALSE\n  UID-Elements: [Mixed]\nTELEMETRY:\n  target: https://x.example/c\n",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("telemetry.enable", RawValue::Scalar("false".into())),
+                (
+                    "telemetry.target",
+                    RawValue::Scalar("https://x.example/c".into())
+                ),
+                (
+                    "telemetry.uid-elements",
+                    RawValue::List(vec!["Mixed".into()])
+                ),
+            ]
+        );
+    }
+
+    /// cast.ToBool on what yaml.v3 decodes: numbers are "not zero", text goes to the core.
+    #[test]
+    fn yaml_booleans_are_typed_as_cast_reads_them() {
+        let enable = |v: &str| {
+            yaml(&format!("telemetry:\n  enable: {v}\n"))
+                .unwrap()
+                .into_iter()
+                .next()
+                .map(|(_, v)| v)
+        };
+        let scalar = |s: &str| Some(RawValue::Scalar(s.into()));
+        for (v, want) in [
+            ("true", scalar("true")),
+            ("False", scalar("false")),
+            ("0", scalar("false")),
+            ("-0.0", scalar("false")),
+            ("7", scalar("true")),
+            ("0.25", scalar("true")),
+            ("0x0", scalar("false")),
+            (".nan", scalar("true")),
+            ("no", scalar("no")),
+            ("'1'", scalar("1")),
+            ("!!str 0", scalar("0")),
+            ("{a: 1}", scalar("(a mapping)")),
+            ("[a]", Some(RawValue::List(vec!["a".into()]))),
+            ("", None),
+            ("~", None),
+        ] {
+            assert_eq!(enable(v), want, "enable: {v}");
+        }
+    }
+
+    #[test]
+    fn list_items_are_written_as_go_cast_writes_them() {
+        let got = yaml("telemetry:\n  uid-elements: [1.0, 2.5, 10, ~, true, [x], .inf]\n").unwrap();
+        assert_eq!(
+            got,
+            vec![(
+                "telemetry.uid-elements",
+                RawValue::List(
+                    ["1", "2.5", "10", "", "true", "", "+Inf"]
+                        .map(String::from)
+                        .to_vec()
+                )
+            )]
         );
     }
 

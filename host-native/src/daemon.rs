@@ -171,31 +171,29 @@ pub fn redis_namespace(config: &ttn_telemetry_core::Config) -> anyhow::Result<St
     ))
 }
 
-/// The coordinator a core configuration asks for: Redis when `redis.address` is set (namespace
-/// [`redis_namespace`]), else the state directory. Call it only when telemetry is on (it writes
-/// the state directory).
+/// The coordinator a core configuration asks for: Redis when core `Config::redis` resolves one
+/// (`cache.redis.*`, falling back to `redis.*` as ttn-lw-stack's telemetry task queue does;
+/// namespace [`redis_namespace`]), else the state directory. Call it only when telemetry is on
+/// (it writes the state directory).
 pub fn coordinator_from_core(
     config: &ttn_telemetry_core::Config,
     now: SystemTime,
 ) -> anyhow::Result<Box<dyn Coordinator>> {
     use crate::schedule::{local::LocalSchedule, redis};
-    if config.redis_address.is_empty() {
-        Ok(Box::new(LocalSchedule::open(
+    match config.redis() {
+        None => Ok(Box::new(LocalSchedule::open(
             &config.state_dir,
             config.interval,
             now,
-        )?))
-    } else {
-        let target = redis::RedisTarget::from_config(
-            &config.redis_address,
-            &config.redis_password,
-            config.redis_database,
-        );
-        Ok(Box::new(redis::RedisSchedule::new(
-            target,
-            &redis_namespace(config)?,
-            config.interval,
-        )?))
+        )?)),
+        Some(r) => {
+            let target = redis::RedisTarget::from_config(&r.address, &r.password, r.database);
+            Ok(Box::new(redis::RedisSchedule::new(
+                target,
+                &redis_namespace(config)?,
+                config.interval,
+            )?))
+        }
     }
 }
 

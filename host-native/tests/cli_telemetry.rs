@@ -285,3 +285,85 @@ fn a_hanging_collector_costs_at_most_the_timeout() {
     // The command's usage was not lost.
     assert_eq!(count(&home.state(), "gateways list"), 2);
 }
+
+/// SPEC §7: with no state of its own, the library keeps the installation id that ttn-lw-cli
+/// wrote in `<user cache dir>/ttn-lw-cli/telemetry.yml` (its format: `uid`, and `last_sent`
+/// as Go's `time.RFC3339Nano`), and its `last_sent` as the last report.
+#[test]
+fn adopts_the_installation_id_of_the_reference_cli_state() {
+    let sink = Sink::start(vec![], Reply::Receipt(202));
+    let reference_uid = "0b6c9a3e-4f1d-4b8e-9a2f-5c7d1e3f8a90";
+    let write_reference = |home: &Home, last_sent: &str| {
+        let dir = home.dir.path().join("cache").join("ttn-lw-cli");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("telemetry.yml"),
+            format!("uid: {reference_uid}\nlast_sent: {last_sent}\n"),
+        )
+        .unwrap();
+    };
+
+    // ttn-lw-cli reported 25 h ago: the id is kept and, as the day has passed, the first
+    // report already goes out, under that id.
+    let home = Home::new();
+    let sent = SystemTime::now() - Duration::from_secs(25 * 3600);
+    write_reference(&home, &rfc3339(sent));
+    let out = home.run(&sink.url(), &["end-devices", "list"]);
+    assert!(
+        stderr(&out).contains("keeping the installation id of"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(home.state()["uid"], reference_uid);
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    assert_eq!(parse_report(&got[0].body).unwrap().uid, reference_uid);
+    // The reference file is only read.
+    let reference = home.dir.path().join("cache/ttn-lw-cli/telemetry.yml");
+    assert!(
+        std::fs::read_to_string(&reference)
+            .unwrap()
+            .contains(reference_uid)
+    );
+
+    // ttn-lw-cli reported an hour ago: same id, and nothing is due for a day.
+    let home = Home::new();
+    write_reference(
+        &home,
+        &rfc3339(SystemTime::now() - Duration::from_secs(3600)),
+    );
+    home.run(&sink.url(), &["gateways", "list"]);
+    let s = home.state();
+    assert_eq!(s["uid"], reference_uid);
+    let last = s["last_sent_at"].as_u64().unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((3590..3700).contains(&(now - last)), "{}", now - last);
+
+    // Our own state wins over the reference's, and a reference file without a valid UUID is
+    // ignored.
+    let home = Home::new();
+    home.run(&sink.url(), &["users", "list"]);
+    let own = home.state()["uid"].clone();
+    write_reference(&home, "2024-10-24T15:28:12.123456789+02:00");
+    home.run(&sink.url(), &["users", "list"]);
+    assert_eq!(home.state()["uid"], own);
+    let home = Home::new();
+    let dir = home.dir.path().join("cache").join("ttn-lw-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("telemetry.yml"), "uid: not-a-uuid\n").unwrap();
+    let out = home.run(&sink.url(), &["users", "list"]);
+    assert!(!stderr(&out).contains("keeping the installation id"));
+    assert_ne!(home.state()["uid"], "not-a-uuid");
+    assert_eq!(sink.connection_count(), 1, "only the first case was due");
+}
+
+/// Go's `time.RFC3339Nano` for a UTC time, as ttn-lw-cli's state holds it.
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap();
+    let micros = i64::try_from(d.as_micros()).unwrap();
+    // The core writes `…ss.ffffffZ`, which is also valid RFC3339Nano.
+    ttn_telemetry_core::format_rfc3339_micros(micros)
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ttn_lw_telemetry::config::{Args, ConfigError, Source, load};
+use ttn_lw_telemetry::config::{Args, ConfigError, FileOrigin, Source, load};
 
 fn stack_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ttn-lw-stack.yml")
@@ -30,7 +30,7 @@ fn flags(pairs: &[(&'static str, &[&str])]) -> Vec<(&'static str, Vec<String>)> 
 fn a_real_stack_file_loads_unchanged() {
     let path = stack_file();
     let args = Args {
-        files: vec![path.clone()],
+        files: Some(vec![path.clone()]),
         flags: vec![],
     };
     let loaded = load(&args, env_of(&[])).unwrap();
@@ -44,6 +44,12 @@ fn a_real_stack_file_loads_unchanged() {
     assert_eq!(c.redis_address, "redis:6379");
     assert_eq!(c.redis_password, "R3disPass");
     assert_eq!(c.redis_database, 2);
+    // No cache.redis block: the schedule uses the whole redis block, as the task queue does.
+    let r = c.redis().unwrap();
+    assert_eq!(
+        (r.block, r.address.as_str(), r.password.as_str(), r.database),
+        ("redis", "redis:6379", "R3disPass", 2)
+    );
     assert!(c.enable && c.entity_count_enable && !c.do_not_track);
     assert_eq!(c.interval, Duration::from_secs(24 * 3600));
     assert_eq!(c.target, "https://telemetry.thethingsstack.io/collect");
@@ -87,13 +93,19 @@ fn defaults_files_env_flags_in_that_order() {
     )
     .unwrap();
     std::fs::write(&b, "telemetry:\n  target: https://b.example/collect\n").unwrap();
-    let files = vec![a.clone(), b.clone()];
+    let files = Some(vec![a.clone(), b.clone()]);
     let env = [
         ("TTN_LW_TELEMETRY_TARGET", "https://env.example/collect"),
         ("TTN_LW_TELEMETRY_STATE_DIR", "/var/env"),
     ];
 
-    // Files only: the later file wins for target; the first still sets what the second does not.
+    // Files only: the file listed first wins for target (ttn-lw-stack merges them in reverse
+    // order); the second still sets what the first does not.
+    std::fs::write(
+        &b,
+        "telemetry:\n  target: https://b.example/collect\n  admin:\n    listen: 127.0.0.1:9\n",
+    )
+    .unwrap();
     let loaded = load(
         &Args {
             files: files.clone(),
@@ -102,12 +114,21 @@ fn defaults_files_env_flags_in_that_order() {
         env_of(&[]),
     )
     .unwrap();
-    assert_eq!(loaded.config.target, "https://b.example/collect");
-    assert_eq!(loaded.sources["telemetry.target"], Source::File(b.clone()));
+    assert_eq!(loaded.config.target, "https://a.example/collect");
+    assert_eq!(loaded.sources["telemetry.target"], Source::File(a.clone()));
+    assert_eq!(loaded.config.admin_listen, "127.0.0.1:9");
+    assert_eq!(
+        loaded.sources["telemetry.admin.listen"],
+        Source::File(b.clone())
+    );
     assert_eq!(loaded.config.uid_elements, ["from-a"]);
     assert_eq!(
         loaded.sources["telemetry.uid-elements"],
         Source::File(a.clone())
+    );
+    assert_eq!(
+        loaded.files,
+        vec![(a.clone(), FileOrigin::Flag), (b.clone(), FileOrigin::Flag)]
     );
 
     // Env beats files.
@@ -159,7 +180,7 @@ fn env_lists_split_on_spaces_and_list_flags_repeat() {
 
     let loaded = load(
         &Args {
-            files: vec![],
+            files: None,
             flags: flags(&[("telemetry.uid-elements", &["x y", "z"])]),
         },
         env_of(&[("TTN_LW_TELEMETRY_UID_ELEMENTS", "one two")]),
@@ -174,7 +195,7 @@ fn do_not_track_turns_telemetry_off_whatever_else_says() {
     for value in ["1", "true", "yes"] {
         let loaded = load(
             &Args {
-                files: vec![],
+                files: None,
                 flags: flags(&[("telemetry.enable", &["true"])]),
             },
             env_of(&[("DO_NOT_TRACK", value)]),

@@ -1,11 +1,19 @@
 //! The command line: parsing, dispatch, and the one place where errors become exit codes.
 //!
-//! Every configuration key of the core's [`KEYS`] table is a global flag `--<key> VALUE`
-//! (`--key=VALUE` works too; a list key is given by repeating the flag), generated from the table
-//! so that a new key needs no change here. `-c/--config FILE` is repeatable. Flags may come
-//! before or after the command. Every key flag takes a value, booleans too
-//! (`--telemetry.enable=false`; a bare `--telemetry.enable` is a usage error), so that a value
-//! can never be mistaken for the command name.
+//! Every configuration key of the core's [`KEYS`] table is a flag `--<key>`, generated from the
+//! table so that a new key needs no change here, and read as `ttn-lw-stack`'s pflag flags are:
+//! - a value flag takes `--key VALUE` or `--key=VALUE`; given twice, the last one counts;
+//! - a list flag (`--telemetry.uid-elements`) is a pflag string slice: each value is one CSV
+//!   record (`--telemetry.uid-elements=a,b` is two elements, `'"a,b",c'` is `a,b` and `c`),
+//!   repeated flags append, and an empty value is an empty list;
+//! - a boolean flag alone (`--telemetry.enable`) means true, and takes a value only after `=`
+//!   (`--telemetry.enable=false`). In `--telemetry.enable false`, as in pflag, `false` is not
+//!   the flag's value but a stray argument: a usage error (exit 2), never telemetry on or off by
+//!   accident, and a bare boolean flag never swallows the command name that follows it;
+//! - `-c/--config FILE` is a string slice too (`-c a.yml,b.yml` or `-c a.yml -c b.yml`); the
+//!   file listed first takes precedence.
+//!
+//! Flags may come before or after the command.
 //!
 //! The parser is clap's builder API: flags are generated at run time from [`KEYS`] (the derive
 //! API cannot do that), and clap gives `--help` with each key's documentation, suggestions for
@@ -102,13 +110,42 @@ pub struct Invocation {
     pub command: Command,
 }
 
-/// Bad input that is not configuration (an unreadable or invalid inputs file): exit code 2.
+/// Bad input that is not configuration: exit code 2.
 #[derive(Debug)]
-pub struct InputError(pub String);
+pub enum InputError {
+    /// The plain-inputs file (`-`: standard input) cannot be read.
+    Unreadable {
+        /// The file given to `--inputs`.
+        path: PathBuf,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+    /// The plain inputs are refused by the core.
+    Invalid {
+        /// The file given to `--inputs`.
+        path: PathBuf,
+        /// The core's reason, naming the field.
+        error: ttn_telemetry_core::InputsError,
+    },
+}
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            InputError::Unreadable { path, error } if path.as_os_str() == "-" => {
+                write!(f, "inputs from standard input: cannot be read ({error})")
+            }
+            InputError::Unreadable { path, error } => write!(
+                f,
+                "inputs file {}: cannot be read ({error}): expected a readable JSON file",
+                path.display()
+            ),
+            InputError::Invalid { path, error } => write!(
+                f,
+                "inputs file {}: {error}: expected plain inputs as `preview` and the admin API show them",
+                path.display()
+            ),
+        }
     }
 }
 
@@ -138,30 +175,48 @@ fn config_flags() -> Vec<Arg> {
             .short('c')
             .long("config")
             .value_name("FILE")
-            .help("YAML configuration file, as ttn-lw-stack reads it (repeatable; later wins)")
+            .help(
+                "YAML configuration files, as ttn-lw-stack reads them (repeatable and \
+                 comma-separated; the file listed first takes precedence) \
+                 [default: $TTN_LW_CONFIG, else ./.ttn-lw-stack.yml, ~/.ttn-lw-stack.yml and \
+                 <user config dir>/.ttn-lw-stack.yml where present]",
+            )
             .action(ArgAction::Append)
-            .value_parser(clap::value_parser!(PathBuf)),
+            .value_parser(list_value),
     ];
     for spec in KEYS {
         let mut help = spec.doc.to_owned();
         if spec.form == Form::List {
-            help.push_str(" Repeat the flag for each element.");
+            help.push_str(" Comma-separated (CSV quoting); repeat the flag to add more.");
         }
         if !spec.default.is_empty() && !spec.secret {
             help.push_str(&format!(" [default: {}]", spec.default));
         }
-        args.push(
-            Arg::new(spec.key)
-                .long(spec.key)
-                .value_name(value_name(spec.form))
-                .help(help)
-                .action(ArgAction::Append)
+        let arg = Arg::new(spec.key)
+            .long(spec.key)
+            .value_name(value_name(spec.form))
+            .help(help)
+            .action(ArgAction::Append)
+            .help_heading("Configuration keys");
+        args.push(match spec.form {
+            // pflag: a bare boolean flag is true; a value only after `=`.
+            Form::Bool => arg
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true"),
+            Form::List => arg
                 .num_args(1)
                 .allow_hyphen_values(true)
-                .help_heading("Configuration keys"),
-        );
+                .value_parser(list_value),
+            _ => arg.num_args(1).allow_hyphen_values(true),
+        });
     }
     args
+}
+
+/// A list flag's value, split as a pflag string slice.
+fn list_value(s: &str) -> Result<Vec<String>, String> {
+    config::split_list_flag(s)
 }
 
 /// `--plugin FILE`, in builds with the `plugin` feature only.
@@ -249,7 +304,9 @@ pub fn cli() -> clap::Command {
         .version(crate::os::BINARY_VERSION)
         .about("The Things Stack telemetry agent: see what is reported, and where.")
         .after_help(
-            "Configuration: defaults < -c files < TTN_LW_* environment < flags. \
+            "Configuration, as ttn-lw-stack reads it: defaults < config files < TTN_LW_* \
+             environment < flags. Config files: -c, else TTN_LW_CONFIG (space-separated), else \
+             the default files that exist; the file listed first takes precedence. \
              DO_NOT_TRACK=1 turns telemetry off.",
         )
         .subcommand_required(true)
@@ -314,26 +371,42 @@ where
 
 /// Joins the configuration flags given before the command (`root`) and after it (`sub`).
 fn config_args(root: &ArgMatches, sub: &ArgMatches) -> config::Args {
-    let both = |id: &str| -> Vec<String> {
+    let given = |id: &str| {
         [root, sub]
             .into_iter()
-            .flat_map(|m| m.get_many::<String>(id).into_iter().flatten().cloned())
+            .any(|m| m.contains_id(id) && m.value_source(id).is_some())
+    };
+    let lists = |id: &str| -> Vec<String> {
+        [root, sub]
+            .into_iter()
+            .flat_map(|m| {
+                m.get_many::<Vec<String>>(id)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .cloned()
+            })
             .collect()
     };
-    let files = [root, sub]
-        .into_iter()
-        .flat_map(|m| {
-            m.get_many::<PathBuf>("config")
-                .into_iter()
-                .flatten()
-                .cloned()
-        })
-        .collect();
+    let files = given("config").then(|| lists("config").into_iter().map(PathBuf::from).collect());
     let flags = KEYS
         .iter()
-        .filter_map(|spec| {
-            let values = both(spec.key);
-            (!values.is_empty()).then_some((spec.key, values))
+        .filter(|spec| given(spec.key))
+        .map(|spec| {
+            let values = if spec.form == Form::List {
+                lists(spec.key)
+            } else {
+                [root, sub]
+                    .into_iter()
+                    .flat_map(|m| {
+                        m.get_many::<String>(spec.key)
+                            .into_iter()
+                            .flatten()
+                            .cloned()
+                    })
+                    .collect()
+            };
+            (spec.key, values)
         })
         .collect();
     config::Args { files, flags }
@@ -350,6 +423,9 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
         } => collect::run(&listen, database_uri),
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;
+            for warning in loaded.config.warnings() {
+                eprintln!("ttn-lw-telemetry: warning: {warning}");
+            }
             match command {
                 Command::Uid => uid::run(&loaded, &mut stdout),
                 Command::Preview { pretty, plugin } => {
@@ -442,9 +518,9 @@ mod tests {
             "x",
             "--telemetry.uid-elements=y",
             "--config",
-            "b.yml",
-            "--telemetry.enable",
-            "false",
+            "b.yml,c.yml",
+            "--telemetry.enable=false",
+            "--telemetry.uid-elements=\"p,q\",r",
         ])
         .unwrap();
         assert_eq!(
@@ -456,7 +532,11 @@ mod tests {
         );
         assert_eq!(
             inv.config.files,
-            [PathBuf::from("a.yml"), PathBuf::from("b.yml")]
+            Some(vec![
+                PathBuf::from("a.yml"),
+                PathBuf::from("b.yml"),
+                PathBuf::from("c.yml")
+            ])
         );
         assert_eq!(
             inv.config.flags,
@@ -464,15 +544,61 @@ mod tests {
                 ("telemetry.enable", vec!["false".to_owned()]),
                 (
                     "telemetry.uid-elements",
-                    vec!["x".to_owned(), "y".to_owned()]
+                    ["x", "y", "p,q", "r"].map(String::from).to_vec()
                 ),
             ]
         );
+        assert_eq!(parse(["t", "uid"]).unwrap().config.files, None);
         for spec in KEYS {
             let flag = format!("--{}", spec.key);
-            let inv = parse(["t", "uid", &flag, "v"]).unwrap();
-            assert_eq!(inv.config.flags, vec![(spec.key, vec!["v".to_owned()])]);
+            let (args, want) = if spec.form == Form::Bool {
+                (vec!["t", "uid", &flag], "true")
+            } else {
+                (vec!["t", "uid", &flag, "v"], "v")
+            };
+            let inv = parse(args).unwrap();
+            assert_eq!(inv.config.flags, vec![(spec.key, vec![want.to_owned()])]);
         }
+    }
+
+    /// pflag: a bare boolean flag is true and never takes the next word as its value.
+    #[test]
+    fn bare_boolean_flags_are_true_and_leave_the_command_alone() {
+        let inv = parse(["t", "--telemetry.enable", "status"]).unwrap();
+        assert_eq!(inv.command, Command::Status);
+        assert_eq!(
+            inv.config.flags,
+            vec![("telemetry.enable", vec!["true".to_owned()])]
+        );
+        let inv = parse([
+            "t",
+            "status",
+            "--telemetry.enable=false",
+            "--telemetry.enable",
+        ])
+        .unwrap();
+        assert_eq!(
+            inv.config.flags,
+            vec![(
+                "telemetry.enable",
+                vec!["false".to_owned(), "true".to_owned()]
+            )]
+        );
+        // `false` is a stray argument, as in pflag: a usage error, not a value.
+        for args in [
+            vec!["t", "--telemetry.enable", "false", "status"],
+            vec!["t", "status", "--telemetry.enable", "false"],
+        ] {
+            assert_eq!(parse(args.clone()).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+        // An empty list flag is given, with no element (the §3 fallback).
+        let inv = parse(["t", "uid", "--telemetry.uid-elements="]).unwrap();
+        assert_eq!(
+            inv.config.flags,
+            vec![("telemetry.uid-elements", Vec::<String>::new())]
+        );
+        let e = parse(["t", "uid", "--telemetry.uid-elements=a\"b"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

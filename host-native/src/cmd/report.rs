@@ -11,25 +11,20 @@ use super::InputError;
 /// Reads plain-inputs JSON from `path` (`-`: standard input) and prints the report bytes the
 /// core builds from them, followed by a newline (not part of the report).
 pub fn run(path: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let unreadable = |error| InputError::Unreadable {
+        path: path.to_owned(),
+        error,
+    };
     let json = if path.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| InputError(format!("inputs from standard input: cannot be read ({e})")))?;
+        std::io::stdin().read_to_end(&mut buf).map_err(unreadable)?;
         buf
     } else {
-        std::fs::read(path).map_err(|e| {
-            InputError(format!(
-                "inputs file {}: cannot be read ({e}): expected a readable JSON file",
-                path.display()
-            ))
-        })?
+        std::fs::read(path).map_err(unreadable)?
     };
-    let bytes = build_report_bytes(&json).map_err(|e| {
-        InputError(format!(
-            "inputs file {}: {e}: expected plain inputs as `preview` and the admin API show them",
-            path.display()
-        ))
+    let bytes = build_report_bytes(&json).map_err(|error| InputError::Invalid {
+        path: path.to_owned(),
+        error,
     })?;
     out.write_all(&bytes)
         .and_then(|()| out.write_all(b"\n"))

@@ -1,5 +1,6 @@
-//! `run`: the agent. It reports once per interval (coordinated through Redis when
-//! `redis.address` is set, else through `telemetry.state-dir`), keeps the audit log, and serves
+//! `run`: the agent. It reports once per interval (coordinated through Redis when one is
+//! configured: `cache.redis.*`, falling back to `redis.*`, as ttn-lw-stack's telemetry task
+//! queue resolves them; else through `telemetry.state-dir`), keeps the audit log, and serves
 //! the admin listener at `telemetry.admin.listen`, until SIGTERM or SIGINT (Ctrl-C).
 //!
 //! With telemetry off it logs the one line that says why and counts, writes and sends nothing;

@@ -2,11 +2,15 @@
 //! setting with the source that decided it (default, which file, env var, flag,
 //! `DO_NOT_TRACK`).
 //!
-//! It reads the state directory (schedule, audit log, last body). With `redis.address` set and
-//! telemetry on, it asks Redis when the next report is due (read only: it claims nothing); when
-//! Redis does not answer it says so and shows the rest. With telemetry off it connects nowhere.
-//! Secrets (`redis.password`, `telemetry.admin.token`, passwords in URIs) are shown only as
+//! It reads the state directory (schedule, audit log, last body). With a Redis configured
+//! (`cache.redis.*`, falling back to `redis.*`, core `Config::redis`) and telemetry on, it asks
+//! Redis when the next report is due (read only: it claims nothing); when Redis does not answer
+//! it says so and shows the rest. With telemetry off it connects nowhere. Secrets
+//! (`*.password`, `telemetry.admin.token`, passwords in URIs) are shown only as
 //! `(set)`/`(empty)` or redacted.
+//!
+//! It also lists the configuration files that were read (default locations included), highest
+//! precedence first, and which Redis block the schedule uses.
 
 use std::io::Write;
 use std::path::Path;
@@ -43,10 +47,46 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
         )),
     }
     line(format!("state directory: {}", dir.display()));
+    if loaded.files.is_empty() {
+        line("config files: none".to_owned());
+    } else {
+        let files: Vec<String> = loaded
+            .files
+            .iter()
+            .map(|(path, origin)| format!("{} ({origin})", path.display()))
+            .collect();
+        line(format!(
+            "config files (the first listed takes precedence): {}",
+            files.join(", ")
+        ));
+    }
+    let redis = c.redis();
+    line(match &redis {
+        Some(r) => format!(
+            "schedule coordination: redis {} database {} (from {}.*)",
+            r.address, r.database, r.block
+        ),
+        None => "schedule coordination: state directory (neither cache.redis.address nor redis.address is set)".to_owned(),
+    });
 
     let next = if c.off_reason().is_some() {
         "none (telemetry is off)".to_owned()
-    } else if c.redis_address.is_empty() {
+    } else if let Some(r) = &redis {
+        let target = RedisTarget::from_config(&r.address, &r.password, r.database);
+        let shown = format!("redis {} database {}", r.address, r.database);
+        let asked = daemon::redis_namespace(c).and_then(|ns| {
+            RedisSchedule::new(target, &ns, c.interval)?
+                .next_due(now)
+                .map(|due| (due, ns))
+        });
+        match asked {
+            Ok((Some(due), ns)) => format!("{} ({shown}, keys {ns}:*)", rfc3339(due)),
+            Ok((None, ns)) => format!(
+                "one interval after the first agent starts (nothing scheduled in {shown}, keys {ns}:*)"
+            ),
+            Err(e) => format!("unknown: {e:#}"),
+        }
+    } else {
         match inspect_state(dir, now)? {
             Stored::Valid(s) => format!(
                 "{} (schedule in {}, first start {})",
@@ -62,22 +102,6 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
                 "unknown: the schedule {} is damaged ({why}); `run` sets it aside and starts a new one",
                 dir.join(STATE_FILE).display()
             ),
-        }
-    } else {
-        let target =
-            RedisTarget::from_config(&c.redis_address, &c.redis_password, c.redis_database);
-        let shown = format!("redis {} database {}", c.redis_address, c.redis_database);
-        let asked = daemon::redis_namespace(c).and_then(|ns| {
-            RedisSchedule::new(target, &ns, c.interval)?
-                .next_due(now)
-                .map(|due| (due, ns))
-        });
-        match asked {
-            Ok((Some(due), ns)) => format!("{} ({shown}, keys {ns}:*)", rfc3339(due)),
-            Ok((None, ns)) => format!(
-                "one interval after the first agent starts (nothing scheduled in {shown}, keys {ns}:*)"
-            ),
-            Err(e) => format!("unknown: {e:#}"),
         }
     };
     line(format!("next report due: {next}"));
