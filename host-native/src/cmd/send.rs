@@ -27,7 +27,7 @@ use crate::inputs::gather;
 pub fn run(loaded: &Loaded, deadline: Duration, out: &mut dyn Write) -> anyhow::Result<()> {
     let c = &loaded.config;
     if let Some(reason) = c.off_reason() {
-        eprintln!("{}", daemon::off_line(reason));
+        crate::redact::note(&daemon::off_line(reason));
         return Ok(());
     }
     let gathered = gather(c)?;
