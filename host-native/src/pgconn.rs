@@ -613,10 +613,9 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, io::Error> {
-        let config = self
-            .config
-            .clone()
-            .ok_or_else(|| io::Error::other("TLS was not expected on this attempt"))?;
+        // tokio-postgres makes a connector for every host, even with `sslmode=disable`; only a
+        // handshake would need the configuration.
+        let config = self.config.clone();
         let name = ServerName::try_from(domain.to_owned()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -635,7 +634,7 @@ where
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct RustlsConnect {
-    config: Arc<ClientConfig>,
+    config: Option<Arc<ClientConfig>>,
     name: ServerName<'static>,
     mode: SslMode,
     host: String,
@@ -651,7 +650,10 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let connector = tokio_rustls::TlsConnector::from(self.config);
+            let config = self
+                .config
+                .ok_or_else(|| io::Error::other("TLS is not used on this attempt"))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
             match connector.connect(self.name, stream).await {
                 Ok(s) => Ok(TlsStream(Box::new(s))),
                 Err(e) => Err(explain(e, self.mode, &self.host)),

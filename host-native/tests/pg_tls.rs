@@ -188,7 +188,8 @@ impl Cluster {
             text(&out.stderr),
             std::fs::read_to_string(cluster.dir.path().join("log")).unwrap_or_default()
         );
-        cluster.psql("CREATE ROLE certuser LOGIN; CREATE DATABASE ttn_lorawan;");
+        cluster.psql("CREATE ROLE certuser LOGIN");
+        cluster.psql("CREATE DATABASE ttn_lorawan");
         cluster.psql_db("ttn_lorawan", include_str!("../sql/is-schema.postgres.sql"));
         cluster.psql_db(
             "ttn_lorawan",
