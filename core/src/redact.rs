@@ -94,10 +94,8 @@ fn secret_spans(s: &str) -> Vec<(usize, usize, SpanKind)> {
         .or_else(|| rest.rfind('@').filter(|&a| rest[..a].contains(':')));
     let mut query_from = rest_start;
     if let Some(at) = at {
-        if let Some(colon) = rest[..at].find(':') {
-            if colon + 1 < at {
-                spans.push((rest_start + colon + 1, rest_start + at, SpanKind::Uri));
-            }
+        if let Some(colon) = rest[..at].find(':').filter(|&c| c + 1 < at) {
+            spans.push((rest_start + colon + 1, rest_start + at, SpanKind::Uri));
         }
         query_from = rest_start + at;
     }
@@ -108,11 +106,12 @@ fn secret_spans(s: &str) -> Vec<(usize, usize, SpanKind)> {
             .map_or(s.len(), |h| query_start + h);
         let mut pos = query_start;
         for param in s[query_start..query_end].split('&') {
-            if let Some((k, v)) = param.split_once('=') {
-                if is_secret_key(k) && !v.is_empty() {
-                    let from = pos + k.len() + 1;
-                    spans.push((from, from + v.len(), SpanKind::Uri));
-                }
+            if let Some((k, v)) = param
+                .split_once('=')
+                .filter(|(k, v)| is_secret_key(k) && !v.is_empty())
+            {
+                let from = pos + k.len() + 1;
+                spans.push((from, from + v.len(), SpanKind::Uri));
             }
             pos += param.len() + 1;
         }
