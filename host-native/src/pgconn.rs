@@ -273,9 +273,16 @@ impl PgTarget {
             driver.push_str(&format!("options={}", quote(&server_settings.join(" "))));
         }
         // tokio-postgres names the option (`invalid value for option `port``), never a value.
-        let config: tokio_postgres::Config = driver
-            .parse()
-            .map_err(|e: tokio_postgres::Error| PgConnError(describe(&e)))?;
+        let config: tokio_postgres::Config =
+            driver.parse().map_err(|e: tokio_postgres::Error| {
+                let mut why = describe(&e);
+                if raw_slash_in_userinfo(uri) {
+                    why.push_str(
+                        "; a raw / in the password ends the host part of a URI: write it as %2F",
+                    );
+                }
+                PgConnError(why)
+            })?;
         let mut mode = mode.unwrap_or(SslMode::Prefer);
         let roots = match rootcert.as_deref() {
             Some("system") => {
@@ -407,9 +414,16 @@ impl PgTarget {
     }
 
     fn connector(&self, tls: bool) -> Result<MakeRustls, PgConnError> {
+        let roots = match &self.roots {
+            Some(Roots::File(path)) => format!("a CA in sslrootcert {}", path.display()),
+            _ => "a CA of the bundled public roots (no sslrootcert file given)".to_owned(),
+        };
         Ok(MakeRustls {
             config: if tls { Some(self.tls_config()?) } else { None },
-            mode: self.mode,
+            why: Arc::new(Why {
+                mode: self.mode,
+                roots,
+            }),
         })
     }
 
@@ -453,6 +467,13 @@ impl PgTarget {
         if let [(_, only)] = failures.as_slice() {
             return PgConnError(only.clone());
         }
+        if failures.windows(2).all(|w| w[0].1 == w[1].1) {
+            let why = failures.into_iter().next().map(|f| f.1).unwrap_or_default();
+            return PgConnError(format!(
+                "sslmode={}: with and without TLS: {why}",
+                self.mode.name()
+            ));
+        }
         let parts: Vec<String> = failures
             .into_iter()
             .map(|(tls, why)| format!("{}: {why}", if tls { "over TLS" } else { "without TLS" }))
@@ -463,6 +484,17 @@ impl PgTarget {
             parts.join("; ")
         ))
     }
+}
+
+/// Whether a URI has an `@` after the `/` that ends its host part, as when a password holds a
+/// raw `/`.
+fn raw_slash_in_userinfo(uri: &str) -> bool {
+    if !ttn_telemetry_core::is_postgres_uri(uri) {
+        return false;
+    }
+    let rest = uri.split_once("://").map_or("", |(_, r)| r);
+    rest.find(['@', '/'])
+        .is_some_and(|i| rest.as_bytes()[i] == b'/' && rest[i..].contains('@'))
 }
 
 /// Whether another attempt (with or without TLS) would fail the same way: a wrong password, a
@@ -573,15 +605,23 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
+/// What a handshake failure is explained with: the mode and where trusted roots come from.
+#[derive(Debug)]
+struct Why {
+    mode: SslMode,
+    roots: String,
+}
+
 /// Rewords a failed handshake so that the operator learns what to fix.
-fn explain(e: io::Error, mode: SslMode, host: &str) -> io::Error {
+fn explain(e: io::Error, why: &Why, host: &str) -> io::Error {
     let Some(tls) = e.get_ref().and_then(|r| r.downcast_ref::<rustls::Error>()) else {
         return e;
     };
-    let why = match tls {
+    let text = match tls {
         rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
-            "the server certificate is not signed by a CA in sslrootcert (sslmode={})",
-            mode.name()
+            "the server certificate is not signed by {} (sslmode={})",
+            why.roots,
+            why.mode.name()
         ),
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -593,7 +633,7 @@ fn explain(e: io::Error, mode: SslMode, host: &str) -> io::Error {
         ) => "the server certificate has expired".to_owned(),
         other => format!("TLS handshake failed: {other}"),
     };
-    io::Error::new(e.kind(), why)
+    io::Error::new(e.kind(), text)
 }
 
 /// `tokio-postgres`'s TLS hook, backed by rustls. Without a configuration (a plain attempt) it
@@ -601,7 +641,7 @@ fn explain(e: io::Error, mode: SslMode, host: &str) -> io::Error {
 #[derive(Clone)]
 struct MakeRustls {
     config: Option<Arc<ClientConfig>>,
-    mode: SslMode,
+    why: Arc<Why>,
 }
 
 impl<S> MakeTlsConnect<S> for MakeRustls
@@ -625,7 +665,7 @@ where
         Ok(RustlsConnect {
             config,
             name,
-            mode: self.mode,
+            why: self.why.clone(),
             host: domain.to_owned(),
         })
     }
@@ -636,7 +676,7 @@ where
 pub struct RustlsConnect {
     config: Option<Arc<ClientConfig>>,
     name: ServerName<'static>,
-    mode: SslMode,
+    why: Arc<Why>,
     host: String,
 }
 
@@ -656,7 +696,7 @@ where
             let connector = tokio_rustls::TlsConnector::from(config);
             match connector.connect(self.name, stream).await {
                 Ok(s) => Ok(TlsStream(Box::new(s))),
-                Err(e) => Err(explain(e, self.mode, &self.host)),
+                Err(e) => Err(explain(e, &self.why, &self.host)),
             }
         })
     }
@@ -833,7 +873,7 @@ mod tests {
             ("host=h password=s3cret port=x", "port"),
             ("host=h password='s3cret", "not closed"),
             ("postgres://u:s3cret@h:5x/d", "port"),
-            ("postgres://u:s3/cret@h/d", "port"),
+            ("postgres://u:s3/cret@h/d", "write it as %2F"),
         ];
         for (s, want) in cases {
             let e = PgTarget::parse(s).unwrap_err().to_string();

@@ -312,7 +312,9 @@ fn sslmodes_follow_libpq_against_a_tls_only_server() {
             "localhost",
             &format!("sslmode=verify-full&sslrootcert={other}"),
         ),
-        "the server certificate is not signed by a CA in sslrootcert (sslmode=verify-full)",
+        &format!(
+            "the server certificate is not signed by a CA in sslrootcert {other} (sslmode=verify-full)"
+        ),
     );
     assert_refused(
         &c.uri(
@@ -324,7 +326,7 @@ fn sslmodes_follow_libpq_against_a_tls_only_server() {
     // libpq's rule: require with a root certificate verifies the chain like verify-ca.
     assert_refused(
         &c.uri("127.0.0.1", &format!("sslmode=require&sslrootcert={other}")),
-        "not signed by a CA in sslrootcert (sslmode=require)",
+        &format!("not signed by a CA in sslrootcert {other} (sslmode=require)"),
     );
     // disable: the hostssl-only server says no.
     assert_refused(
