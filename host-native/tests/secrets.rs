@@ -43,6 +43,8 @@ struct Scenario {
     works: bool,
     /// The configuration itself is refused (exit 2).
     refused: bool,
+    /// `run` delivers a report.
+    runs: bool,
 }
 
 struct World {
@@ -101,6 +103,7 @@ impl World {
                 keys: base(self.db_uri.clone(), self.target()),
                 works: true,
                 refused: false,
+                runs: true,
             },
             Scenario {
                 name: "conninfo with a quoted password",
@@ -113,6 +116,7 @@ impl World {
                 ),
                 works: true,
                 refused: false,
+                runs: true,
             },
             Scenario {
                 name: "uri with a raw / in the password",
@@ -122,6 +126,7 @@ impl World {
                 ),
                 works: false,
                 refused: true,
+                runs: false,
             },
             Scenario {
                 name: "conninfo the driver refuses",
@@ -131,6 +136,7 @@ impl World {
                 ),
                 works: false,
                 refused: true,
+                runs: false,
             },
             Scenario {
                 name: "malformed target url with credentials",
@@ -140,6 +146,7 @@ impl World {
                 ),
                 works: false,
                 refused: true,
+                runs: false,
             },
             Scenario {
                 name: "database that refuses connections",
@@ -149,6 +156,7 @@ impl World {
                 ),
                 works: false,
                 refused: false,
+                runs: false,
             },
             Scenario {
                 name: "redis that refuses the password",
@@ -159,6 +167,7 @@ impl World {
                 },
                 works: true,
                 refused: false,
+                runs: false,
             },
         ]
     }
@@ -241,7 +250,7 @@ fn command(dir: &Path, args: &[String], env: &[(String, String)]) -> Command {
 }
 
 /// Runs `run` until it exits by itself, delivers, or logs a failure; then stops it.
-fn run_agent(dir: &Path, args: &[String], env: &[(String, String)], sink: &Sink) -> Output {
+fn run_agent(dir: &Path, args: &[String], env: &[(String, String)], sink: &Sink) -> (Output, bool) {
     let (out, err) = (dir.join("run.out"), dir.join("run.err"));
     let before = sink.requests().len();
     let mut child: Child = command(dir, args, env)
@@ -273,11 +282,13 @@ fn run_agent(dir: &Path, args: &[String], env: &[(String, String)], sink: &Sink)
             .unwrap();
         child.wait().unwrap()
     });
-    Output {
+    let delivered = sink.requests().len() > before;
+    let o = Output {
         status,
         stdout: std::fs::read(&out).unwrap(),
         stderr: std::fs::read(&err).unwrap(),
-    }
+    };
+    (o, delivered)
 }
 
 fn assert_no_secret(what: &str, o: &Output) {
@@ -310,7 +321,14 @@ fn every_command_hides_every_secret(via: Via) {
             let what = format!("{:?} {} via {via:?}", cmd, scenario.name);
             let (args, env) = invocation(d, via, &scenario.keys, cmd);
             let o = if cmd[0] == "run" {
-                run_agent(d, &args, &env, &world.sink)
+                let (o, delivered) = run_agent(d, &args, &env, &world.sink);
+                assert_eq!(
+                    delivered,
+                    scenario.runs,
+                    "{what}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                o
             } else {
                 command(d, &args, &env).output().unwrap()
             };
