@@ -9,10 +9,10 @@
 //!   [`redact_uri`] would mask, as written and decoded, so that a host can feed them to it.
 //!
 //! Decisions where SPEC is silent:
-//! - When a URI is malformed so that its user info cannot be told apart (a raw `/`, `?` or `#`
-//!   in the password, or no `://`), everything from the first `:` to the last `@` is masked. This
-//!   can hide more than the password (`http://h:80/p?mail=a@b` shows as `http://h:***@b`), never
-//!   less.
+//! - A password may hold any character raw (`/`, `?`, `#`, `@`, `:`), and a URI may be malformed
+//!   (no `://`): so everything from the first `:` after the scheme to the last `@` is masked.
+//!   This can hide more than the password (`http://h:80/p?mail=a@b` shows as
+//!   `http://h:***@b`), never less.
 //! - `sslpassword` (the key file's passphrase) is masked like `password`. User names are shown:
 //!   they are needed to understand an authentication error and are not secrets.
 //! - A conninfo string that cannot be read to its end is masked from the first `password` word
@@ -31,12 +31,9 @@ fn is_secret_key(k: &str) -> bool {
     k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword")
 }
 
-/// Whether `s` is a `key=value` conninfo string rather than a URI or a path: no `://`, and it
-/// starts with a keyword followed by `=`.
+/// Whether `s` is a `key=value` conninfo string rather than a URI or a path: it starts with a
+/// keyword followed by `=` (a URI starts with a scheme and `:`).
 fn looks_like_conninfo(s: &str) -> bool {
-    if s.contains("://") {
-        return false;
-    }
     let t = s.trim_start();
     let word = t
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -89,9 +86,12 @@ fn secret_spans(s: &str) -> Vec<(usize, usize, SpanKind)> {
     let rest_start = s.find("://").map_or(0, |i| i + 3);
     let rest = &s[rest_start..];
     let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest[..auth_end]
+    // The last `@` that has a `:` before it ends the user info: a password may hold any raw
+    // character, `@` and `/` included. Only a URI without such an `@` is read by its authority.
+    let at = rest
         .rfind('@')
-        .or_else(|| rest.rfind('@').filter(|&a| rest[..a].contains(':')));
+        .filter(|&a| rest[..a].contains(':'))
+        .or_else(|| rest[..auth_end].rfind('@'));
     let mut query_from = rest_start;
     if let Some(at) = at {
         if let Some(colon) = rest[..at].find(':').filter(|&c| c + 1 < at) {
