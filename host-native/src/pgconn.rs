@@ -653,18 +653,11 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, io::Error> {
-        // tokio-postgres makes a connector for every host, even with `sslmode=disable`; only a
-        // handshake would need the configuration.
-        let config = self.config.clone();
-        let name = ServerName::try_from(domain.to_owned()).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{domain:?} is not a host name or IP address TLS can check"),
-            )
-        })?;
+        // tokio-postgres makes a connector for every host, even with `sslmode=disable` and for
+        // Unix sockets (an empty domain); only a handshake needs the configuration and a name.
         Ok(RustlsConnect {
-            config,
-            name,
+            config: self.config.clone(),
+            name: ServerName::try_from(domain.to_owned()).ok(),
             why: self.why.clone(),
             host: domain.to_owned(),
         })
@@ -675,7 +668,7 @@ where
 #[derive(Debug)]
 pub struct RustlsConnect {
     config: Option<Arc<ClientConfig>>,
-    name: ServerName<'static>,
+    name: Option<ServerName<'static>>,
     why: Arc<Why>,
     host: String,
 }
@@ -693,8 +686,17 @@ where
             let config = self
                 .config
                 .ok_or_else(|| io::Error::other("TLS is not used on this attempt"))?;
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{:?} is not a host name or IP address TLS can check",
+                        self.host
+                    ),
+                )
+            })?;
             let connector = tokio_rustls::TlsConnector::from(config);
-            match connector.connect(self.name, stream).await {
+            match connector.connect(name, stream).await {
                 Ok(s) => Ok(TlsStream(Box::new(s))),
                 Err(e) => Err(explain(e, &self.why, &self.host)),
             }

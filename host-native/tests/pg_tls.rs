@@ -346,6 +346,12 @@ fn conninfo_client_certificates_and_channel_binding() {
         c.port
     );
     assert_previews(&conninfo);
+    // A Unix socket (no TLS there, as in libpq): the default `prefer` goes on in plain text.
+    assert_previews(&format!(
+        "host={} port={} dbname=ttn_lorawan user=postgres",
+        c.dir.path().display(),
+        c.port
+    ));
 
     // SCRAM with channel binding required: our tls-server-end-point hash must match the server's.
     let target = PgTarget::parse(&format!("{conninfo} channel_binding=require")).unwrap();
