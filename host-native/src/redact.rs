@@ -255,6 +255,25 @@ mod tests {
     }
 
     #[test]
+    fn config_secrets_are_registered_but_public_defaults_are_not() {
+        let args = crate::config::Args {
+            files: Vec::new(),
+            flags: vec![
+                ("telemetry.admin.token", vec!["cfg-t0ken-1".to_owned()]),
+                (
+                    "telemetry.target",
+                    vec!["https://u:cfg-tgt-pw@collector.example/collect".to_owned()],
+                ),
+            ],
+        };
+        let loaded = crate::config::load(&args, |_| None).unwrap();
+        register_config(&loaded);
+        assert_eq!(guard("cfg-t0ken-1 cfg-tgt-pw"), "*** ***");
+        // The default database URI's `root:root` is in every guide: /root stays readable.
+        assert_eq!(guard("/root/.ttn-lw-telemetry"), "/root/.ttn-lw-telemetry");
+    }
+
+    #[test]
     fn args_register_flag_values_and_uri_passwords() {
         register_args(&[
             "status",
