@@ -36,6 +36,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
+use crate::redact::redact_uri;
 use crate::uid::{MAX_UID_ELEMENT_BYTES, MAX_UID_ELEMENTS};
 
 /// The form a key's value must have.
@@ -49,7 +50,7 @@ pub enum Form {
     PositiveDuration,
     /// A list of strings.
     List,
-    /// `postgres://…`, `postgresql://…` or `sqlite:PATH`.
+    /// `postgres://…`, `postgresql://…`, `key=value` conninfo, or `sqlite:PATH`.
     DatabaseUri,
     /// `host:port`, or empty for none.
     OptionalHostPort,
@@ -71,7 +72,7 @@ impl Form {
             Form::HttpUrl => "an http:// or https:// url with a host",
             Form::PositiveDuration => "a positive duration such as 90s, 1h30m or 24h",
             Form::List => "a list of strings",
-            Form::DatabaseUri => "a postgresql://… or sqlite:PATH uri",
+            Form::DatabaseUri => "a postgresql://… uri, key=value conninfo, or sqlite:PATH",
             Form::OptionalHostPort => "host:port, or empty",
             Form::HostPort => "host:port",
             Form::U32 => "a whole number from 0 to 4294967295",
@@ -898,69 +899,17 @@ fn is_http_url(s: &str) -> bool {
     }
 }
 
+/// `sqlite:PATH`, or a PostgreSQL URI or `key=value` conninfo string that libpq can read
+/// ([`crate::parse_conninfo`]). Which keys and values PostgreSQL accepts is the host's check.
 fn is_database_uri(s: &str) -> bool {
     if let Some(path) = s.strip_prefix("sqlite:") {
         return !path.is_empty();
     }
-    let rest = s
-        .strip_prefix("postgresql://")
-        .or_else(|| s.strip_prefix("postgres://"));
-    rest.is_some_and(|r| !r.chars().any(|c| c.is_whitespace() || c.is_control()))
-}
-
-/// Masks the password of a URI, in its userinfo and in a `password=` query parameter, so the
-/// URI can be logged: `postgresql://root:***@host/db`.
-///
-/// ```
-/// use ttn_telemetry_core::redact_uri;
-/// assert_eq!(redact_uri("postgresql://root:hunter2@db:5432/is?sslmode=disable"),
-///            "postgresql://root:***@db:5432/is?sslmode=disable");
-/// assert_eq!(redact_uri("postgres://db/is?password=hunter2&x=1"), "postgres://db/is?password=***&x=1");
-/// ```
-pub fn redact_uri(uri: &str) -> String {
-    let mut out = String::with_capacity(uri.len());
-    let rest = match uri.find("://") {
-        Some(i) => {
-            out.push_str(&uri[..i + 3]);
-            let rest = &uri[i + 3..];
-            let auth = authority(rest);
-            match auth.rfind('@') {
-                Some(at) => {
-                    let userinfo = &auth[..at];
-                    match userinfo.split_once(':') {
-                        Some((user, _)) => {
-                            out.push_str(user);
-                            out.push_str(":***");
-                        }
-                        None => out.push_str(userinfo),
-                    }
-                    &rest[at..]
-                }
-                None => rest,
-            }
-        }
-        None => uri,
-    };
-    match rest.split_once('?') {
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            for (i, pair) in query.split('&').enumerate() {
-                if i > 0 {
-                    out.push('&');
-                }
-                match pair.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => {
-                        out.push_str(k);
-                        out.push_str("=***");
-                    }
-                    _ => out.push_str(pair),
-                }
-            }
-        }
-        None => out.push_str(rest),
+    if crate::conninfo::is_postgres_uri(s) {
+        return !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            && crate::parse_conninfo(s).is_ok();
     }
-    out
+    s.contains('=') && crate::parse_conninfo(s).is_ok_and(|kv| !kv.is_empty())
 }
 
 #[cfg(test)]

@@ -63,11 +63,13 @@ extern crate std;
 
 mod calendar;
 mod config;
+mod conninfo;
 mod digest;
 mod fields;
 mod inputs;
 mod json;
 mod parse;
+mod redact;
 mod uid;
 mod wire;
 
@@ -78,12 +80,14 @@ pub use calendar::{
 pub use config::{
     Config, ConfigError, DurationError, Form, KEYS, KeySpec, REFERENCE_DEFAULT_REDIS_ADDRESS,
     RawValue, RedisSettings, Slot, do_not_track, env_var_name, format_duration, key_spec,
-    parse_bool, parse_duration, redact_uri,
+    parse_bool, parse_duration,
 };
+pub use conninfo::{ConninfoError, is_postgres_uri, parse_conninfo};
 pub use digest::{content_digest, parse_content_digest, sha256, sha256_hex};
 pub use fields::{FIELDS, FieldDoc, field_meaning};
 pub use inputs::{Identity, Inputs, InputsError, build_report_bytes};
 pub use parse::{ReportError, limits, parse_report};
+pub use redact::{MASK, mask_secrets, redact_uri, uri_secrets};
 pub use uid::{
     IS_UID_LEN, MAX_UID_ELEMENT_BYTES, MAX_UID_ELEMENTS, UUID_LEN, UidError, compute_uid,
     is_valid_is_uid, is_valid_uuid, uuid_v4_from_bytes,

@@ -16,7 +16,8 @@ CREATE TABLE users (
   admin INTEGER NOT NULL
 );
 CREATE INDEX idx_users_deleted_at ON users (deleted_at);
-CREATE UNIQUE INDEX uix_users_primary_email_address ON users (primary_email_address);
+-- As in TTS since 20220701140000_update_email_index: unique among live users, any letter case.
+CREATE UNIQUE INDEX uix_users_primary_email_address ON users (lower(primary_email_address)) WHERE deleted_at IS NULL;
 
 CREATE TABLE organizations (
   id TEXT PRIMARY KEY NOT NULL,
@@ -39,7 +40,8 @@ CREATE TABLE gateways (
   frequency_plan_id TEXT
 );
 CREATE INDEX idx_gateways_deleted_at ON gateways (deleted_at);
-CREATE UNIQUE INDEX gateway_eui_index ON gateways (gateway_eui);
+-- As in TTS since 20220913000000_update_gtw_eui_index: unique among live gateways.
+CREATE UNIQUE INDEX gateway_eui_index ON gateways (gateway_eui) WHERE deleted_at IS NULL;
 CREATE UNIQUE INDEX gateway_id_index ON gateways (gateway_id);
 
 CREATE TABLE applications (

@@ -438,14 +438,18 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
     })
 }
 
-/// The core checks only the scheme of `is.database-uri`; a PostgreSQL URI must also parse as
-/// the driver reads it (port, options…), so that a typo stops start-up (exit 2) instead of
-/// failing at the first count.
+/// The core checks only the syntax of `is.database-uri`; a PostgreSQL connection string must
+/// also hold settings the driver accepts (port, `sslmode`, TLS files given in pairs…), so that a
+/// typo stops start-up (exit 2) instead of failing at the first count. The line names the key at
+/// fault and shows the string with its password masked.
 fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
     let uri = &config.database_uri;
-    if uri.starts_with("sqlite:") || uri.parse::<postgres::Config>().is_ok() {
+    if uri.starts_with("sqlite:") {
         return Ok(());
     }
+    let Err(why) = crate::pgconn::PgTarget::parse(uri) else {
+        return Ok(());
+    };
     Err(ConfigError::Value {
         source: sources
             .get("is.database-uri")
@@ -454,7 +458,12 @@ fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), ConfigEr
         error: ttn_telemetry_core::ConfigError::Invalid {
             key: "is.database-uri",
             value: ttn_telemetry_core::redact_uri(uri),
-            expected: "postgresql://user:password@host:port/database?options as PostgreSQL reads it, or sqlite:PATH",
+            // The core's error type holds a static description; this runs once, just before
+            // the process exits with code 2.
+            expected: Box::leak(
+                format!("a connection string as PostgreSQL reads it ({why}), or sqlite:PATH")
+                    .into_boxed_str(),
+            ),
         },
     })
 }

@@ -22,7 +22,9 @@ pub mod deliver;
 pub mod inputs;
 pub mod metrics;
 pub mod os;
+pub mod pgconn;
 #[cfg(feature = "plugin")]
 pub mod plugin;
+pub mod redact;
 pub mod schedule;
 pub mod server;

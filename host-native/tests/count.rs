@@ -4,7 +4,8 @@
 mod common;
 
 use common::{
-    TestDb, admin_url, expected, fixture, load_postgres, load_sqlite, with_dbname, with_password,
+    TestDb, admin_url, expected, fixture, insert_gateway, insert_organization, insert_user,
+    load_postgres, load_sqlite, with_dbname, with_password,
 };
 use postgres::NoTls;
 use ttn_lw_telemetry::count::{self, Counted, postgres as pg, sqlite};
@@ -46,6 +47,79 @@ fn postgres_counts_every_fixture_number() {
     load_postgres(&mut db.client(), &fixture(&cutoffs(t0).unwrap()));
     let counted = count::count(&db.url).unwrap();
     assert_counted(&counted, t0, &expected());
+}
+
+/// The schema is TTS's after its last migration: users and organizations live behind the
+/// `user_accounts` / `organization_accounts` views that TTS's store (and so the reference
+/// telemetry) reads, soft-deleted rows reuse e-mail addresses and EUIs as TTS's partial unique
+/// indexes allow, and the reference's own queries on the views give the numbers we count from
+/// the tables.
+#[test]
+fn postgres_counts_match_the_reference_queries_on_the_tts_schema() {
+    let db = TestDb::create("tts_schema");
+    db.load_schema();
+    let t0 = pg_now(&db);
+    load_postgres(&mut db.client(), &fixture(&cutoffs(t0).unwrap()));
+    let counted = count::count(&db.url).unwrap();
+    assert_counted(&counted, t0, &expected());
+
+    let mut c = db.client();
+    let n = |c: &mut postgres::Client, sql: &str| -> u64 {
+        let v: i64 = c.query_one(sql, &[]).unwrap().get(0);
+        u64::try_from(v).unwrap()
+    };
+    let users = &counted.counts.accounts.users;
+    let reference = [
+        (
+            "SELECT count(*) FROM user_accounts AS usr WHERE admin IS TRUE AND usr.deleted_at IS NULL",
+            users.admin,
+        ),
+        (
+            "SELECT count(*) FROM user_accounts AS usr WHERE admin IS FALSE AND usr.deleted_at IS NULL",
+            users.standard,
+        ),
+        (
+            "SELECT count(*) FROM organization_accounts AS org WHERE org.deleted_at IS NULL",
+            counted.counts.accounts.organizations.total,
+        ),
+        (
+            "SELECT count(*) FROM gateways AS gtw WHERE gtw.deleted_at IS NULL",
+            counted.counts.gateways.total,
+        ),
+        (
+            "SELECT count(*) FROM applications AS app WHERE app.deleted_at IS NULL",
+            counted.counts.applications.total,
+        ),
+    ];
+    for (sql, ours) in reference {
+        assert_eq!(n(&mut c, sql), ours, "{sql}");
+    }
+    // The fixture does exercise the partial indexes: a deleted user and a deleted gateway share
+    // a key with a live one.
+    assert_eq!(
+        n(
+            &mut c,
+            "SELECT count(*) FROM (SELECT lower(primary_email_address) FROM users \
+             GROUP BY 1 HAVING count(*) > 1) d"
+        ),
+        1
+    );
+    assert_eq!(
+        n(
+            &mut c,
+            "SELECT count(*) FROM (SELECT gateway_eui FROM gateways GROUP BY 1 HAVING count(*) > 1) d"
+        ),
+        1
+    );
+    // A second live user with a deleted user's address is refused by TTS's index, whatever the case.
+    let dup = c.execute(
+        "INSERT INTO users (created_at, updated_at, primary_email_address, password, \
+         password_updated_at, require_password_update, state, admin) \
+         SELECT now(), now(), upper(primary_email_address), '', now(), false, 1, false \
+         FROM users WHERE deleted_at IS NULL LIMIT 1",
+        &[],
+    );
+    assert!(dup.is_err());
 }
 
 #[test]
@@ -223,12 +297,16 @@ fn postgres_counts_one_snapshot() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    tx.batch_execute(
-        "INSERT INTO users (primary_email_address, admin) VALUES ('late1@example.com', false), ('late2@example.com', true);
-         INSERT INTO gateways (gateway_id, gateway_eui, frequency_plan_id) VALUES ('late-gw', 'FFFFFFFFFFFFFFFF', 'EU_863_870');
-         INSERT INTO organizations (name) VALUES ('late-org');",
-    )
-    .unwrap();
+    insert_user(&mut tx, "late1", "late1@example.com", false, false);
+    insert_user(&mut tx, "late2", "late2@example.com", true, false);
+    insert_gateway(
+        &mut tx,
+        "late-gw",
+        "FFFFFFFFFFFFFFFF",
+        Some("EU_863_870"),
+        false,
+    );
+    insert_organization(&mut tx, "late-org", false);
     tx.commit().unwrap();
 
     let counted = counting.join().unwrap().unwrap();

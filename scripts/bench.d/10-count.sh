@@ -64,22 +64,35 @@ INSERT INTO applications (application_id, created_at, updated_at, deleted_at)
   SELECT 'app-' || i, now() - interval '400 days', now(),
          CASE WHEN i % 50 = 0 THEN now() - interval '3 days' END
   FROM generate_series(1, 100000) i;
-INSERT INTO organizations (name, created_at, updated_at, deleted_at)
-  SELECT 'Organization ' || i, now() - interval '300 days', now(),
-         CASE WHEN i % 40 = 0 THEN now() - interval '9 days' END
-  FROM generate_series(1, 10000) i;
-INSERT INTO users (primary_email_address, admin, name, created_at, updated_at, deleted_at)
-  SELECT 'user' || i || '@example.com', i % 100 = 0, 'User ' || i, now() - interval '200 days', now(),
-         CASE WHEN i % 60 = 0 THEN now() - interval '5 days' END
-  FROM generate_series(1, 50000) i;
+-- Users and organizations come with their accounts rows, as TTS writes them.
+WITH o AS (
+  INSERT INTO organizations (name, created_at, updated_at, deleted_at)
+    SELECT 'Organization ' || i, now() - interval '300 days', now(),
+           CASE WHEN i % 40 = 0 THEN now() - interval '9 days' END
+    FROM generate_series(1, 10000) i
+    RETURNING id, name, created_at, updated_at, deleted_at)
+INSERT INTO accounts (created_at, updated_at, deleted_at, uid, account_id, account_type)
+  SELECT created_at, updated_at, deleted_at, 'org-' || substr(name, 14), id, 'organization' FROM o;
+WITH u AS (
+  INSERT INTO users (primary_email_address, admin, name, created_at, updated_at, deleted_at,
+                     password, password_updated_at, require_password_update, state)
+    SELECT 'user' || i || '@example.com', i % 100 = 0, 'User ' || i, now() - interval '200 days', now(),
+           CASE WHEN i % 60 = 0 THEN now() - interval '5 days' END,
+           '', now() - interval '200 days', false, 1
+    FROM generate_series(1, 50000) i
+    RETURNING id, name, created_at, updated_at, deleted_at)
+INSERT INTO accounts (created_at, updated_at, deleted_at, uid, account_id, account_type)
+  SELECT created_at, updated_at, deleted_at, 'user-' || substr(name, 6), id, 'user' FROM u;
 -- Plans as operators set them: mostly one, some several, one listed twice, stray spaces, none.
-INSERT INTO gateways (gateway_id, gateway_eui, name, frequency_plan_id, created_at, updated_at, deleted_at)
+INSERT INTO gateways (gateway_id, gateway_eui, name, frequency_plan_id, created_at, updated_at, deleted_at,
+                      auto_update, status_public, location_public, schedule_downlink_late, enforce_duty_cycle)
   SELECT 'gw-' || i, lpad(to_hex(i), 16, '0'), 'Gateway ' || i,
          (ARRAY['EU_863_870_TTN', 'EU_863_870_TTN', 'EU_863_870', 'US_902_928_FSB_2', 'AU_915_928_FSB_2',
                 'AS_923', 'IN_865_867', 'EU_863_870 EU_863_870_TTN', 'US_902_928_FSB_2 US_902_928_FSB_2',
                 ' KR_920_923  ', NULL, 'EU_863_870_TTN'])[1 + i % 12],
          now() - interval '300 days', now(),
-         CASE WHEN i % 100 = 0 THEN now() - interval '10 days' END
+         CASE WHEN i % 100 = 0 THEN now() - interval '10 days' END,
+         false, false, false, false, true
   FROM generate_series(1, 200000) i;
 -- Devices: 15% never seen (a third of those activated), the rest seen up to 90 days ago.
 INSERT INTO end_devices (application_id, device_id, join_eui, dev_eui, name, created_at, updated_at,

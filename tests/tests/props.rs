@@ -159,4 +159,33 @@ proptest! {
             prop_assert!(bytes != x.to_bytes());
         }
     }
+
+    #[test]
+    fn passwords_never_survive_redaction(pw in "[ -~]{4,24}") {
+        // Raw in a URI's user info, whatever it holds (`/`, `?`, `#`, `@`, `:`…).
+        let uri = format!("postgresql://ttn:{pw}@db.example:5432/is?sslmode=require");
+        prop_assume!(!"postgresql://ttn:@db.example:5432/is?sslmode=require".contains(&pw));
+        let shown = redact_uri(&uri);
+        prop_assert!(!shown.contains(&pw), "{} -> {}", uri, shown);
+        prop_assert!(uri_secrets(&uri).contains(&pw));
+
+        // Quoted in a conninfo string, as the driver reads it back.
+        let quoted = pw.replace('\\', "\\\\").replace('\'', "\\'");
+        let kv = format!("host=db.example password='{quoted}' dbname=is sslmode=require");
+        prop_assume!(!"host=db.example password='' dbname=is sslmode=require".contains(&pw));
+        prop_assume!(!"driver said ".contains(&pw));
+        let settings = parse_conninfo(&kv).unwrap();
+        prop_assert!(settings.contains(&("password".to_owned(), pw.clone())));
+        let shown = redact_uri(&kv);
+        prop_assert!(!shown.contains(&pw), "{} -> {}", kv, shown);
+        let said = format!("driver said {pw}");
+        prop_assert_eq!(mask_secrets(&said, &uri_secrets(&kv)), "driver said ***");
+
+        // Percent-encoded in a URI: the driver reads the password back.
+        let encoded: String = pw.bytes().map(|b| format!("%{b:02X}")).collect();
+        let uri = format!("postgres://ttn:{encoded}@db/is");
+        let settings = parse_conninfo(&uri).unwrap();
+        prop_assert!(settings.contains(&("password".to_owned(), pw.clone())));
+        prop_assert!(uri_secrets(&uri).contains(&pw));
+    }
 }

@@ -26,14 +26,16 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
     out.write_all(w.as_bytes())
         .context("writing to standard output")?;
     if h.unreadable > 0 {
-        eprintln!(
+        crate::redact::note(&format!(
             "note: {} unreadable line(s) in {} were skipped",
             h.unreadable,
             dir.join(AUDIT_FILE).display()
-        );
+        ));
     }
     if h.torn_tail {
-        eprintln!("note: the last line was cut short (a crash while writing) and was skipped");
+        crate::redact::note(
+            "note: the last line was cut short (a crash while writing) and was skipped",
+        );
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ use clap::{Arg, ArgAction, ArgMatches};
 use ttn_telemetry_core::{Form, KEYS};
 
 use crate::config::{self, ConfigError, Loaded};
+use crate::redact;
 
 /// A command and its own options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -413,16 +414,34 @@ fn config_args(root: &ArgMatches, sub: &ArgMatches) -> config::Args {
 }
 
 /// Runs a parsed invocation. Output goes to standard output; notes for people to standard error.
+///
+/// Secrets are registered with the output guard ([`crate::redact`]) before anything can be
+/// printed: those of the environment first, then those of the loaded configuration; standard
+/// output goes through the guard.
 pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = redact::Guarded::new(std::io::stdout().lock());
+    for spec in KEYS {
+        if let Some(v) = env(&ttn_telemetry_core::env_var_name(spec.key)) {
+            if spec.secret {
+                redact::register([v.clone()]);
+            }
+            redact::register(redact::secrets_of(&v));
+        }
+    }
     match inv.command {
         Command::Report { inputs } => report::run(&inputs, &mut stdout),
         Command::Collect {
             listen,
             database_uri,
-        } => collect::run(&listen, database_uri),
+        } => {
+            if let Some(uri) = &database_uri {
+                redact::register(redact::secrets_of(uri));
+            }
+            collect::run(&listen, database_uri)
+        }
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;
+            redact::register_config(&loaded);
             for warning in loaded.config.warnings() {
                 eprintln!("ttn-lw-telemetry: warning: {warning}");
             }
@@ -455,7 +474,7 @@ pub fn init_logging() {
 pub fn init_logging_at(level: tracing::Level) {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(|| redact::Guarded::new(std::io::stderr()))
         .with_ansi(false)
         .with_target(false)
         .try_init();
@@ -471,16 +490,48 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 }
 
 /// The program: parses `argv`, runs, prints any error as one line, and returns the exit code.
+///
+/// The secrets of the command line are registered with the output guard before parsing, so
+/// that a usage error quoting an argument, the error line, and a panic message are masked too.
 pub fn main<I, T>(argv: I, env: impl Fn(&str) -> Option<String>) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let args: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    redact::register_args(&args);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned());
+        match payload {
+            Some(text) if text != redact::guard(&text) => {
+                let place = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                redact::note(&format!("panicked{place}: {}", redact::guard(&text)));
+            }
+            _ => default_hook(info),
+        }
+    }));
     let inv = match parse(argv) {
         Ok(inv) => inv,
         Err(e) => {
             // Help and version print to stdout and exit 0; usage errors exit 2.
-            let _ = e.print();
+            let text = redact::guard(&e.render().to_string());
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
             return e.exit_code();
         }
     };
@@ -488,10 +539,10 @@ where
         Ok(()) => 0,
         Err(e) => {
             let message = format!("{e:#}");
-            eprintln!(
+            redact::note(&format!(
                 "ttn-lw-telemetry: {}",
                 message.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
+            ));
             exit_code(&e)
         }
     }

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::config::Loaded;
 use crate::inputs::gather;
+use crate::redact::note;
 
 /// Counts the configured database and prints the report the core builds: the wire bytes and a
 /// newline, or with `pretty` an indented form for people (and a note on stderr that it is not
@@ -31,8 +32,8 @@ pub fn run(
             .to_bytes(),
     };
     if pretty {
-        eprintln!(
-            "note: indented for people; the wire form is the compact line that `preview` prints without --pretty"
+        note(
+            "note: indented for people; the wire form is the compact line that `preview` prints without --pretty",
         );
         writeln!(out, "{}", pretty_json(&bytes)).context("writing to standard output")?;
     } else {
@@ -41,12 +42,12 @@ pub fn run(
             .context("writing to standard output")?;
     }
     match loaded.config.off_reason() {
-        Some(reason) => eprintln!("telemetry is off ({reason}): nothing is sent"),
-        None => eprintln!(
+        Some(reason) => note(&format!("telemetry is off ({reason}): nothing is sent")),
+        None => note(&format!(
             "preview only: nothing was sent; the agent sends this to {} every {}",
-            loaded.config.target,
+            ttn_telemetry_core::redact_uri(&loaded.config.target),
             ttn_telemetry_core::format_duration(loaded.config.interval)
-        ),
+        )),
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ pub fn run(loaded: &Loaded, deadline: Duration, out: &mut dyn Write) -> anyhow::
     super::init_logging_at(tracing::Level::WARN);
     let c = &loaded.config;
     if let Some(reason) = c.off_reason() {
-        eprintln!("{}", daemon::off_line(reason));
+        crate::redact::note(&daemon::off_line(reason));
         return Ok(());
     }
     let gathered = gather(c)?;

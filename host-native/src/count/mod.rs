@@ -16,7 +16,7 @@ pub mod sqlite;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use ttn_telemetry_core::{EntitiesCount, redact_uri};
+use ttn_telemetry_core::{EntitiesCount, mask_secrets, redact_uri, uri_secrets};
 
 /// The counts of one snapshot and the database time they are valid for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,11 +51,12 @@ impl CountError {
 
 fn scrub(detail: &str, uri: &str) -> String {
     let one_line = detail.split_whitespace().collect::<Vec<_>>().join(" ");
-    if uri.is_empty() {
+    let one_line = if uri.is_empty() {
         one_line
     } else {
         one_line.replace(uri, &redact_uri(uri))
-    }
+    };
+    mask_secrets(&one_line, &uri_secrets(uri))
 }
 
 impl fmt::Display for CountError {
@@ -70,17 +71,18 @@ impl fmt::Display for CountError {
 
 impl std::error::Error for CountError {}
 
-/// Counts the database named by `uri` (`postgres://…`, `postgresql://…` or `sqlite:PATH`).
+/// Counts the database named by `uri`: `sqlite:PATH`, or PostgreSQL as a `postgres://…` /
+/// `postgresql://…` URI or a `key=value` conninfo string.
 pub fn count(uri: &str) -> Result<Counted, CountError> {
     if let Some(path) = uri.strip_prefix("sqlite:") {
         sqlite::count_path(std::path::Path::new(path), uri)
-    } else if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
+    } else if ttn_telemetry_core::is_postgres_uri(uri) || !uri.contains("://") {
         postgres::count_uri(uri)
     } else {
         Err(CountError::new(
             uri,
             "choosing a database driver",
-            "expected a postgresql://… or sqlite:PATH uri",
+            "expected a postgresql://… uri, key=value conninfo, or sqlite:PATH",
         ))
     }
 }

@@ -13,15 +13,16 @@
 //! - `users`: admin and standard as `FILTER`ed counts;
 //! - `applications`, `organizations`: live rows.
 //!
-//! TLS is not offered yet (`NoTls`): `sslmode=disable` as in TTS's default URI, or a local
-//! socket; `sslmode=require` fails to connect with a clear error.
+//! The connection follows libpq's `sslmode` over rustls ([`crate::pgconn`]), from a URI or a
+//! `key=value` conninfo string.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postgres::{Client, IsolationLevel, NoTls};
+use postgres::{Client, IsolationLevel};
 use ttn_telemetry_core::{EntitiesCount, cutoffs};
 
 use super::{CountError, Counted, add_plans, to_u64};
+use crate::pgconn::{PgTarget, describe as db_message};
 
 /// Reads `T` as Unix microseconds. `extract` gives exact numeric seconds on PostgreSQL 14+ (and
 /// a double with microsecond precision before that).
@@ -48,20 +49,21 @@ pub const SQL_APPLICATIONS: &str = "SELECT count(*) FROM applications WHERE dele
 /// Live organizations.
 pub const SQL_ORGANIZATIONS: &str = "SELECT count(*) FROM organizations WHERE deleted_at IS NULL";
 
-/// Connects to `uri` and counts. The connect timeout defaults to 10 s when the URI sets none.
+/// Connects to `uri` (a URI or conninfo string) and counts. The connect timeout defaults to
+/// 10 s when the string sets none.
 pub fn count_uri(uri: &str) -> Result<Counted, CountError> {
-    let mut config: postgres::Config = uri
-        .parse()
-        .map_err(|e| CountError::new(uri, "parsing the database uri", e))?;
+    let mut target =
+        PgTarget::parse(uri).map_err(|e| CountError::new(uri, "reading the database uri", e))?;
+    let config = target.config_mut();
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
     if config.get_application_name().is_none() {
         config.application_name("ttn-lw-telemetry");
     }
-    let mut client = config
-        .connect(NoTls)
-        .map_err(|e| CountError::new(uri, "connecting", db_message(&e)))?;
+    let mut client = target
+        .connect_blocking()
+        .map_err(|e| CountError::new(uri, "connecting", e))?;
     count_client(&mut client, uri)
 }
 
@@ -139,23 +141,4 @@ fn system_time(micros: i64) -> SystemTime {
     } else {
         UNIX_EPOCH - magnitude
     }
-}
-
-/// The server's own message (`relation "end_devices" does not exist`) when there is one, else
-/// the driver's message with its cause (`error connecting to server: Connection refused`).
-fn db_message(e: &postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return format!("{} ({})", db.message(), db.code().code());
-    }
-    let mut s = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
 }

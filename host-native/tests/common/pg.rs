@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 use ttn_lw_telemetry::count::format_timestamp;
 use ttn_telemetry_core::{Cutoffs, EntitiesCount, MICROS_PER_DAY};
 
@@ -281,39 +281,92 @@ fn system_time(micros: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(u64::try_from(micros).unwrap())
 }
 
-/// Inserts `rows` into a PostgreSQL database that has the IS schema.
+/// Inserts one user as TTS's IS does: the `users` row (every NOT NULL column of TTS's schema
+/// set) and its `accounts` row, both soft-deleted when `deleted`.
+pub fn insert_user(c: &mut impl GenericClient, uid: &str, email: &str, admin: bool, deleted: bool) {
+    c.execute(
+        "WITH u AS (INSERT INTO users (created_at, updated_at, deleted_at, primary_email_address, \
+         password, password_updated_at, require_password_update, state, admin) \
+         VALUES (now(), now(), $1, $2, '', now(), false, 1, $3) RETURNING id, deleted_at) \
+         INSERT INTO accounts (created_at, updated_at, deleted_at, uid, account_id, account_type) \
+         SELECT now(), now(), deleted_at, $4, id, 'user' FROM u",
+        &[&deleted.then(SystemTime::now), &email, &admin, &uid],
+    )
+    .unwrap();
+}
+
+/// Inserts one organization and its `accounts` row, as TTS's IS does.
+pub fn insert_organization(c: &mut impl GenericClient, uid: &str, deleted: bool) {
+    c.execute(
+        "WITH o AS (INSERT INTO organizations (created_at, updated_at, deleted_at, name, fanout_notifications) \
+         VALUES (now(), now(), $1, $2, true) RETURNING id, deleted_at) \
+         INSERT INTO accounts (created_at, updated_at, deleted_at, uid, account_id, account_type) \
+         SELECT now(), now(), deleted_at, $2, id, 'organization' FROM o",
+        &[&deleted.then(SystemTime::now), &uid],
+    )
+    .unwrap();
+}
+
+/// Inserts one gateway with every NOT NULL column of TTS's schema set.
+pub fn insert_gateway(
+    c: &mut impl GenericClient,
+    gateway_id: &str,
+    eui: &str,
+    plans: Option<&str>,
+    deleted: bool,
+) {
+    c.execute(
+        "INSERT INTO gateways (created_at, updated_at, deleted_at, gateway_id, gateway_eui, frequency_plan_id, \
+         auto_update, status_public, location_public, schedule_downlink_late, enforce_duty_cycle) \
+         VALUES (now(), now(), $1, $2, $3, $4, false, false, false, false, true)",
+        &[&deleted.then(SystemTime::now), &gateway_id, &eui, &plans],
+    )
+    .unwrap();
+}
+
+/// Inserts `rows` into a PostgreSQL database that has the IS schema, as TTS's IS writes them:
+/// users and organizations with their `accounts` rows. A soft-deleted user or gateway reuses
+/// the e-mail address (in other letter case) or EUI of the first live one, which TTS's partial
+/// unique indexes allow.
 pub fn load_postgres(client: &mut Client, rows: &[Row]) {
     let mut tx = client.transaction().unwrap();
     let deleted_at = |d: bool| d.then(SystemTime::now);
+    let (mut live_email, mut live_eui) = (None::<String>, None::<String>);
     for (i, row) in rows.iter().enumerate() {
         match row {
-            Row::Application { deleted } => tx
-                .execute(
-                    "INSERT INTO applications (application_id, deleted_at) VALUES ($1, $2)",
+            Row::Application { deleted } => {
+                tx.execute(
+                    "INSERT INTO applications (created_at, updated_at, application_id, deleted_at) VALUES (now(), now(), $1, $2)",
                     &[&format!("app-{i}"), &deleted_at(*deleted)],
                 )
-                .unwrap(),
-            Row::Organization { deleted } => tx
-                .execute(
-                    "INSERT INTO organizations (name, deleted_at) VALUES ($1, $2)",
-                    &[&format!("org-{i}"), &deleted_at(*deleted)],
-                )
-                .unwrap(),
-            Row::User { admin, deleted } => tx
-                .execute(
-                    "INSERT INTO users (primary_email_address, admin, deleted_at) VALUES ($1, $2, $3)",
-                    &[&format!("u{i}@example.com"), admin, &deleted_at(*deleted)],
-                )
-                .unwrap(),
-            Row::Gateway { plans, deleted } => tx
-                .execute(
-                    "INSERT INTO gateways (gateway_id, gateway_eui, frequency_plan_id, deleted_at) VALUES ($1, $2, $3, $4)",
-                    &[&format!("gw-{i}"), &format!("{i:016X}"), plans, &deleted_at(*deleted)],
-                )
-                .unwrap(),
-            Row::Device { activated, seen } => tx
-                .execute(
-                    "INSERT INTO end_devices (application_id, device_id, dev_eui, join_eui, activated_at, last_seen_at) VALUES ('app-0', $1, $2, '70B3D57ED0000000', $3, $4)",
+                .unwrap();
+            }
+            Row::Organization { deleted } => {
+                insert_organization(&mut tx, &format!("org-{i}"), *deleted)
+            }
+            Row::User { admin, deleted } => {
+                let email = match (&live_email, deleted) {
+                    (Some(e), true) => e.to_uppercase(),
+                    _ => format!("u{i}@example.com"),
+                };
+                if !deleted && live_email.is_none() {
+                    live_email = Some(email.clone());
+                }
+                insert_user(&mut tx, &format!("user-{i}"), &email, *admin, *deleted);
+            }
+            Row::Gateway { plans, deleted } => {
+                let eui = match (&live_eui, deleted) {
+                    (Some(e), true) => e.clone(),
+                    _ => format!("{i:016X}"),
+                };
+                if !deleted && live_eui.is_none() {
+                    live_eui = Some(eui.clone());
+                }
+                insert_gateway(&mut tx, &format!("gw-{i}"), &eui, *plans, *deleted);
+            }
+            Row::Device { activated, seen } => {
+                tx.execute(
+                    "INSERT INTO end_devices (created_at, updated_at, application_id, device_id, dev_eui, join_eui, activated_at, last_seen_at) VALUES (now(), now(), 'app-0', $1, $2, '70B3D57ED0000000', $3, $4)",
                     &[
                         &format!("dev-{i}"),
                         &format!("{i:016X}"),
@@ -321,8 +374,9 @@ pub fn load_postgres(client: &mut Client, rows: &[Row]) {
                         &seen.map(system_time),
                     ],
                 )
-                .unwrap(),
-        };
+                .unwrap();
+            }
+        }
     }
     tx.commit().unwrap();
 }
@@ -337,6 +391,8 @@ pub fn load_sqlite(conn: &mut rusqlite::Connection, rows: &[Row]) {
             .as_micros() as i64,
     );
     let deleted_at = |d: bool| d.then(|| now.clone());
+    // Soft-deleted rows reuse live keys, as in the PostgreSQL loader.
+    let (mut live_email, mut live_eui) = (None::<String>, None::<String>);
     for (i, row) in rows.iter().enumerate() {
         let id = format!("00000000-0000-4000-8000-{i:012}");
         match row {
@@ -348,14 +404,32 @@ pub fn load_sqlite(conn: &mut rusqlite::Connection, rows: &[Row]) {
                 "INSERT INTO organizations (id, created_at, updated_at, name, deleted_at) VALUES (?1, ?2, ?2, ?3, ?4)",
                 rusqlite::params![id, now, format!("org-{i}"), deleted_at(*deleted)],
             ),
-            Row::User { admin, deleted } => tx.execute(
-                "INSERT INTO users (id, created_at, updated_at, primary_email_address, admin, deleted_at) VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
-                rusqlite::params![id, now, format!("u{i}@example.com"), admin, deleted_at(*deleted)],
-            ),
-            Row::Gateway { plans, deleted } => tx.execute(
-                "INSERT INTO gateways (id, created_at, updated_at, gateway_id, gateway_eui, frequency_plan_id, deleted_at) VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![id, now, format!("gw-{i}"), format!("{i:016X}"), plans, deleted_at(*deleted)],
-            ),
+            Row::User { admin, deleted } => {
+                let email = match (&live_email, deleted) {
+                    (Some(e), true) => e.to_uppercase(),
+                    _ => format!("u{i}@example.com"),
+                };
+                if !deleted && live_email.is_none() {
+                    live_email = Some(email.clone());
+                }
+                tx.execute(
+                    "INSERT INTO users (id, created_at, updated_at, primary_email_address, admin, deleted_at) VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![id, now, email, admin, deleted_at(*deleted)],
+                )
+            }
+            Row::Gateway { plans, deleted } => {
+                let eui = match (&live_eui, deleted) {
+                    (Some(e), true) => e.clone(),
+                    _ => format!("{i:016X}"),
+                };
+                if !deleted && live_eui.is_none() {
+                    live_eui = Some(eui.clone());
+                }
+                tx.execute(
+                    "INSERT INTO gateways (id, created_at, updated_at, gateway_id, gateway_eui, frequency_plan_id, deleted_at) VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![id, now, format!("gw-{i}"), eui, plans, deleted_at(*deleted)],
+                )
+            }
             Row::Device { activated, seen } => tx.execute(
                 "INSERT INTO end_devices (id, created_at, updated_at, application_id, device_id, dev_eui, join_eui, activated_at, last_seen_at) VALUES (?1, ?2, ?2, 'app-0', ?3, ?4, '70B3D57ED0000000', ?5, ?6)",
                 rusqlite::params![

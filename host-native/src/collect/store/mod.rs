@@ -114,7 +114,10 @@ impl Store {
             None => Ok(Store::Sqlite(
                 sqlite::SqliteStore::open(DEFAULT_SQLITE_FILE.as_ref()).await?,
             )),
-            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Some(u)
+                if ttn_telemetry_core::is_postgres_uri(u)
+                    || (u.contains('=') && !u.starts_with("sqlite:")) =>
+            {
                 Ok(Store::Postgres(postgres::PgStore::open(u).await?))
             }
             Some(u) if u.starts_with("sqlite:") => {

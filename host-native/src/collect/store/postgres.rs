@@ -4,15 +4,15 @@
 //! (and so the HTTP 2xx) comes after `COMMIT` returns, which with PostgreSQL's default
 //! `synchronous_commit=on` means the WAL is flushed. Each batch takes a transaction-level
 //! advisory lock first, so several collectors may share one database without racing on the
-//! `latest` rows and counters. Connections are made without TLS: point the collector at a
-//! database on loopback or a private network.
+//! `latest` rows and counters. Connections follow libpq's `sslmode` over rustls
+//! ([`crate::pgconn`]); the URI may also be a `key=value` conninfo string.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
 use super::{
@@ -70,7 +70,10 @@ impl std::fmt::Debug for PgStore {
 }
 
 async fn connect(uri: &str) -> anyhow::Result<Client> {
-    let (client, conn) = tokio_postgres::connect(uri, NoTls)
+    let target = crate::pgconn::PgTarget::parse(uri)
+        .with_context(|| format!("reading the PostgreSQL uri {}", redact_uri(uri)))?;
+    let (client, conn) = target
+        .connect()
         .await
         .with_context(|| format!("connecting to PostgreSQL {}", redact_uri(uri)))?;
     tokio::spawn(async move {
