@@ -54,6 +54,8 @@ pub struct Field {
 pub struct FieldView {
     /// The exact wire bytes, equal to [`Report::to_bytes`].
     pub bytes: Vec<u8>,
+    /// The report's UID as a plain string (its wire text is the `uid` field's).
+    pub uid: String,
     /// Every leaf, in the order its bytes appear.
     pub fields: Vec<Field>,
 }
@@ -66,6 +68,34 @@ impl FieldView {
             .get(field.span.clone())
             .and_then(|b| core::str::from_utf8(b).ok())
             .unwrap_or_default()
+    }
+
+    /// The view as compact JSON, for hosts that take data as JSON (the plugin ABI's
+    /// `ttn_build_report_view`):
+    /// `{"report":"<the bytes as a string>","uid":"…","fields":[{"path","text","start","end","doc","meaning"},…]}`,
+    /// where `start`/`end` are byte offsets in the report and `doc` is the path of the
+    /// table row that gives `meaning`.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut w = Writer::new(Vec::with_capacity(4 * self.bytes.len()), false);
+        w.object(|w| {
+            // The writer emits UTF-8 only.
+            let report = core::str::from_utf8(&self.bytes).unwrap_or_default();
+            w.member("report", |w| w.string(report));
+            w.member("uid", |w| w.string(&self.uid));
+            w.member("fields", |w| {
+                w.array(&self.fields, |w, f| {
+                    w.object(|w| {
+                        w.member("path", |w| w.string(&f.path));
+                        w.member("text", |w| w.string(self.text(f)));
+                        w.member("start", |w| w.count(f.span.start as u64));
+                        w.member("end", |w| w.count(f.span.end as u64));
+                        w.member("doc", |w| w.string(f.doc.path));
+                        w.member("meaning", |w| w.string(f.doc.meaning));
+                    })
+                })
+            });
+        });
+        w.finish().0
     }
 }
 
@@ -96,7 +126,11 @@ impl Report {
         let mut w = Writer::new(Vec::with_capacity(512), true);
         write_report(&mut w, self);
         let (bytes, fields) = w.finish();
-        FieldView { bytes, fields }
+        FieldView {
+            bytes,
+            uid: self.uid.clone(),
+            fields,
+        }
     }
 }
 
@@ -586,6 +620,20 @@ mod tests {
                 ("entities_count", "null", "entities_count"),
             ]
         );
+    }
+
+    #[test]
+    fn the_view_as_json_names_each_field_with_its_span() {
+        let view = cli_report(CliUsage::default()).field_view();
+        let json = String::from_utf8(view.to_json()).unwrap();
+        assert!(
+            json.starts_with(r#"{"report":"{\"uid\":\"u\\\"id\",\"os\":{"#),
+            "{json}"
+        );
+        assert!(json.contains(r#","uid":"u\"id","fields":[{"path":"uid","text":"\"u\\\"id\"","start":7,"end":14,"doc":"uid","meaning":"An anonymous"#), "{json}");
+        assert!(json.ends_with(r#"{"path":"entities_count","text":"null","start":173,"end":177,"doc":"entities_count","meaning":"How many entities the Identity Server database holds; null in a CLI's report."}]}"#), "{json}");
+        assert_eq!(&view.bytes[173..177], b"null");
+        assert_eq!(view.bytes.len(), 178);
     }
 
     #[test]

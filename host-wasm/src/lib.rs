@@ -110,10 +110,10 @@ pub fn build_report(inputs_json: &str) -> Result<Vec<u8>, JsError> {
 /// plain `{bytes, uid, fields: [{path, text, start, end, doc, meaning}]}` object.
 #[wasm_bindgen(js_name = buildReportView, skip_typescript)]
 pub fn build_report_view(inputs_json: &str) -> Result<JsValue, JsError> {
-    let report = ttn_telemetry_core::Inputs::from_json(inputs_json.as_bytes())
+    let view = ttn_telemetry_core::Inputs::from_json(inputs_json.as_bytes())
         .and_then(|i| i.build())
-        .map_err(into_error)?;
-    let view = report.field_view();
+        .map_err(into_error)?
+        .field_view();
     let fields = Array::new();
     for f in &view.fields {
         fields.push(&object(&[
@@ -127,7 +127,7 @@ pub fn build_report_view(inputs_json: &str) -> Result<JsValue, JsError> {
     }
     object(&[
         ("bytes", Uint8Array::from(view.bytes.as_slice()).into()),
-        ("uid", report.uid.as_str().into()),
+        ("uid", view.uid.as_str().into()),
         ("fields", fields.into()),
     ])
 }

@@ -194,7 +194,11 @@ fn collect_leaves(v: &serde_json::Value, path: String, out: &mut Vec<(String, St
     match v {
         serde_json::Value::Object(m) if !m.is_empty() => {
             for (k, c) in m {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 collect_leaves(c, p, out);
             }
         }

@@ -61,25 +61,6 @@ struct FieldOut {
     meaning: &'static str,
 }
 
-/// The field view: the report as a string (its bytes exactly, once unescaped), its UID, and
-/// each leaf with its byte span in the report.
-#[derive(Serialize)]
-struct ViewOut<'a> {
-    report: &'a str,
-    uid: &'a str,
-    fields: Vec<ViewField<'a>>,
-}
-
-#[derive(Serialize)]
-struct ViewField<'a> {
-    path: &'a str,
-    text: &'a str,
-    start: usize,
-    end: usize,
-    doc: &'static str,
-    meaning: &'static str,
-}
-
 #[derive(Serialize)]
 struct VersionOut {
     version: &'static str,
@@ -111,30 +92,13 @@ pub fn build_report(input: &[u8]) -> Result<Vec<u8>, String> {
     ttn_telemetry_core::build_report_bytes(input).map_err(|e| e.to_string())
 }
 
-/// Plain-inputs JSON → the report's field view as JSON (core `Report::field_view`).
+/// Plain-inputs JSON → the report's field view as JSON (core `Report::field_view`,
+/// `FieldView::to_json`).
 pub fn build_report_view(input: &[u8]) -> Result<Vec<u8>, String> {
     let report = ttn_telemetry_core::Inputs::from_json(input)
         .and_then(|i| i.build())
         .map_err(|e| e.to_string())?;
-    let view = report.field_view();
-    let fields = view
-        .fields
-        .iter()
-        .map(|f| ViewField {
-            path: &f.path,
-            text: view.text(f),
-            start: f.span.start,
-            end: f.span.end,
-            doc: f.doc.path,
-            meaning: f.doc.meaning,
-        })
-        .collect();
-    Ok(to_json(&ViewOut {
-        // The writer emits UTF-8 only.
-        report: core::str::from_utf8(&view.bytes).unwrap_or_default(),
-        uid: &report.uid,
-        fields,
-    }))
+    Ok(report.field_view().to_json())
 }
 
 /// JSON array of UID elements → `{"uid":"…"}` (core `compute_uid`).
@@ -331,24 +295,15 @@ mod tests {
         let inputs = br#"{"uid_elements":["foo","bar"],"os":{"operating_system":"linux","arch":"amd64","binary_version":"0.1.0","golang_version":"rustc 1.95.0"},"entities_count":{"gateways":{"total":1,"gateways_by_frequency_plan_id":{"EU<&>":1}},"end_devices":{"total":18446744073709551615,"activate_end_devices":{"total":0,"last_day":0,"last_week":0,"last_month":0}},"applications":{"total":0},"accounts":{"users":{"standard":0,"admin":1},"organizations":{"total":0}}}}"#;
         let (status, out) = call(ttn_build_report_view, inputs);
         assert_eq!(status, STATUS_OK);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        let report = ttn_telemetry_core::Inputs::from_json(inputs)
+        let view = ttn_telemetry_core::Inputs::from_json(inputs)
             .unwrap()
             .build()
-            .unwrap();
-        let view = report.field_view();
+            .unwrap()
+            .field_view();
+        assert_eq!(out, view.to_json());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["report"].as_str().unwrap().as_bytes(), view.bytes);
-        assert_eq!(v["uid"], report.uid.as_str());
-        let rows = v["fields"].as_array().unwrap();
-        assert_eq!(rows.len(), view.fields.len());
-        for (row, f) in rows.iter().zip(&view.fields) {
-            assert_eq!(row["path"], f.path.as_str());
-            assert_eq!(row["text"], view.text(f));
-            assert_eq!(row["start"], f.span.start);
-            assert_eq!(row["end"], f.span.end);
-            assert_eq!(row["doc"], f.doc.path);
-            assert_eq!(row["meaning"], f.doc.meaning);
-        }
+        assert_eq!(v["fields"][0]["path"], "uid");
         let (status, out) = call(ttn_build_report_view, b"{}");
         assert_eq!(status, STATUS_ERROR);
         assert!(

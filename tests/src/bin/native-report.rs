@@ -3,7 +3,7 @@
 //! ```text
 //! native-report build INPUTS.json      exact report bytes on stdout (no newline added)
 //! native-report sha256 INPUTS.json     SHA-256 hex of those bytes
-//! native-report view INPUTS.json       the field view as JSON: {"uid","fields":[{path,text,start,end,doc,meaning}]}
+//! native-report view INPUTS.json       the field view as JSON (`FieldView::to_json`)
 //! native-report uid E1 [E2 …]          the UID of those elements
 //! native-report time INPUTS.json N     mean nanoseconds per build (for scripts/bench.d)
 //! ```
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Some("sha256") if args.len() == 2 => {
             build(&args[1]).map(|b| format!("{}\n", ttn_telemetry_core::sha256_hex(&b)).into())
         }
-        Some("view") if args.len() == 2 => view(&args[1]).map(String::into_bytes),
+        Some("view") if args.len() == 2 => view(&args[1]),
         Some("time") if args.len() == 3 => time(&args[1], &args[2]).map(String::into_bytes),
         Some("uid") => ttn_telemetry_core::compute_uid(&args[1..])
             .map(|u| format!("{u}\n").into())
@@ -52,12 +52,12 @@ fn build(path: &str) -> Result<Vec<u8>, String> {
     ttn_telemetry_core::build_report_bytes(&json).map_err(|e| e.to_string())
 }
 
-fn view(path: &str) -> Result<String, String> {
+fn view(path: &str) -> Result<Vec<u8>, String> {
     let json = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
     let report = ttn_telemetry_core::Inputs::from_json(&json)
         .and_then(|i| i.build())
         .map_err(|e| e.to_string())?;
-    Ok(format!("{}\n", ttn_telemetry_tests::view_json(&report)))
+    Ok(report.field_view().to_json())
 }
 
 /// Times `build_report_bytes` (JSON text in, bytes out: the same work the browser does) in 7
