@@ -109,7 +109,7 @@ pub fn field_lines(view: &FieldView, indent: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::field_lines;
-    use ttn_telemetry_core::{EntitiesCount, OsInfo, Payload, Report};
+    use ttn_telemetry_core::{EntitiesCount, Payload, Report};
 
     #[test]
     fn one_line_per_field_and_each_meaning_once_per_run() {
@@ -122,12 +122,7 @@ mod tests {
         }
         let report = Report {
             uid: "u".into(),
-            os: OsInfo {
-                operating_system: "linux".into(),
-                arch: "amd64".into(),
-                binary_version: "0.1.0".into(),
-                golang_version: "rustc 1.95.0".into(),
-            },
+            os: crate::os::os_info(),
             payload: Payload::Entities(e),
         };
         let text = field_lines(&report.field_view(), "> ");
