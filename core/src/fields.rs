@@ -1,4 +1,5 @@
-//! The one table of field meanings, shown by the Console preview and used in the docs.
+//! The one table of field meanings, shown by the Console preview, `demo` and `preview --pretty`
+//! next to each field of the report's field view ([`crate::FieldView`]).
 
 /// What one wire field is and why it is collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,4 +101,24 @@ pub const FIELDS: &[FieldDoc] = &[
 /// The meaning of the field at `path`, if the report has such a field.
 pub fn field_meaning(path: &str) -> Option<&'static str> {
     FIELDS.iter().find(|f| f.path == path).map(|f| f.meaning)
+}
+
+/// The row that documents the field at `path`: its own, or else its nearest documented
+/// ancestor's. So a map entry (`…gateways_by_frequency_plan_id.EU_863_870`) or an array item
+/// (`cli.commands[0].command_path`) has its collection's meaning.
+///
+/// ```
+/// # use ttn_telemetry_core::field_doc;
+/// assert_eq!(field_doc("os.arch").unwrap().path, "os.arch");
+/// assert_eq!(field_doc("cli.aliases[3].alias").unwrap().path, "cli.aliases");
+/// assert!(field_doc("nope").is_none());
+/// ```
+pub fn field_doc(path: &str) -> Option<&'static FieldDoc> {
+    let mut path = path;
+    loop {
+        if let Some(doc) = FIELDS.iter().find(|f| f.path == path) {
+            return Some(doc);
+        }
+        path = &path[..path.rfind(['.', '['])?];
+    }
 }

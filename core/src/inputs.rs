@@ -1,7 +1,9 @@
-//! Plain inputs: everything a report is built from, as one serde type.
+//! Plain inputs: everything a report is built from.
 //!
 //! The agent serves this type to the Console, the browser and plugin builds accept it, and
-//! `ttn-lw-telemetry report --inputs FILE` reads it. Its JSON form is the report's own shape,
+//! `ttn-lw-telemetry report --inputs FILE` reads it. The core reads it with its own parser
+//! ([`Inputs::from_json`]) and writes it with the report's writer ([`Inputs::to_json`]); no
+//! serde. Its JSON form is the report's own shape,
 //! except that the identity is either `uid_elements` (the core computes the UID) or a ready
 //! `uid`:
 //!
@@ -13,14 +15,11 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use serde::{Deserialize, Serialize};
 
-use crate::json::{write_key, write_str};
 use crate::parse::ReportError;
 use crate::uid::{UidError, compute_uid};
-use crate::wire::{
-    CliUsage, EntitiesCount, OsInfo, Payload, Report, write_cli, write_entities, write_os,
-};
+use crate::wire::{CliUsage, EntitiesCount, OsInfo, Payload, Report};
+use crate::write::{Writer, write_cli, write_entities, write_os};
 
 /// Where a report's UID comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +32,7 @@ pub enum Identity {
 }
 
 /// Everything a report is built from. See the module docs for the JSON form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "InputsRepr", into = "InputsRepr")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inputs {
     /// UID elements or a ready UID.
     pub identity: Identity,
@@ -100,41 +98,21 @@ impl Inputs {
     /// The plain inputs as compact JSON, in the key order of the module docs. Counts are exact
     /// JSON integers (readers must not round them through floating point).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        out.push(b'{');
-        match &self.identity {
-            Identity::Elements(elements) => {
-                write_key(&mut out, "uid_elements");
-                out.push(b'[');
-                for (i, e) in elements.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_str(&mut out, e);
+        let mut w = Writer::new(Vec::with_capacity(512), false);
+        w.object(|w| {
+            match &self.identity {
+                Identity::Elements(elements) => {
+                    w.member("uid_elements", |w| w.array(elements, |w, e| w.string(e)))
                 }
-                out.push(b']');
+                Identity::Uid(uid) => w.member("uid", |w| w.string(uid)),
             }
-            Identity::Uid(uid) => {
-                write_key(&mut out, "uid");
-                write_str(&mut out, uid);
+            w.member("os", |w| write_os(w, &self.os));
+            match &self.payload {
+                Payload::Entities(e) => w.member("entities_count", |w| write_entities(w, e)),
+                Payload::Cli(c) => w.member("cli", |w| write_cli(w, c)),
             }
-        }
-        out.push(b',');
-        write_key(&mut out, "os");
-        write_os(&mut out, &self.os);
-        out.push(b',');
-        match &self.payload {
-            Payload::Entities(e) => {
-                write_key(&mut out, "entities_count");
-                write_entities(&mut out, e);
-            }
-            Payload::Cli(c) => {
-                write_key(&mut out, "cli");
-                write_cli(&mut out, c);
-            }
-        }
-        out.push(b'}');
-        out
+        });
+        w.finish().0
     }
 
     /// Builds the report: computes the UID if needed, then validates the result.
@@ -169,18 +147,12 @@ pub fn build_report_bytes(inputs_json: &[u8]) -> Result<Vec<u8>, InputsError> {
     Ok(Inputs::from_json(inputs_json)?.build()?.to_bytes())
 }
 
-/// The flat shape of plain inputs, shared by the serde impls and the core's own parser.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The flat shape of plain inputs as the parser reads it, before the one-of checks.
 pub(crate) struct InputsRepr {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) uid_elements: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) uid: Option<String>,
     pub(crate) os: OsInfo,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) entities_count: Option<EntitiesCount>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cli: Option<CliUsage>,
 }
 
@@ -203,25 +175,5 @@ impl TryFrom<InputsRepr> for Inputs {
             os: r.os,
             payload,
         })
-    }
-}
-
-impl From<Inputs> for InputsRepr {
-    fn from(i: Inputs) -> Self {
-        let (uid_elements, uid) = match i.identity {
-            Identity::Elements(e) => (Some(e), None),
-            Identity::Uid(u) => (None, Some(u)),
-        };
-        let (entities_count, cli) = match i.payload {
-            Payload::Entities(e) => (Some(e), None),
-            Payload::Cli(c) => (None, Some(c)),
-        };
-        InputsRepr {
-            uid_elements,
-            uid,
-            os: i.os,
-            entities_count,
-            cli,
-        }
     }
 }

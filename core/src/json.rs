@@ -63,12 +63,6 @@ pub(crate) fn write_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Appends `"key":`; keys are escaped like any other string.
-pub(crate) fn write_key(out: &mut Vec<u8>, key: &str) {
-    write_str(out, key);
-    out.push(b':');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

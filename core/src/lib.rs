@@ -47,6 +47,14 @@
 //! assert_eq!(parse_report(&bytes).unwrap(), report);
 //! let header = content_digest(&bytes);
 //! assert_eq!(parse_content_digest(&header), Some(sha256(&bytes)));
+//!
+//! // 5. What each field is: the writer notes every leaf's path and byte span as it writes,
+//! //    and the table of meanings says why it is collected. Every face shows this view.
+//! let view = report.field_view();
+//! assert_eq!(view.bytes, bytes);
+//! let total = view.fields.iter().find(|f| f.path == "entities_count.gateways.total").unwrap();
+//! assert_eq!(view.text(total), "2");
+//! assert!(total.doc.meaning.starts_with("Gateways that are not deleted"));
 //! ```
 //!
 //! # Features
@@ -69,9 +77,11 @@ mod fields;
 mod inputs;
 mod json;
 mod parse;
+pub mod plugin_abi;
 mod redact;
 mod uid;
 mod wire;
+mod write;
 
 pub use calendar::{
     Cutoffs, MICROS_PER_DAY, OutOfRange, civil_from_days, civil_to_unix_micros, cutoffs,
@@ -84,7 +94,7 @@ pub use config::{
 };
 pub use conninfo::{ConninfoError, is_postgres_uri, parse_conninfo};
 pub use digest::{content_digest, parse_content_digest, sha256, sha256_hex};
-pub use fields::{FIELDS, FieldDoc, field_meaning};
+pub use fields::{FIELDS, FieldDoc, field_doc, field_meaning};
 pub use inputs::{Identity, Inputs, InputsError, build_report_bytes};
 pub use parse::{ReportError, limits, parse_report};
 pub use redact::{MASK, mask_secrets, redact_uri, uri_secrets};
@@ -96,6 +106,7 @@ pub use wire::{
     AccountCounts, ActiveEndDevices, AliasUsage, CliUsage, CommandUsage, EndDeviceCounts,
     EntitiesCount, GatewayCounts, OsInfo, Payload, Report, Total, UserCounts,
 };
+pub use write::{Field, FieldView};
 
 /// This crate's version, as reported by the wasm builds.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

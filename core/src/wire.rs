@@ -1,18 +1,12 @@
-//! Wire types of a telemetry report (SPEC §2) and their exact encoding.
-//!
-//! Field names are the wire names, so the serde form of these types (used for plain inputs,
-//! see [`crate::Inputs`]) has the same shape as the report itself.
+//! Wire types of a telemetry report (SPEC §2). Field names are the wire names; the encoding is
+//! in `write.rs` and the parser in `parse.rs`.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use serde::{Deserialize, Serialize};
-
-use crate::json::{write_key, write_str, write_u64};
 
 /// Build and platform facts of the reporting binary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OsInfo {
     /// Operating system, by Go's name (`linux`, `darwin`, `windows`, `freebsd`, …).
     pub operating_system: String,
@@ -50,8 +44,7 @@ impl OsInfo {
 }
 
 /// Gateway counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GatewayCounts {
     /// Live (not soft-deleted) gateways.
     pub total: u64,
@@ -60,8 +53,7 @@ pub struct GatewayCounts {
 }
 
 /// End devices that have been seen, in total and within recent windows.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ActiveEndDevices {
     /// End devices with a `last_seen_at`.
     pub total: u64,
@@ -74,8 +66,7 @@ pub struct ActiveEndDevices {
 }
 
 /// End device counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EndDeviceCounts {
     /// All end devices.
     pub total: u64,
@@ -84,16 +75,14 @@ pub struct EndDeviceCounts {
 }
 
 /// A single total.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Total {
     /// The number of live entities.
     pub total: u64,
 }
 
 /// User counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserCounts {
     /// Live users that are not administrators.
     pub standard: u64,
@@ -102,8 +91,7 @@ pub struct UserCounts {
 }
 
 /// Account counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AccountCounts {
     /// Users by role.
     pub users: UserCounts,
@@ -112,8 +100,7 @@ pub struct AccountCounts {
 }
 
 /// Everything an Identity Server report counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntitiesCount {
     /// Gateways.
     pub gateways: GatewayCounts,
@@ -126,8 +113,7 @@ pub struct EntitiesCount {
 }
 
 /// How often one command path of a CLI was run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandUsage {
     /// Command words, space-separated (`end-devices list`).
     pub command_path: String,
@@ -138,8 +124,7 @@ pub struct CommandUsage {
 }
 
 /// How often an alias of a command was used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasUsage {
     /// The command the alias stands for.
     pub command_name: String,
@@ -150,8 +135,7 @@ pub struct AliasUsage {
 }
 
 /// Usage of a command-line tool since its last successful report.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CliUsage {
     /// Per command path.
     pub commands: Vec<CommandUsage>,
@@ -180,135 +164,4 @@ pub struct Report {
     pub os: OsInfo,
     /// Entity counts or CLI usage.
     pub payload: Payload,
-}
-
-impl Report {
-    /// Returns the exact wire bytes: compact JSON, Go's key order and escaping.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        self.write(&mut out);
-        out
-    }
-
-    /// Appends the exact wire bytes to `out`.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
-        write_key(out, "uid");
-        write_str(out, &self.uid);
-        out.push(b',');
-        write_key(out, "os");
-        write_os(out, &self.os);
-        out.push(b',');
-        write_key(out, "cli");
-        match &self.payload {
-            Payload::Cli(cli) => write_cli(out, cli),
-            Payload::Entities(_) => out.extend_from_slice(b"null"),
-        }
-        out.push(b',');
-        write_key(out, "entities_count");
-        match &self.payload {
-            Payload::Entities(e) => write_entities(out, e),
-            Payload::Cli(_) => out.extend_from_slice(b"null"),
-        }
-        out.push(b'}');
-    }
-}
-
-/// Writes `{"k1":v1,"k2":v2,…}` for fields that are all counts.
-fn write_counts(out: &mut Vec<u8>, fields: &[(&str, u64)]) {
-    out.push(b'{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_key(out, k);
-        write_u64(out, *v);
-    }
-    out.push(b'}');
-}
-
-pub(crate) fn write_os(out: &mut Vec<u8>, os: &OsInfo) {
-    let fields = [
-        ("operating_system", &os.operating_system),
-        ("arch", &os.arch),
-        ("binary_version", &os.binary_version),
-        ("golang_version", &os.golang_version),
-    ];
-    out.push(b'{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_key(out, k);
-        write_str(out, v);
-    }
-    out.push(b'}');
-}
-
-pub(crate) fn write_entities(out: &mut Vec<u8>, e: &EntitiesCount) {
-    out.extend_from_slice(b"{\"gateways\":{\"total\":");
-    write_u64(out, e.gateways.total);
-    out.extend_from_slice(b",\"gateways_by_frequency_plan_id\":{");
-    // BTreeMap<String, _> iterates in byte order, which is the order Go sorts map keys in.
-    for (i, (plan, n)) in e.gateways.gateways_by_frequency_plan_id.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_key(out, plan);
-        write_u64(out, *n);
-    }
-    out.extend_from_slice(b"}},\"end_devices\":{\"total\":");
-    write_u64(out, e.end_devices.total);
-    out.extend_from_slice(b",\"activate_end_devices\":");
-    let a = &e.end_devices.activate_end_devices;
-    write_counts(
-        out,
-        &[
-            ("total", a.total),
-            ("last_day", a.last_day),
-            ("last_week", a.last_week),
-            ("last_month", a.last_month),
-        ],
-    );
-    out.extend_from_slice(b"},\"applications\":");
-    write_counts(out, &[("total", e.applications.total)]);
-    out.extend_from_slice(b",\"accounts\":{\"users\":");
-    let u = &e.accounts.users;
-    write_counts(out, &[("standard", u.standard), ("admin", u.admin)]);
-    out.extend_from_slice(b",\"organizations\":");
-    write_counts(out, &[("total", e.accounts.organizations.total)]);
-    out.extend_from_slice(b"}}");
-}
-
-pub(crate) fn write_cli(out: &mut Vec<u8>, cli: &CliUsage) {
-    out.extend_from_slice(b"{\"commands\":[");
-    for (i, c) in cli.commands.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'{');
-        write_key(out, "command_path");
-        write_str(out, &c.command_path);
-        out.extend_from_slice(b",\"execution_count\":");
-        write_u64(out, c.execution_count);
-        out.extend_from_slice(b",\"last_used_at\":");
-        write_u64(out, c.last_used_at);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"aliases\":[");
-    for (i, a) in cli.aliases.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'{');
-        write_key(out, "command_name");
-        write_str(out, &a.command_name);
-        out.push(b',');
-        write_key(out, "alias");
-        write_str(out, &a.alias);
-        out.extend_from_slice(b",\"usage_count\":");
-        write_u64(out, a.usage_count);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"]}");
 }

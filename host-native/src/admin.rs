@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /api/v1/telemetry/inputs` | JSON in the shape the Console widget reads (web-preview/README.md): `inputs` (the core's `Inputs::to_json`, exact u64 numbers), `sha256`, `enabled`, `off_reason`, `target`, `interval`, `last_send {time,status}`, `next_due`; plus `size`, `last_success`, `last_sha256`, `consecutive_failures` |
+//! | `GET /api/v1/telemetry/inputs` | JSON in the shape the Console widget reads (web-preview/README.md): `inputs` (the core's `Inputs::to_json` bytes as they are), `inputs_json` (the same text as a string), `sha256`, `enabled`, `off_reason`, `target`, `interval`, `last_send {time,status}`, `next_due`; plus `size`, `last_success`, `last_sha256`, `consecutive_failures` |
 //! | `GET /api/v1/telemetry/report` | the exact report bytes built by the core, with `Content-Digest` |
 //! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
 //! | `GET /console/telemetry[/…]` | the Console page's static assets, when a [`ConsoleAssets`] is plugged in |
@@ -48,6 +48,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use serde_json::value::RawValue;
 use ttn_telemetry_core::{Inputs, content_digest, format_duration, redact_uri, sha256, sha256_hex};
 
 use crate::audit::rfc3339;
@@ -337,12 +338,11 @@ async fn count(s: &AdminState) -> Result<(Inputs, Vec<u8>), AdminError> {
 async fn inputs(State(s): State<AdminState>) -> Result<Response, AdminError> {
     let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let (inputs, sha, size) = if s.cfg.off_reason.is_some() {
-        (serde_json::Value::Null, None, None)
+        (None, None, None)
     } else {
         let (inputs, bytes) = count(&s).await?;
-        // The core's own JSON of the inputs: counts stay exact JSON numbers (u64).
         (
-            serde_json::from_slice(&inputs.to_json()).unwrap_or_default(),
+            String::from_utf8(inputs.to_json()).ok(),
             Some(sha256_hex(&bytes)),
             Some(bytes.len()),
         )
@@ -355,8 +355,7 @@ async fn inputs(State(s): State<AdminState>) -> Result<Response, AdminError> {
         })
     });
     // The shape of web-preview/README.md (the Console widget reads it), plus a few extras.
-    let body = json!({
-        "inputs": inputs,
+    let rest = json!({
         "sha256": sha,
         "enabled": enabled,
         "off_reason": s.cfg.off_reason,
@@ -370,6 +369,21 @@ async fn inputs(State(s): State<AdminState>) -> Result<Response, AdminError> {
         "last_sha256": status.last_sha256,
         "consecutive_failures": status.consecutive_failures,
     });
+    // The core's own bytes of the inputs, embedded as they are (counts stay exact u64 JSON
+    // numbers, keys in the core's order), and the same text as a JSON string for readers whose
+    // numbers are doubles: the widget hands that string to the wasm core without parsing it.
+    #[derive(serde::Serialize)]
+    struct Body {
+        inputs: Option<Box<RawValue>>,
+        inputs_json: Option<String>,
+        #[serde(flatten)]
+        rest: serde_json::Value,
+    }
+    let body = Body {
+        inputs: inputs.clone().and_then(|i| RawValue::from_string(i).ok()),
+        inputs_json: inputs,
+        rest,
+    };
     let mut r = axum::Json(body).into_response();
     no_store(r.headers_mut());
     Ok(r)

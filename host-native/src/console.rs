@@ -4,7 +4,7 @@
 //! | path | file |
 //! |---|---|
 //! | `` / `index.html` | `web-preview/index.html` |
-//! | `src/ttn-telemetry-preview.js`, `src/json-spans.js` | the element and its JSON reader |
+//! | `src/ttn-telemetry-preview.js` | the element |
 //! | `pkg/…` | the wasm-bindgen output of the core (`.wasm` as `application/wasm`) |
 //!
 //! The page and its scripts are compiled into the binary. `pkg/` is build output of
@@ -23,7 +23,6 @@ mod built {
 
 const INDEX: &str = include_str!("../../web-preview/index.html");
 const ELEMENT: &str = include_str!("../../web-preview/src/ttn-telemetry-preview.js");
-const SPANS: &str = include_str!("../../web-preview/src/json-spans.js");
 
 /// The element's tag in the page, replaced by a notice when `pkg/` is missing.
 const WIDGET: &str = "<ttn-telemetry-preview></ttn-telemetry-preview>";
@@ -67,7 +66,6 @@ impl ConsoleAssets for EmbeddedConsole {
                     .into_bytes(),
             ),
             "src/ttn-telemetry-preview.js" => Cow::Borrowed(ELEMENT.as_bytes()),
-            "src/json-spans.js" => Cow::Borrowed(SPANS.as_bytes()),
             p => {
                 let name = p.strip_prefix("pkg/")?;
                 let (_, b) = built::PKG.iter().find(|(n, _)| *n == name)?;

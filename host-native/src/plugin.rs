@@ -23,17 +23,13 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
+use ttn_telemetry_core::plugin_abi::{ABI_VERSION, STATUS_ERROR, STATUS_OK};
 use wasmtime::{
     Engine, Instance, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
 };
 
-/// The ABI version this runner speaks (`ttn_abi_version` must return it).
-pub const ABI_VERSION: i32 = 1;
 /// Most linear memory a plugin instance may grow to.
 pub const MEMORY_LIMIT: usize = 64 << 20;
-
-const STATUS_OK: i32 = 0;
-const STATUS_ERROR: i32 = 1;
 
 /// Why a plugin call gave no result.
 #[derive(Debug)]
@@ -85,6 +81,8 @@ pub struct Plugin {
     alloc: TypedFunc<i32, i32>,
     free: TypedFunc<(i32, i32), ()>,
     build_report: TypedFunc<(i32, i32), i32>,
+    /// Absent from modules built before the export was added (same ABI version).
+    build_report_view: Option<TypedFunc<(i32, i32), i32>>,
     compute_uid: TypedFunc<(i32, i32), i32>,
     fields: TypedFunc<(), i32>,
     version: TypedFunc<(), i32>,
@@ -138,6 +136,9 @@ impl Plugin {
             alloc: export!("ttn_alloc"),
             free: export!("ttn_free"),
             build_report: export!("ttn_build_report"),
+            build_report_view: instance
+                .get_typed_func(&mut store, "ttn_build_report_view")
+                .ok(),
             compute_uid: export!("ttn_compute_uid"),
             fields: export!("ttn_fields"),
             version: export!("ttn_version"),
@@ -151,6 +152,15 @@ impl Plugin {
     /// Exact report bytes from plain-inputs JSON (the core's `build_report_bytes`).
     pub fn build_report(&mut self, inputs_json: &[u8]) -> Result<Vec<u8>, PluginError> {
         let op = self.build_report.clone();
+        self.call_with_input(op, inputs_json)
+    }
+
+    /// The report's field view as the plugin's JSON (`{"report","uid","fields":[…]}`, see
+    /// `host-wasm/README.md`), from plain-inputs JSON.
+    pub fn build_report_view(&mut self, inputs_json: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let op = self.build_report_view.clone().ok_or_else(|| {
+            anyhow!("the module has no `ttn_build_report_view` export (built before it was added)")
+        })?;
         self.call_with_input(op, inputs_json)
     }
 

@@ -292,6 +292,7 @@ fn off_means_nothing_is_counted() {
     assert_eq!(v["enabled"], false);
     assert_eq!(v["off_reason"], "DO_NOT_TRACK is set");
     assert_eq!(v["inputs"], serde_json::Value::Null);
+    assert_eq!(v["inputs_json"], serde_json::Value::Null);
     assert_eq!(v["uid_elements"], serde_json::json!(["admin-test"]));
     assert_eq!(v["sha256"], serde_json::Value::Null);
     assert_eq!(v["next_due"], serde_json::Value::Null);
@@ -383,6 +384,12 @@ fn the_inputs_are_the_cores_json_numbers() {
     let want: serde_json::Value = serde_json::from_slice(&common::inputs().to_json()).unwrap();
     assert_eq!(v["inputs"], want);
     assert!(v["inputs"]["entities_count"]["gateways"]["total"].is_u64());
+    // The core's bytes as they are (its key order, `gateways` before `accounts`, and its
+    // escapes), not a re-serialisation; and the same text as a string for the widget.
+    let core = String::from_utf8(common::inputs().to_json()).unwrap();
+    let body = String::from_utf8(g.body.clone()).unwrap();
+    assert!(body.contains(&format!(r#""inputs":{core},"#)), "{body}");
+    assert_eq!(v["inputs_json"], core.as_str());
 }
 
 #[test]

@@ -331,8 +331,20 @@ fn demo_then_preview_prints_the_exact_core_bytes() {
     .build()
     .unwrap()
     .to_bytes();
-    // The demo shows the same bytes that preview prints.
+    // The demo shows the same bytes that preview prints, and each field of the core's view.
     assert!(text.contains(std::str::from_utf8(&want).unwrap()));
+    let view = parse_report(&want).unwrap().field_view();
+    for f in &view.fields {
+        let shown = format!("\n   {} = {}\n", f.path, view.text(f));
+        assert!(
+            text.contains(&shown),
+            "demo output lacks {shown:?}:\n{text}"
+        );
+        assert!(text.contains(&format!("\n       {}\n", f.doc.meaning)));
+    }
+    assert!(text.contains(
+        "\n   entities_count.gateways.gateways_by_frequency_plan_id.EU_863_870_TTN = 14\n"
+    ));
 
     let uri = "sqlite:.ttn-lw-telemetry/demo/is.sqlite";
     let o = run(d, &["preview", "--is.database-uri", uri], &[]);
@@ -368,14 +380,31 @@ fn demo_then_preview_prints_the_exact_core_bytes() {
         );
     }
 
-    // Pretty: for people, and says so; same JSON value.
+    // Pretty: for people, and says so: the core's field view of the same report, one
+    // `path = wire text` line per field, each followed (once per run) by its meaning.
     let o = run(d, &["preview", "--pretty", "--is.database-uri", uri], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("wire form"), "{}", stderr(&o));
-    assert!(o.stdout.len() > line.len() && o.stdout.iter().filter(|&&b| b == b'\n').count() > 10);
-    let pretty: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let compact: serde_json::Value = serde_json::from_slice(&want).unwrap();
-    assert_eq!(pretty, compact);
+    let text = stdout(&o);
+    let fields: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| l.split_once(" = ").unwrap())
+        .collect();
+    let view = parse_report(&want).unwrap().field_view();
+    let want_fields: Vec<(&str, &str)> = view
+        .fields
+        .iter()
+        .map(|f| (f.path.as_str(), view.text(f)))
+        .collect();
+    assert_eq!(fields, want_fields);
+    let meanings: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .collect();
+    let mut want_meanings: Vec<&str> = view.fields.iter().map(|f| f.doc.meaning).collect();
+    want_meanings.dedup();
+    assert_eq!(meanings, want_meanings);
 }
 
 #[test]

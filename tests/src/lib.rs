@@ -48,3 +48,13 @@ pub fn golden_vectors() -> Vec<Golden> {
     );
     out
 }
+
+/// The native core's field view of `report` as the faces return it, without the report bytes
+/// (the browser's `buildReportView` has them as `bytes`, the plugin's output as `report`):
+/// `{"uid","fields":[{"path","text","start","end","doc","meaning"}]}`.
+pub fn view_json(report: &ttn_telemetry_core::Report) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&report.field_view().to_json()).expect("the core writes JSON");
+    v.as_object_mut().expect("an object").remove("report");
+    v
+}

@@ -1,4 +1,5 @@
-//! Property tests: for any valid report x, parse(build(x)) == x, and the bytes are stable.
+//! Property tests: for any valid report x, parse(build(x)) == x, the bytes are stable, and
+//! the field view is exact.
 
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -128,6 +129,32 @@ proptest! {
     }
 
     #[test]
+    fn the_field_view_is_every_leaf_at_its_exact_span(x in report()) {
+        // Checked against serde_json's reading of the bytes, independent of the core's writer:
+        // the same bytes; one field per leaf (an empty map or array, `null` included) with
+        // the same path and value; spans in wire order, each span's text that value; each
+        // meaning a table row at or above the field.
+        let view = x.field_view();
+        prop_assert_eq!(&view.bytes, &x.to_bytes());
+        let tree: serde_json::Value = serde_json::from_slice(&view.bytes).unwrap();
+        let mut want = Vec::new();
+        collect_leaves(&tree, String::new(), &mut want);
+        let mut got = Vec::new();
+        let mut end = 0;
+        for f in &view.fields {
+            prop_assert!(f.span.start >= end && f.span.end > f.span.start);
+            end = f.span.end;
+            let value: serde_json::Value = serde_json::from_str(view.text(f)).unwrap();
+            got.push((f.path.clone(), value.to_string()));
+            prop_assert!(f.path.starts_with(f.doc.path) && field_meaning(f.doc.path).is_some());
+        }
+        // serde_json's maps are sorted, not in wire order: compare as sorted lists.
+        want.sort();
+        got.sort();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn inputs_roundtrip_and_build(x in report()) {
         let inputs = Inputs { identity: Identity::Uid(x.uid.clone()), os: x.os.clone(), payload: x.payload.clone() };
         let back = Inputs::from_json(&inputs.to_json()).unwrap();
@@ -187,5 +214,28 @@ proptest! {
         let settings = parse_conninfo(&uri).unwrap();
         prop_assert!(settings.contains(&("password".to_owned(), pw.clone())));
         prop_assert!(uri_secrets(&uri).contains(&pw));
+    }
+}
+
+/// The leaves of a JSON value (scalars, `null`, empty objects or arrays) with their paths,
+/// spelt as the field view spells them: keys joined by `.`, array items as `[i]`.
+fn collect_leaves(v: &serde_json::Value, path: String, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            for (k, c) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                collect_leaves(c, p, out);
+            }
+        }
+        serde_json::Value::Array(a) if !a.is_empty() => {
+            for (i, c) in a.iter().enumerate() {
+                collect_leaves(c, format!("{path}[{i}]"), out);
+            }
+        }
+        leaf => out.push((path, leaf.to_string())),
     }
 }

@@ -1,4 +1,5 @@
-//! Native core ↔ plugin under wasmtime ↔ browser build: identical bytes, identical refusals.
+//! Native core ↔ plugin under wasmtime ↔ browser build: identical bytes, identical refusals,
+//! identical field views.
 //!
 //! Needs the wasm builds, so it runs from `scripts/test.d/50-wasm.sh` (feature `wasm`), which
 //! builds them and sets:
@@ -23,22 +24,8 @@ const GENERATED: u64 = 1_200;
 
 /// What the plugin may import (host-wasm/README.md, "Imports"): nothing.
 const ALLOWED_IMPORTS: &[(&str, &str)] = &[];
-/// What the plugin exports (host-wasm/README.md, "Exports"): exactly this.
-const EXPORTS: &[&str] = &[
-    "memory",
-    "ttn_abi_version",
-    "ttn_alloc",
-    "ttn_free",
-    "ttn_build_report",
-    "ttn_compute_uid",
-    "ttn_fields",
-    "ttn_version",
-    "ttn_output_ptr",
-    "ttn_output_len",
-    // Globals that rustc's linker exports from every wasm32 cdylib; not part of the ABI.
-    "__data_end",
-    "__heap_base",
-];
+/// Globals that rustc's linker exports from every wasm32 cdylib; not part of the ABI.
+const LINKER_EXPORTS: &[&str] = &["__data_end", "__heap_base"];
 
 fn env_path(var: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
@@ -81,7 +68,12 @@ fn plugin_imports_nothing_outside_the_abi_table_and_exports_exactly_it() {
         outside.is_empty(),
         "the plugin imports {outside:?}, outside the documented table {ALLOWED_IMPORTS:?}"
     );
-    let documented: BTreeSet<String> = EXPORTS.iter().map(|s| s.to_string()).collect();
+    // What the plugin exports (host-wasm/README.md, "Exports"): exactly the core's list.
+    let documented: BTreeSet<String> = ttn_telemetry_core::plugin_abi::EXPORTS
+        .iter()
+        .chain(LINKER_EXPORTS)
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(
         exports, documented,
         "exports differ from the documented ABI table"
@@ -90,6 +82,15 @@ fn plugin_imports_nothing_outside_the_abi_table_and_exports_exactly_it() {
 
 /// One path's answer: the bytes, or the refusal's message.
 type Outcome = Result<Vec<u8>, String>;
+
+/// The field view of the report built from `case`, in the native core's JSON shape
+/// ([`ttn_telemetry_tests::view_json`]); `None` when the core refuses the inputs.
+fn native_view(case: &Case) -> Option<serde_json::Value> {
+    let report = ttn_telemetry_core::Inputs::from_json(case.inputs_json.as_bytes())
+        .and_then(|i| i.build())
+        .ok()?;
+    Some(ttn_telemetry_tests::view_json(&report))
+}
 
 fn native(case: &Case) -> Outcome {
     ttn_telemetry_core::build_report_bytes(case.inputs_json.as_bytes()).map_err(|e| e.to_string())
@@ -103,8 +104,9 @@ fn plugin(p: &mut Plugin, case: &Case) -> Outcome {
     }
 }
 
-/// Runs every case through the browser build in node; one outcome per case, in order.
-fn browser(cases: &[Case]) -> Vec<Outcome> {
+/// Runs every case through the browser build in node; one outcome per case, in order, with
+/// the browser's field view of each report built.
+fn browser(cases: &[Case]) -> Vec<(Outcome, Option<serde_json::Value>)> {
     let pkg = env_path("TTN_WEB_PKG");
     let dir = tempdir();
     let input = dir.join("cases.jsonl");
@@ -123,13 +125,13 @@ fn browser(cases: &[Case]) -> Vec<Outcome> {
         .expect("node runs (scripts/test.d/50-wasm.sh installs it)");
     assert!(out.status.success(), "node parity runner failed");
     let text = String::from_utf8(out.stdout).unwrap();
-    let outcomes: Vec<Outcome> = text
+    let outcomes: Vec<_> = text
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             match (v.get("hex").and_then(|h| h.as_str()), v.get("error")) {
-                (Some(hex), _) => Ok(from_hex(hex)),
-                (None, Some(e)) => Err(e.as_str().unwrap().to_owned()),
+                (Some(hex), _) => (Ok(from_hex(hex)), v.get("view").cloned()),
+                (None, Some(e)) => (Err(e.as_str().unwrap().to_owned()), None),
                 _ => panic!("unexpected line from node: {line}"),
             }
         })
@@ -171,7 +173,7 @@ fn native_plugin_and_browser_build_give_identical_bytes() {
     let mut p = Plugin::load(&env_path("TTN_PLUGIN_WASM")).expect("the plugin loads");
     let browser = browser(&cases);
     let (mut same_bytes, mut same_refusals) = (0, 0);
-    for (case, b) in cases.iter().zip(&browser) {
+    for (case, (b, browser_view)) in cases.iter().zip(&browser) {
         let n = native(case);
         if let Some(expected) = &case.expected {
             assert_eq!(
@@ -191,6 +193,27 @@ fn native_plugin_and_browser_build_give_identical_bytes() {
             show(b),
             case.inputs_json
         );
+        // The field view: the same paths, texts, spans and meanings on all three paths.
+        let view = native_view(case);
+        assert_eq!(
+            *browser_view, view,
+            "{}: the browser's field view differs",
+            case.name
+        );
+        if let Some(view) = &view {
+            let out = p
+                .build_report_view(case.inputs_json.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: the plugin's view failed: {e}", case.name));
+            let mut plugin_view: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let report = plugin_view["report"].take();
+            assert_eq!(report.as_str().map(str::as_bytes), n.as_deref().ok());
+            plugin_view.as_object_mut().unwrap().remove("report");
+            assert_eq!(
+                &plugin_view, view,
+                "{}: the plugin's field view differs",
+                case.name
+            );
+        }
         match n {
             Ok(_) => same_bytes += 1,
             Err(_) => same_refusals += 1,

@@ -10,14 +10,15 @@
 //   wasm   URL of the wasm-bindgen module (default: ../pkg/ttn_telemetry_wasm.js next to this file)
 //
 // It builds the report in the browser with the wasm core from the agent's plain inputs, shows
-// each field with its meaning (the core's table), the size and SHA-256, and the exact wire bytes
-// as selectable text, and marks with ✓/✗ and words whether that SHA-256 equals the agent's.
-// Editing the UID elements recomputes the UID live, in the browser only: the agent is never
-// changed. All report logic is the core's; this file only fetches, calls, and renders.
+// each field with its meaning (the core's field view: path, exact wire text, meaning), the size
+// and SHA-256, and the exact wire bytes as selectable text, and marks with ✓/✗ and words whether
+// that SHA-256 equals the agent's. Editing the UID elements recomputes the UID live, in the
+// browser only: the agent is never changed. All report logic is the core's; this file only
+// fetches, calls, and renders. It reads no JSON itself beyond `JSON.parse` of the agent's answer:
+// the inputs arrive as the core's exact text in a string (`inputs_json`), so u64 counts never
+// pass through JavaScript numbers.
 //
 // It sets data-state on itself: "loading", "ready", or "error" (tests and pages can wait on it).
-
-import { parseSpans, spanAt } from './json-spans.js';
 
 const DEFAULT_WASM = new URL('../pkg/ttn_telemetry_wasm.js', import.meta.url).href;
 
@@ -167,11 +168,9 @@ class TtnTelemetryPreview extends HTMLElement {
   render(wasm, text) {
     this.wasm = wasm;
     const body = JSON.parse(text);
-    // The inputs go to the core as the agent's exact text: u64 counts must not pass through
-    // JavaScript numbers.
-    const inputsSpan = spanAt(parseSpans(text), 'inputs');
-    const inputsText = inputsSpan && inputsSpan.type === 'object'
-      ? text.slice(inputsSpan.start, inputsSpan.end) : null;
+    // The core's inputs text, exactly as the agent's core wrote it (null when off).
+    const inputsText = typeof body.inputs_json === 'string' ? body.inputs_json : null;
+    if (inputsText === null && body.inputs) throw new Error('the agent sent inputs without `inputs_json`');
     this.$('core-version').textContent = wasm.version();
 
     const state = this.$('state');
@@ -186,7 +185,7 @@ class TtnTelemetryPreview extends HTMLElement {
 
     this.renderReport(wasm, inputsText, body);
     // With telemetry off there are no inputs, but the configured UID elements still are.
-    this.renderElements(inputsText ? JSON.parse(inputsText).uid_elements : body.uid_elements);
+    this.renderElements(body.inputs ? body.inputs.uid_elements : body.uid_elements);
   }
 
   renderReport(wasm, inputsText, body) {
@@ -202,9 +201,9 @@ class TtnTelemetryPreview extends HTMLElement {
       : 'Telemetry is off, so this is not sent: it shows what would be sent if it were on.';
     const mark = this.$('digest-mark');
     this.$('agent-sha256').textContent = body.sha256 || 'The agent gave none.';
-    let bytes;
+    let view;
     try {
-      bytes = wasm.buildReport(inputsText);
+      view = wasm.buildReportView(inputsText);
     } catch (e) {
       this.wire = '';
       this.$('wire').textContent = '';
@@ -215,6 +214,7 @@ class TtnTelemetryPreview extends HTMLElement {
       this.shadowRoot.querySelector('#fields tbody').replaceChildren();
       return;
     }
+    const { bytes } = view;
     const sha = wasm.sha256Hex(bytes);
     this.wire = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     this.$('wire').textContent = this.wire;
@@ -229,10 +229,9 @@ class TtnTelemetryPreview extends HTMLElement {
         ? '✗ Does not match: the agent\'s report differs from what this browser built.'
         : '✗ Cannot check: the agent gave no SHA-256.';
     }
-    const report = parseSpans(this.wire);
-    const uidSpan = spanAt(report, 'uid');
-    this.reportUid = uidSpan ? JSON.parse(this.wire.slice(uidSpan.start, uidSpan.end)) : null;
-    const rows = wasm.fields().map(({ path, meaning }) => {
+    this.reportUid = view.uid;
+    // One row per field; fields that share a meaning (map entries, array items) share one cell.
+    const rows = view.fields.map(({ path, text, doc, meaning }, i, all) => {
       const tr = document.createElement('tr');
       const th = document.createElement('th');
       th.scope = 'row';
@@ -240,13 +239,16 @@ class TtnTelemetryPreview extends HTMLElement {
       th.firstChild.textContent = path;
       const value = document.createElement('td');
       value.className = 'value mono';
-      const span = spanAt(report, path);
-      value.textContent = span === undefined ? '(not in this report)'
-        : span.type === 'object' && path.split('.').length === 1 ? '{…} (fields below)'
-          : this.wire.slice(span.start, span.end);
-      const td = document.createElement('td');
-      td.textContent = meaning;
-      tr.append(th, value, td);
+      value.textContent = text;
+      tr.append(th, value);
+      if (i === 0 || all[i - 1].doc !== doc) {
+        let span = 1;
+        while (i + span < all.length && all[i + span].doc === doc) span++;
+        const td = document.createElement('td');
+        td.rowSpan = span;
+        td.textContent = meaning;
+        tr.append(td);
+      }
       return tr;
     });
     this.shadowRoot.querySelector('#fields tbody').replaceChildren(...rows);

@@ -26,6 +26,23 @@ test('buildReport and sha256Hex give the native bytes and digest', () => {
   assert.equal(wasm.sha256Hex(new Uint8Array()), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
 });
 
+test('buildReportView is the native core\'s field view of the same bytes', () => {
+  const view = wasm.buildReportView(readFileSync(INPUTS, 'utf8'));
+  assert.deepEqual(Object.keys(view), ['bytes', 'uid', 'fields']);
+  assert.equal(Buffer.from(view.bytes).compare(native('build', INPUTS)), 0);
+  const want = JSON.parse(native('view', INPUTS).toString());
+  assert.equal(view.uid, want.uid);
+  assert.deepEqual(view.fields, want.fields);
+  // Each span is where the text is in the bytes; u64 counts stay exact text.
+  const wire = Buffer.from(view.bytes);
+  for (const f of view.fields) assert.equal(wire.subarray(f.start, f.end).toString('utf8'), f.text, f.path);
+  const total = view.fields.find((f) => f.path === 'entities_count.end_devices.total');
+  assert.equal(total.text, '18446744073709551615');
+  const plan = view.fields.find((f) => f.path.endsWith('.US_902_928_FSB_2<&>\u2028'));
+  assert.equal(plan.doc, 'entities_count.gateways.gateways_by_frequency_plan_id');
+  assert.throws(() => wasm.buildReportView('{}'), (e) => e instanceof Error && /^inputs: /.test(e.message));
+});
+
 test('computeUid gives the native UID and the SPEC §3 vector', () => {
   assert.equal(wasm.computeUid(['foo', 'bar']),
     'wBs9NNSlIoSm2v/pcVCrI1j1UuOMFF36AFsiKszEq2r33ghp6MjSyxRci9Wqs5t3JkyLEUaouYHEO5gdyRFh3Q==');

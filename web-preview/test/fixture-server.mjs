@@ -2,7 +2,8 @@
 // Console page at /console/telemetry (this directory: index.html, src/, pkg/) and
 // GET /api/v1/telemetry/inputs in the shape of web-preview/README.md.
 //
-// The inputs are a fixture file, embedded verbatim (u64 counts stay exact), and the "agent's"
+// The inputs are a fixture file, embedded verbatim (u64 counts stay exact) and as a string
+// (`inputs_json`, what the widget reads), and the "agent's"
 // SHA-256 comes from the NATIVE core (`native-report sha256 FILE`), so the widget's ✓ compares
 // two real implementations. Tests change `state` to tamper with the digest or turn telemetry off.
 //
@@ -52,6 +53,7 @@ export async function startFixture({ nativeBin, inputsFile, port = 0 }) {
       const digest = state.tamper ? sha256.replace(/^./, (c) => (c === '0' ? '1' : '0')) : sha256;
       // Built by hand so that the inputs text is embedded byte for byte.
       const body = `{"inputs":${state.withInputs ? inputsText : 'null'},`
+        + `"inputs_json":${state.withInputs ? JSON.stringify(inputsText) : 'null'},`
         + `"sha256":${state.withInputs ? JSON.stringify(digest) : 'null'},`
         + `"enabled":${state.enabled},"off_reason":${JSON.stringify(state.off_reason)},`
         + `"target":"https://telemetry.thethingsstack.io/collect","interval":"24h",`

@@ -73,11 +73,22 @@ test('the wire bytes shown are the native core bytes, with size and SHA-256', as
   assert.equal(await page.locator('#size').textContent(), `${expected.length} bytes`);
   const sha = native('sha256', INPUTS).toString().trim();
   assert.equal(await page.locator('#sha256').textContent(), sha);
-  // Every field of the core's table has a row with a meaning; values are the wire text.
-  const rows = page.locator('#fields tbody tr');
-  assert.ok(await rows.count() >= 15);
-  const row = rows.filter({ hasText: 'entities_count.end_devices.total' }).first();
-  assert.match(await row.textContent(), /18446744073709551615.*All end devices registered/s);
+  // The table is the native core's field view: one row per field, its exact wire text, and
+  // its meaning, shared by the rows of one map.
+  const view = JSON.parse(native('view', INPUTS).toString());
+  const table = await page.locator('#fields tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    path: tr.querySelector('th').textContent,
+    text: tr.querySelector('td.value').textContent,
+    meaning: tr.querySelector('td:not(.value)')?.textContent ?? null,
+    span: tr.querySelector('td:not(.value)')?.rowSpan ?? 0,
+  })));
+  assert.deepEqual(table.map((r) => [r.path, r.text]), view.fields.map((f) => [f.path, f.text]));
+  const row = table.find((r) => r.path === 'entities_count.end_devices.total');
+  assert.deepEqual([row.text, row.meaning], ['18446744073709551615', view.fields.find((f) => f.path === row.path).meaning]);
+  const plans = table.filter((r) => r.path.startsWith('entities_count.gateways.gateways_by_frequency_plan_id.'));
+  assert.deepEqual(plans.map((r) => [r.path.split('.').at(-1), r.text, r.span]),
+    [['AS_923', '2', 3], ['EU_863_870_TTN', '9007199254740993', 0], ['US_902_928_FSB_2<&>\u2028', '1', 0]]);
+  assert.match(plans[0].meaning, /^Gateways per frequency plan/);
   await page.close();
 });
 

@@ -4,7 +4,8 @@
 //   node tools/parity.mjs PKG_DIR CASES.jsonl
 //
 // Each input line is the inputs text as a JSON string; each output line is
-// {"hex":"<report bytes>"} or {"error":"<the core's message>"}, in the same order.
+// {"hex":"<report bytes>","view":{"uid","fields":[…]}} (`buildReport`, and `buildReportView`
+// without its bytes, which must be the same) or {"error":"<the core's message>"}, in order.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,7 +23,10 @@ for (const line of readFileSync(casesFile, 'utf8').split('\n')) {
   if (line === '') continue;
   const inputs = JSON.parse(line);
   try {
-    out.push(JSON.stringify({ hex: Buffer.from(wasm.buildReport(inputs)).toString('hex') }));
+    const hex = Buffer.from(wasm.buildReport(inputs)).toString('hex');
+    const { bytes, uid, fields } = wasm.buildReportView(inputs);
+    if (Buffer.from(bytes).toString('hex') !== hex) throw new Error('buildReportView bytes differ from buildReport');
+    out.push(JSON.stringify({ hex, view: { uid, fields } }));
   } catch (e) {
     out.push(JSON.stringify({ error: e.message }));
   }

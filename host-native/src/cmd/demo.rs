@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 use ttn_telemetry_core::{
-    FIELDS, Identity, MICROS_PER_DAY, Payload, Report, content_digest, cutoffs, format_duration,
-    sha256_hex, uuid_v4_from_bytes,
+    Identity, MICROS_PER_DAY, content_digest, cutoffs, format_duration, sha256_hex,
+    uuid_v4_from_bytes,
 };
 
 use crate::audit::read_history;
@@ -33,6 +33,8 @@ use crate::daemon::{DaemonConfig, Shutdown, send_now, spawn_admin};
 use crate::deliver::DeliverConfig;
 use crate::inputs::gather;
 use crate::metrics;
+
+use super::preview::field_lines;
 
 /// What the example database holds, so the demo can say what was (not) counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -244,7 +246,8 @@ pub fn run(mut loaded: Loaded, once: bool, out: &mut dyn Write) -> anyhow::Resul
         .inputs
         .build()
         .context("building the report from the counted inputs")?;
-    let bytes = report.to_bytes();
+    let view = report.field_view();
+    let bytes = view.bytes.as_slice();
     let cut = cutoffs(gathered.counted_at).context("computing cut-offs")?;
     let c = &loaded.config;
 
@@ -282,21 +285,14 @@ pub fn run(mut loaded: Loaded, once: bool, out: &mut dyn Write) -> anyhow::Resul
     line(format!(
         "3. The report, byte for byte as it would be sent ({} bytes, SHA-256 {}):",
         bytes.len(),
-        sha256_hex(&bytes)
+        sha256_hex(bytes)
     ));
-    line(String::from_utf8_lossy(&bytes).into_owned());
+    line(String::from_utf8_lossy(bytes).into_owned());
     line(String::new());
     line("   Field by field:".into());
-    for (path, value) in field_values(&report) {
-        let meaning = FIELDS
-            .iter()
-            .find(|f| f.path == path)
-            .map_or("", |f| f.meaning);
-        line(format!("   {path} = {value}"));
-        if !meaning.is_empty() {
-            line(format!("       {meaning}"));
-        }
-    }
+    field_lines(&view, "   ")
+        .lines()
+        .for_each(|l| line(l.into()));
     line(String::new());
     let elements = match &gathered.inputs.identity {
         Identity::Elements(e) => e.clone(),
@@ -322,7 +318,7 @@ pub fn run(mut loaded: Loaded, once: bool, out: &mut dyn Write) -> anyhow::Resul
         c.target,
         format_duration(c.interval)
     ));
-    line(format!("   Content-Digest: {}", content_digest(&bytes)));
+    line(format!("   Content-Digest: {}", content_digest(bytes)));
     line(format!(
         "   target from {}, interval from {}.",
         source(&loaded, "telemetry.target"),
@@ -376,14 +372,14 @@ pub fn run(mut loaded: Loaded, once: bool, out: &mut dyn Write) -> anyhow::Resul
             let d = send_now(
                 &DeliverConfig::new(target.clone()),
                 &dir,
-                &bytes,
+                bytes,
                 attempt + Duration::from_secs(30),
             )?;
             {
                 let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
                 st.last_attempt = Some(attempt);
                 st.last_outcome = Some(d.result.to_string());
-                st.last_sha256 = Some(sha256_hex(&bytes));
+                st.last_sha256 = Some(sha256_hex(bytes));
                 if d.result.delivered() {
                     st.last_success = Some(attempt);
                 }
@@ -473,72 +469,4 @@ fn source(loaded: &Loaded, key: &str) -> String {
         .sources
         .get(key)
         .map_or_else(|| Source::Default.to_string(), ToString::to_string)
-}
-
-/// The report's leaf values by field path, in wire order.
-fn field_values(report: &Report) -> Vec<(&'static str, String)> {
-    let mut v = vec![
-        ("uid", report.uid.clone()),
-        ("os.operating_system", report.os.operating_system.clone()),
-        ("os.arch", report.os.arch.clone()),
-        ("os.binary_version", report.os.binary_version.clone()),
-        ("os.golang_version", report.os.golang_version.clone()),
-    ];
-    if let Payload::Entities(e) = &report.payload {
-        let plans = e
-            .gateways
-            .gateways_by_frequency_plan_id
-            .iter()
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let a = &e.end_devices.activate_end_devices;
-        v.extend([
-            (
-                "entities_count.gateways.total",
-                e.gateways.total.to_string(),
-            ),
-            (
-                "entities_count.gateways.gateways_by_frequency_plan_id",
-                format!("{{{plans}}}"),
-            ),
-            (
-                "entities_count.end_devices.total",
-                e.end_devices.total.to_string(),
-            ),
-            (
-                "entities_count.end_devices.activate_end_devices.total",
-                a.total.to_string(),
-            ),
-            (
-                "entities_count.end_devices.activate_end_devices.last_day",
-                a.last_day.to_string(),
-            ),
-            (
-                "entities_count.end_devices.activate_end_devices.last_week",
-                a.last_week.to_string(),
-            ),
-            (
-                "entities_count.end_devices.activate_end_devices.last_month",
-                a.last_month.to_string(),
-            ),
-            (
-                "entities_count.applications.total",
-                e.applications.total.to_string(),
-            ),
-            (
-                "entities_count.accounts.users.standard",
-                e.accounts.users.standard.to_string(),
-            ),
-            (
-                "entities_count.accounts.users.admin",
-                e.accounts.users.admin.to_string(),
-            ),
-            (
-                "entities_count.accounts.organizations.total",
-                e.accounts.organizations.total.to_string(),
-            ),
-        ]);
-    }
-    v
 }

@@ -54,7 +54,7 @@ pub enum Command {
     Uid,
     /// `preview [--pretty] [--plugin FILE]`: count now and print the report that would be sent.
     Preview {
-        /// Pretty-print for people instead of the wire form.
+        /// Print each field with its wire text and meaning, for people, instead of the wire form.
         pretty: bool,
         /// Build the bytes through this wasm plugin module under wasmtime (feature `plugin`).
         plugin: Option<PathBuf>,
@@ -245,7 +245,7 @@ pub fn cli() -> clap::Command {
                 Arg::new("pretty")
                     .long("pretty")
                     .action(ArgAction::SetTrue)
-                    .help("Indent for people (not the wire form)"),
+                    .help("One line per field with its wire text and meaning, for people (not the wire form)"),
             )
             .args(plugin_arg()),
         clap::Command::new("report")

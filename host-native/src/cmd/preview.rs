@@ -1,18 +1,24 @@
 //! `preview [--pretty] [--plugin FILE]`: counts now and prints the exact body that would be
 //! sent. Sends nothing. With `--plugin` (feature `plugin`) the bytes are built by the core's
 //! wasm plugin module under wasmtime instead of the compiled-in core: the same bytes.
+//!
+//! `--pretty` prints the core's field view instead ([`field_lines`]): each field's path, its
+//! exact wire text and its meaning, the form `demo` shows too. It is for people, and stderr
+//! says that it is not the wire form.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
 
+use ttn_telemetry_core::FieldView;
+
 use crate::config::Loaded;
 use crate::inputs::gather;
 use crate::redact::note;
 
 /// Counts the configured database and prints the report the core builds: the wire bytes and a
-/// newline, or with `pretty` an indented form for people (and a note on stderr that it is not
+/// newline, or with `pretty` its field view for people (and a note on stderr that it is not
 /// the wire form). When telemetry is off the report is still shown, and stderr says that
 /// nothing is sent. With `plugin`, the bytes come from that wasm module (see
 /// [`crate::plugin`]).
@@ -23,20 +29,34 @@ pub fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let gathered = gather(&loaded.config)?;
-    let bytes = match plugin {
-        Some(path) => through_plugin(path, &gathered.inputs.to_json())?,
-        None => gathered
+    let build = || {
+        gathered
             .inputs
             .build()
-            .context("building the report from the counted inputs")?
-            .to_bytes(),
+            .context("building the report from the counted inputs")
     };
     if pretty {
+        // The view comes from the compiled-in core; with --plugin, the plugin's own bytes
+        // must be the same (the parity tests prove it), so it is checked, not trusted.
+        let view = build()?.field_view();
+        if let Some(path) = plugin {
+            let bytes = through_plugin(path, &gathered.inputs.to_json())?;
+            anyhow::ensure!(
+                bytes == view.bytes,
+                "the plugin {} built other bytes than the compiled-in core",
+                path.display()
+            );
+        }
         note(
-            "note: indented for people; the wire form is the compact line that `preview` prints without --pretty",
+            "note: one line per field with its meaning, for people; the wire form is the compact line that `preview` prints without --pretty"
         );
-        writeln!(out, "{}", pretty_json(&bytes)).context("writing to standard output")?;
+        out.write_all(field_lines(&view, "").as_bytes())
+            .context("writing to standard output")?;
     } else {
+        let bytes = match plugin {
+            Some(path) => through_plugin(path, &gathered.inputs.to_json())?,
+            None => build()?.to_bytes(),
+        };
         out.write_all(&bytes)
             .and_then(|()| out.write_all(b"\n"))
             .context("writing to standard output")?;
@@ -70,57 +90,18 @@ fn through_plugin(path: &Path, _inputs_json: &[u8]) -> anyhow::Result<Vec<u8>> {
     )
 }
 
-/// Indents compact JSON by two spaces per level, keeping every token (and so the key order
-/// and escaping) exactly as the core wrote it.
-pub fn pretty_json(compact: &[u8]) -> String {
-    let text = String::from_utf8_lossy(compact);
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut chars = text.chars().peekable();
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.extend(std::iter::repeat_n("  ", depth));
-    };
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                out.push(c);
-                let close = if c == '{' { '}' } else { ']' };
-                if chars.peek() == Some(&close) {
-                    out.push(close);
-                    chars.next();
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(c);
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c => out.push(c),
+/// The report's field view for people: one `path = wire text` line per leaf, each run of
+/// fields that share a meaning followed by that meaning, indented by four more spaces. Every
+/// line starts with `indent`. The paths, texts and meanings are the core's
+/// ([`Report::field_view`](ttn_telemetry_core::Report::field_view)): nothing is read back from
+/// the JSON.
+pub fn field_lines(view: &FieldView, indent: &str) -> String {
+    let mut out = String::new();
+    let mut fields = view.fields.iter().peekable();
+    while let Some(f) = fields.next() {
+        out.push_str(&format!("{indent}{} = {}\n", f.path, view.text(f)));
+        if fields.peek().is_none_or(|next| next.doc.path != f.doc.path) {
+            out.push_str(&format!("{indent}    {}\n", f.doc.meaning));
         }
     }
     out
@@ -128,19 +109,44 @@ pub fn pretty_json(compact: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::pretty_json;
+    use super::field_lines;
+    use ttn_telemetry_core::{EntitiesCount, Payload, Report};
 
     #[test]
-    fn pretty_keeps_tokens_and_order() {
-        let compact = br#"{"b":{"x":[1,2],"e":{},"s":"a,b:{\"c\"}"},"a":null}"#;
-        let want = "{\n  \"b\": {\n    \"x\": [\n      1,\n      2\n    ],\n    \"e\": {},\n    \"s\": \"a,b:{\\\"c\\\"}\"\n  },\n  \"a\": null\n}";
-        let got = pretty_json(compact);
-        assert_eq!(got, want);
-        let squeezed: String = got
-            .split('\n')
-            .map(str::trim_start)
-            .collect::<String>()
-            .replace("\": ", "\":");
-        assert_eq!(squeezed.as_bytes(), compact);
+    fn one_line_per_field_and_each_meaning_once_per_run() {
+        let mut e = EntitiesCount::default();
+        e.gateways.total = 2;
+        for plan in ["A", "B"] {
+            e.gateways
+                .gateways_by_frequency_plan_id
+                .insert(plan.into(), 1);
+        }
+        let report = Report {
+            uid: "u".into(),
+            os: crate::os::os_info(),
+            payload: Payload::Entities(e),
+        };
+        let text = field_lines(&report.field_view(), "> ");
+        let lines: Vec<&str> = text.lines().collect();
+        let plan_meaning = ttn_telemetry_core::field_meaning(
+            "entities_count.gateways.gateways_by_frequency_plan_id",
+        )
+        .unwrap();
+        let at = lines
+            .iter()
+            .position(|l| l.ends_with("gateways_by_frequency_plan_id.A = 1"))
+            .unwrap();
+        assert_eq!(
+            lines[at..at + 3],
+            [
+                "> entities_count.gateways.gateways_by_frequency_plan_id.A = 1",
+                "> entities_count.gateways.gateways_by_frequency_plan_id.B = 1",
+                &format!(">     {plan_meaning}"),
+            ]
+        );
+        assert_eq!(lines[0], r#"> uid = "u""#);
+        assert!(lines[1].starts_with(">     An anonymous deployment id"));
+        // 18 leaves, 17 meanings (the two plans share one).
+        assert_eq!(lines.len(), 18 + 17);
     }
 }

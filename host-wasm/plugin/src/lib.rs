@@ -13,13 +13,15 @@
 //! | `ttn_alloc` | `(len: i32) -> i32` | allocates `len` bytes for an input (0 when `len` is 0) |
 //! | `ttn_free` | `(ptr: i32, len: i32)` | frees what `ttn_alloc` returned |
 //! | `ttn_build_report` | `(ptr: i32, len: i32) -> i32` | plain-inputs JSON → exact report bytes |
+//! | `ttn_build_report_view` | `(ptr: i32, len: i32) -> i32` | plain-inputs JSON → the report's field view |
 //! | `ttn_compute_uid` | `(ptr: i32, len: i32) -> i32` | JSON array of strings → `{"uid":"…"}` |
 //! | `ttn_fields` | `() -> i32` | → `[{"path":"…","meaning":"…"},…]` |
 //! | `ttn_version` | `() -> i32` | → `{"version":"…","abi":1}` |
 //! | `ttn_output_ptr` / `ttn_output_len` | `() -> i32` | where the last call's output is |
 //!
 //! Each operation returns a status: [`STATUS_OK`] and the output holds the result, or
-//! [`STATUS_ERROR`] and the output holds `{"error":"<the core's message>"}`. The output
+//! [`STATUS_ERROR`] and the output holds `{"error":"<the core's message>"}`. These numbers are
+//! the core's ([`ttn_telemetry_core::plugin_abi`]), which the hosts that run a plugin read too. The output
 //! belongs to the module and stays valid until the next operation.
 //!
 //! This crate uses `std` on `wasm32-unknown-unknown`: there std brings its own allocator
@@ -37,13 +39,7 @@ use std::alloc::{Layout, alloc, dealloc};
 use std::cell::RefCell;
 
 use serde::Serialize;
-
-/// Version of the ABI described in the crate docs; bumped on any incompatible change.
-pub const ABI_VERSION: i32 = 1;
-/// Status of a successful operation: the output holds the result.
-pub const STATUS_OK: i32 = 0;
-/// Status of a failed operation: the output holds `{"error":"…"}`.
-pub const STATUS_ERROR: i32 = 1;
+use ttn_telemetry_core::plugin_abi::{ABI_VERSION, STATUS_ERROR, STATUS_OK};
 
 thread_local! {
     static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -94,6 +90,15 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 /// Plain-inputs JSON → exact report bytes (core `build_report_bytes`).
 pub fn build_report(input: &[u8]) -> Result<Vec<u8>, String> {
     ttn_telemetry_core::build_report_bytes(input).map_err(|e| e.to_string())
+}
+
+/// Plain-inputs JSON → the report's field view as JSON (core `Report::field_view`,
+/// `FieldView::to_json`).
+pub fn build_report_view(input: &[u8]) -> Result<Vec<u8>, String> {
+    let report = ttn_telemetry_core::Inputs::from_json(input)
+        .and_then(|i| i.build())
+        .map_err(|e| e.to_string())?;
+    Ok(report.field_view().to_json())
 }
 
 /// JSON array of UID elements → `{"uid":"…"}` (core `compute_uid`).
@@ -185,6 +190,16 @@ pub unsafe extern "C" fn ttn_build_report(ptr: *const u8, len: usize) -> i32 {
     finish(build_report(unsafe { input(ptr, len) }))
 }
 
+/// ABI: the field view of the report built from plain-inputs JSON at `ptr..ptr+len`.
+///
+/// # Safety
+/// See [`input`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ttn_build_report_view(ptr: *const u8, len: usize) -> i32 {
+    // SAFETY: forwarded from this function's contract.
+    finish(build_report_view(unsafe { input(ptr, len) }))
+}
+
 /// ABI: computes the UID of the JSON array of elements at `ptr..ptr+len`.
 ///
 /// # Safety
@@ -273,6 +288,29 @@ mod tests {
         let (status, out) = call(ttn_build_report, inputs);
         assert_eq!(status, STATUS_OK);
         assert_eq!(out, ttn_telemetry_core::build_report_bytes(inputs).unwrap());
+    }
+
+    #[test]
+    fn the_view_through_the_abi_is_the_core_view() {
+        let inputs = br#"{"uid_elements":["foo","bar"],"os":{"operating_system":"linux","arch":"amd64","binary_version":"0.1.0","golang_version":"rustc 1.95.0"},"entities_count":{"gateways":{"total":1,"gateways_by_frequency_plan_id":{"EU<&>":1}},"end_devices":{"total":18446744073709551615,"activate_end_devices":{"total":0,"last_day":0,"last_week":0,"last_month":0}},"applications":{"total":0},"accounts":{"users":{"standard":0,"admin":1},"organizations":{"total":0}}}}"#;
+        let (status, out) = call(ttn_build_report_view, inputs);
+        assert_eq!(status, STATUS_OK);
+        let view = ttn_telemetry_core::Inputs::from_json(inputs)
+            .unwrap()
+            .build()
+            .unwrap()
+            .field_view();
+        assert_eq!(out, view.to_json());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["report"].as_str().unwrap().as_bytes(), view.bytes);
+        assert_eq!(v["fields"][0]["path"], "uid");
+        let (status, out) = call(ttn_build_report_view, b"{}");
+        assert_eq!(status, STATUS_ERROR);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with(r#"{"error":"inputs: "#)
+        );
     }
 
     #[test]

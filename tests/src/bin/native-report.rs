@@ -3,6 +3,7 @@
 //! ```text
 //! native-report build INPUTS.json      exact report bytes on stdout (no newline added)
 //! native-report sha256 INPUTS.json     SHA-256 hex of those bytes
+//! native-report view INPUTS.json       the field view as JSON (`FieldView::to_json`)
 //! native-report uid E1 [E2 …]          the UID of those elements
 //! native-report time INPUTS.json N     mean nanoseconds per build (for scripts/bench.d)
 //! ```
@@ -19,12 +20,15 @@ fn main() -> ExitCode {
         Some("sha256") if args.len() == 2 => {
             build(&args[1]).map(|b| format!("{}\n", ttn_telemetry_core::sha256_hex(&b)).into())
         }
+        Some("view") if args.len() == 2 => view(&args[1]),
         Some("time") if args.len() == 3 => time(&args[1], &args[2]).map(String::into_bytes),
         Some("uid") => ttn_telemetry_core::compute_uid(&args[1..])
             .map(|u| format!("{u}\n").into())
             .map_err(|e| e.to_string()),
         _ => {
-            eprintln!("usage: native-report build FILE | sha256 FILE | uid ELEMENT… | time FILE N");
+            eprintln!(
+                "usage: native-report build FILE | sha256 FILE | view FILE | uid ELEMENT… | time FILE N"
+            );
             return ExitCode::from(2);
         }
     };
@@ -46,6 +50,14 @@ fn main() -> ExitCode {
 fn build(path: &str) -> Result<Vec<u8>, String> {
     let json = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
     ttn_telemetry_core::build_report_bytes(&json).map_err(|e| e.to_string())
+}
+
+fn view(path: &str) -> Result<Vec<u8>, String> {
+    let json = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let report = ttn_telemetry_core::Inputs::from_json(&json)
+        .and_then(|i| i.build())
+        .map_err(|e| e.to_string())?;
+    Ok(report.field_view().to_json())
 }
 
 /// Times `build_report_bytes` (JSON text in, bytes out: the same work the browser does) in 7

@@ -3,11 +3,14 @@
 // mode. The @ts-expect-error lines fail the check if a declaration loosens (e.g. to `any`).
 import init, {
   buildReport,
+  buildReportView,
   computeUid,
   fields,
   sha256Hex,
   version,
   type FieldDoc,
+  type ReportField,
+  type ReportView,
 } from '../../pkg/ttn_telemetry_wasm.js';
 
 export async function preview(inputsJson: string, elements: string[]): Promise<string> {
@@ -18,6 +21,9 @@ export async function preview(inputsJson: string, elements: string[]): Promise<s
   const rows: FieldDoc[] = fields();
   const paths: string[] = rows.map((r) => `${r.path}: ${r.meaning}`);
   const v: string = version();
+  const view: ReportView = buildReportView(inputsJson);
+  const same: boolean = view.bytes.length === bytes.length && view.uid.length > 0;
+  const cells: string[] = view.fields.map((f: ReportField) => `${f.path} ${f.text} ${f.start}-${f.end} ${f.doc} ${f.meaning}`);
 
   // @ts-expect-error the inputs are JSON text, not an object (u64 counts need the text)
   buildReport({ uid_elements: elements });
@@ -31,6 +37,10 @@ export async function preview(inputsJson: string, elements: string[]): Promise<s
   rows[0].path = 'x';
   // @ts-expect-error field rows have no other members
   rows[0].value;
+  // @ts-expect-error span offsets are numbers
+  const offset: string = view.fields[0].start;
+  // @ts-expect-error the view is read-only
+  view.uid = 'x';
 
-  return [digest, uid, v, notText, ...paths].join('\n');
+  return [digest, uid, v, notText, offset, String(same), ...cells, ...paths].join('\n');
 }
