@@ -48,7 +48,7 @@ pub fn run(
             );
         }
         note(
-            "note: one line per field with its meaning, for people; the wire form is the compact line that `preview` prints without --pretty"
+            "note: one line per field with its meaning, for people; the wire form is the compact line that `preview` prints without --pretty",
         );
         out.write_all(field_lines(&view, "").as_bytes())
             .context("writing to standard output")?;
