@@ -374,3 +374,64 @@ fn rfc3339(t: SystemTime) -> String {
     // The core writes `…ss.ffffffZ`, which is also valid RFC3339Nano.
     ttn_telemetry_core::format_rfc3339_micros(micros)
 }
+
+/// The 24 h rule on virtual time, in process: the first report is due exactly 24 h after the
+/// state is made, and the next one 24 h after it was sent; days take no real time.
+#[test]
+fn reports_are_a_day_apart_by_the_clock() {
+    use std::sync::Arc;
+    use ttn_lw_telemetry::cli_telemetry::{Options, Usage, record_on};
+    use ttn_lw_telemetry::clock::{Clock as _, VirtualClock};
+    use ttn_telemetry_core::OsInfo;
+
+    let sink = Sink::start(vec![], Reply::Receipt(202));
+    let home = Home::new();
+    let opts = Options {
+        enable: true,
+        target: sink.url(),
+        state_dir: home.state_dir(),
+        timeout: Duration::from_secs(5),
+        os: OsInfo {
+            operating_system: "linux".into(),
+            arch: "amd64".into(),
+            binary_version: "3.0.0".into(),
+            golang_version: "rustc".into(),
+        },
+        how_to_disable: "--telemetry.enable=false".into(),
+    };
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let clock = Arc::new(VirtualClock::new(t0));
+    let day = Duration::from_secs(24 * 3600);
+    let run = |path: &str| {
+        let usage = Usage {
+            command_path: path,
+            alias: None,
+        };
+        record_on(&opts, usage, clock.clone()).unwrap().finish()
+    };
+    assert_eq!(run("users list"), None, "nothing is due at the first run");
+    clock.advance(day - Duration::from_secs(1));
+    assert_eq!(
+        run("users list"),
+        None,
+        "not due a second before the day is over"
+    );
+    assert_eq!(sink.settled_connection_count(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(run("gateways list"), Some(true), "due when the day is over");
+    let sent = clock.now();
+    clock.advance(day - Duration::from_secs(1));
+    assert_eq!(run("users list"), None);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(run("users list"), Some(true));
+    let got = sink.requests();
+    assert_eq!(got.len(), 2);
+    let Payload::Cli(first) = parse_report(&got[0].body).unwrap().payload else {
+        panic!("not a CLI report")
+    };
+    assert_eq!(first.commands.len(), 2, "{:?}", first.commands);
+    assert_eq!(
+        home.state()["last_sent_at"].as_u64(),
+        Some((sent + day).duration_since(UNIX_EPOCH).unwrap().as_secs())
+    );
+}
