@@ -380,10 +380,15 @@ fn without_redis_the_state_dir_keeps_the_schedule_across_restarts() {
     sleep_until(epoch + interval / 3);
     kill9(&mut a);
 
-    // A restart before the report is due keeps the epoch and sends nothing early.
+    // A restart before the report is due keeps the epoch and sends nothing early: the agent
+    // announces its decision (the next due time) on its admin listener.
     let mut b = spawn_run(f.dir.path(), &flags, &[], &f.path("b.log"));
-    sleep_until(epoch + interval * 2 / 3);
-    assert_eq!(sink.connection_count(), 0, "nothing sent before it is due");
+    assert_due(announced_next_due(&f.path("b.log")), epoch + interval);
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "nothing sent before it is due"
+    );
     let got = sink.wait_for(1, Duration::from_secs(6));
     assert_eq!(got.len(), 1, "the report is sent when due");
     assert_eq!(read_state(&state).unwrap().unwrap().epoch(), epoch);
@@ -407,13 +412,19 @@ fn without_redis_the_state_dir_keeps_the_schedule_across_restarts() {
         2,
         "the report missed while down is sent after the restart"
     );
-    sleep_until(epoch + interval * 4 - interval / 6);
+    // Once it has logged the delivery, its next report is the next slot's, not another missed one.
+    wait_log(
+        &f.path("c.log"),
+        "telemetry report delivered",
+        Duration::from_secs(5),
+    );
+    assert_due(announced_next_due(&f.path("c.log")), epoch + interval * 4);
+    terminate(&mut c);
     assert_eq!(
-        sink.requests().len(),
+        sink.settled_connection_count(),
         2,
         "once, not once per missed interval"
     );
-    terminate(&mut c);
     let log = std::fs::read_to_string(f.path("c.log")).unwrap();
     assert!(log.contains("telemetry is on"), "{log}");
     let admin = log
@@ -653,7 +664,11 @@ fn status_and_history_show_the_last_and_next_report_and_sources_without_secrets(
     // Slot 1 is due 4 s after the first start; its retry comes within 2 s, before slot 2.
     let got = sink.wait_for(2, Duration::from_secs(12));
     assert_eq!(got.len(), 2, "a 500, then a 200");
-    std::thread::sleep(Duration::from_millis(100));
+    wait_log(
+        &f.path("run.log"),
+        "telemetry report delivered",
+        Duration::from_secs(5),
+    );
     terminate(&mut agent);
 
     // Settings from each source, secrets among them.
@@ -816,6 +831,42 @@ fn wait_log(log: &Path, needle: &str, timeout: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The next due time an agent announces on its admin listener (`/metrics`), once it has one:
+/// its decision about the schedule, observed without waiting for the time to pass.
+fn announced_next_due(log: &Path) -> SystemTime {
+    let admin = admin_address(log);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut r) = ureq::get(format!("http://{admin}/metrics")).call() {
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            if let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ttn_lw_telemetry_next_due_timestamp_seconds "))
+            {
+                let secs: f64 = v.trim().parse().unwrap();
+                return SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
+            }
+        }
+        assert!(Instant::now() < end, "no next due time announced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `announced` is `want` at the metric's resolution (whole seconds).
+fn assert_due(announced: SystemTime, want: SystemTime) {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    assert!(
+        (secs(announced) - secs(want)).abs() < 1.0,
+        "next due {} announced, {} expected",
+        rfc3339(announced),
+        rfc3339(want)
+    );
 }
 
 /// The admin listener's address, from the agent's log.
