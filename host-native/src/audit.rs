@@ -308,6 +308,8 @@ pub struct Recorder<'a> {
     pub status: Option<&'a SharedStatus>,
     /// Decides whether to go on.
     pub guard: &'a mut dyn Observer,
+    /// When each `sending` line is stamped.
+    clock: &'a dyn Clock,
     /// The first audit write that failed, and the attempt it left unrecorded, if any.
     failed: Option<(Option<u32>, anyhow::Error)>,
 }
@@ -371,7 +373,7 @@ impl Observer for Recorder<'_> {
         if self.failed.is_some() || !self.guard.before_attempt(number) {
             return false;
         }
-        let entry = AuditEntry::sending(self.target, self.body, number, SystemTime::now());
+        let entry = AuditEntry::sending(self.target, self.body, number, self.clock.now());
         if let Err(e) = self.log.append(&entry) {
             self.failed = Some((None, e));
             return false;
@@ -439,6 +441,7 @@ pub fn deliver_audited(
         log,
         status,
         guard,
+        clock,
         failed: None,
     };
     let delivery = deliver::deliver(cfg, body, deadline, clock, rng, &mut recorder);

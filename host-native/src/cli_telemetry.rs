@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +48,8 @@ use ttn_telemetry_core::{
     AliasUsage, CliUsage, CommandUsage, Identity, Inputs, OsInfo, Payload, uuid_v4_from_bytes,
 };
 
-use crate::deliver::{self, DeliverConfig, Rng, SystemClock};
+use crate::clock::{Clock, SystemClock};
+use crate::deliver::{self, DeliverConfig, Rng};
 
 /// Name of the state folder under the user's cache dir, shared by TTS command-line tools.
 pub const CACHE_SUBDIR: &str = "ttn-lorawan";
@@ -354,6 +355,22 @@ impl Session {
 /// Errors (an unwritable cache dir, say) are for the caller to print as a warning; they must
 /// never fail the command itself.
 pub fn record(opts: &Options, usage: Usage<'_>, now: SystemTime) -> io::Result<Session> {
+    record_at(opts, usage, now, Arc::new(SystemClock))
+}
+
+/// [`record`] on `clock`: the time of the invocation and the delivery's waits (backoff,
+/// `Retry-After`) come from it. [`Session::finish`] still bounds what telemetry costs the
+/// command in real time.
+pub fn record_on(opts: &Options, usage: Usage<'_>, clock: Arc<dyn Clock>) -> io::Result<Session> {
+    record_at(opts, usage, clock.now(), clock)
+}
+
+fn record_at(
+    opts: &Options,
+    usage: Usage<'_>,
+    now: SystemTime,
+    clock: Arc<dyn Clock>,
+) -> io::Result<Session> {
     if !opts.enable {
         return Ok(Session { pending: None });
     }
@@ -428,7 +445,7 @@ pub fn record(opts: &Options, usage: Usage<'_>, now: SystemTime) -> io::Result<S
     let opts = opts.clone();
     let deadline = Instant::now() + opts.timeout;
     thread::spawn(move || {
-        let delivered = send(&opts, &body, now);
+        let delivered = send(&opts, &body, now, &*clock);
         // Whatever happened, release the claim; on a 2xx also reset what was reported.
         if let Ok(locked) = Locked::open(&opts.state_dir)
             && let Ok(Some(mut state)) = locked.read()
@@ -447,7 +464,7 @@ pub fn record(opts: &Options, usage: Usage<'_>, now: SystemTime) -> io::Result<S
     })
 }
 
-fn send(opts: &Options, body: &[u8], now: SystemTime) -> bool {
+fn send(opts: &Options, body: &[u8], now: SystemTime, clock: &dyn Clock) -> bool {
     let mut cfg = DeliverConfig::new(opts.target.clone());
     cfg.connect_timeout = opts.timeout;
     cfg.attempt_timeout = opts.timeout;
@@ -456,7 +473,7 @@ fn send(opts: &Options, body: &[u8], now: SystemTime) -> bool {
         &cfg,
         body,
         deadline,
-        &SystemClock,
+        clock,
         &mut Rng::from_entropy(),
         &mut (),
     )

@@ -1,8 +1,9 @@
 //! The run loop of `ttn-lw-telemetry run`: schedule → count → build (core) → deliver → audit,
 //! with metrics and the admin listener alongside.
 //!
-//! The loop is synchronous on its own thread: it sleeps on a condition variable until the next
-//! due time (or shutdown), so an idle agent uses no CPU. One report is in flight at a time:
+//! The loop is synchronous on its own thread: it sleeps on its [`Clock`] until the next due
+//! time (or shutdown), so an idle agent uses no CPU. Every time it reads and every wait it makes
+//! go through that clock ([`run_with_clock`]); tests step a virtual one. One report is in flight at a time:
 //! the loop does not claim again before the current delivery has finished. The admin listener
 //! runs on a single-threaded tokio runtime in a second thread.
 //!
@@ -23,7 +24,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -31,7 +32,8 @@ use ttn_telemetry_core::{format_duration, redact_uri, sha256_hex};
 
 use crate::admin::{self, AdminConfig, AdminState, ConsoleAssets, InputsProvider};
 use crate::audit::{self, AuditLog, read_history, rfc3339};
-use crate::deliver::{self, Clock, DeliverConfig, Final, Observer, Rng};
+use crate::clock::{Clock, SystemClock};
+use crate::deliver::{self, DeliverConfig, Final, Observer, Rng};
 use crate::metrics::{self, SharedStatus};
 use crate::schedule::{Claim, Coordinator, Grant};
 
@@ -45,54 +47,23 @@ const COUNT_RETRY: Duration = Duration::from_secs(60);
 /// How long to wait before trying again when the audit log cannot be written.
 const AUDIT_RETRY: Duration = Duration::from_secs(60);
 
-/// A shutdown signal that sleeping threads wake up for.
-#[derive(Debug, Clone, Default)]
-pub struct Shutdown {
-    inner: Arc<(Mutex<bool>, Condvar)>,
+pub use crate::clock::Shutdown;
+
+/// The daemon's clock for delivery: its sleeps end early on shutdown.
+struct ShutdownClock<'a> {
+    clock: &'a dyn Clock,
+    shutdown: &'a Shutdown,
 }
 
-impl Shutdown {
-    /// A signal not yet given.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Gives the signal.
-    pub fn trigger(&self) {
-        let (m, c) = &*self.inner;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        c.notify_all();
-    }
-    /// Whether the signal was given.
-    pub fn is_set(&self) -> bool {
-        *self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    /// Sleeps up to `d`; returns `true` if the signal was given (at once, when it was).
-    pub fn wait(&self, d: Duration) -> bool {
-        let (m, c) = &*self.inner;
-        let g = m.lock().unwrap_or_else(|e| e.into_inner());
-        let (g, _) = c
-            .wait_timeout_while(g, d, |stop| !*stop)
-            .unwrap_or_else(|e| e.into_inner());
-        *g
-    }
-    /// Sleeps until `t` (by the wall clock), at most an hour at a time; `true` on
-    /// shutdown.
-    pub fn wait_until(&self, t: SystemTime) -> bool {
-        let d = t.duration_since(SystemTime::now()).unwrap_or_default();
-        self.wait(d.min(MAX_IDLE_SLEEP))
-    }
-}
-
-/// A real clock whose sleeps end early on shutdown.
-#[derive(Debug)]
-struct ShutdownClock(Shutdown);
-
-impl Clock for ShutdownClock {
+impl Clock for ShutdownClock<'_> {
     fn now(&self) -> SystemTime {
-        SystemTime::now()
+        self.clock.now()
     }
-    fn sleep(&self, d: Duration) {
-        self.0.wait(d);
+    fn sleep_until(&self, deadline: SystemTime, stop: &Shutdown) -> bool {
+        if stop.is_set() {
+            return true;
+        }
+        self.clock.sleep_until(deadline, self.shutdown)
     }
 }
 
@@ -210,12 +181,23 @@ pub fn send_now(
     body: &[u8],
     deadline: SystemTime,
 ) -> anyhow::Result<deliver::Delivery> {
+    send_now_with_clock(cfg, state_dir, body, deadline, &SystemClock)
+}
+
+/// [`send_now`] on `clock`.
+pub fn send_now_with_clock(
+    cfg: &DeliverConfig,
+    state_dir: &std::path::Path,
+    body: &[u8],
+    deadline: SystemTime,
+    clock: &dyn Clock,
+) -> anyhow::Result<deliver::Delivery> {
     let log = AuditLog::open(state_dir)?;
     Ok(audit::deliver_audited(
         cfg,
         body,
         deadline,
-        &deliver::SystemClock,
+        clock,
         &mut Rng::from_entropy(),
         &log,
         None,
@@ -297,6 +279,26 @@ pub fn run_with_console(
     provider: Arc<dyn InputsProvider>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    run_with_clock(
+        cfg,
+        console,
+        Arc::new(SystemClock),
+        coordinator,
+        provider,
+        shutdown,
+    )
+}
+
+/// [`run_with_console`] on `clock`: every time the loop reads and every wait it makes (the
+/// schedule, retries, backoff) go through it, so a test can step a [`VirtualClock`](crate::clock::VirtualClock).
+pub fn run_with_clock(
+    cfg: DaemonConfig,
+    console: Option<Arc<dyn ConsoleAssets>>,
+    clock: Arc<dyn Clock>,
+    coordinator: impl FnOnce() -> anyhow::Result<Box<dyn Coordinator>>,
+    provider: Arc<dyn InputsProvider>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let mut cfg = cfg;
     let status = metrics::shared(cfg.off_reason.is_none());
     let admin = match cfg.admin_listen {
@@ -328,7 +330,7 @@ pub fn run_with_console(
                 "telemetry schedule coordinated through {}",
                 coordinator.describe()
             );
-            let mut d = Daemon::new(cfg, coordinator, provider, status)?;
+            let mut d = Daemon::new(cfg, coordinator, provider, status)?.with_clock(clock);
             d.run(&shutdown);
             Ok(())
         }
@@ -421,6 +423,7 @@ pub struct Daemon {
     status: SharedStatus,
     audit: AuditLog,
     rng: Rng,
+    clock: Arc<dyn Clock>,
     coordinator_failing: bool,
     /// The audit log could not be written at the last try.
     audit_failing: bool,
@@ -464,25 +467,38 @@ impl Daemon {
             status,
             audit,
             rng: Rng::from_entropy(),
+            clock: Arc::new(SystemClock),
             coordinator_failing: false,
             audit_failing: false,
             uncompleted: None,
         })
     }
 
+    /// The loop on `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Runs until `shutdown`.
     pub fn run(&mut self, shutdown: &Shutdown) {
         while !shutdown.is_set() {
             let wake = self.step(shutdown);
-            if shutdown.wait_until(wake) {
+            if self.wait_until(wake, shutdown) {
                 break;
             }
         }
     }
 
+    /// Sleeps until `t` by the clock, at most [`MAX_IDLE_SLEEP`] at a time; `true` on shutdown.
+    fn wait_until(&self, t: SystemTime, shutdown: &Shutdown) -> bool {
+        let cap = self.clock.now() + MAX_IDLE_SLEEP;
+        self.clock.sleep_until(t.min(cap), shutdown)
+    }
+
     /// One turn: claims, and sends if granted. Returns when to take the next turn.
     pub fn step(&mut self, shutdown: &Shutdown) -> SystemTime {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         // Past its deadline the slot is superseded and the record no longer matters.
         if let Some(g) = self.uncompleted.take()
             && now < g.deadline
@@ -504,7 +520,7 @@ impl Daemon {
             Ok(Claim::Granted(g)) => {
                 self.set_next_due(Some(g.deadline));
                 self.send(&g, shutdown);
-                SystemTime::now()
+                self.clock.now()
             }
             Ok(Claim::NotDue { next_due }) => {
                 self.set_next_due(Some(next_due));
@@ -549,8 +565,8 @@ impl Daemon {
                 Ok(b) => break b,
                 Err(e) => {
                     tracing::warn!("telemetry counting failed: {e:#}");
-                    let retry = SystemTime::now() + COUNT_RETRY;
-                    if retry >= grant.deadline || shutdown.wait_until(retry) {
+                    let retry = self.clock.now() + COUNT_RETRY;
+                    if retry >= grant.deadline || self.wait_until(retry, shutdown) {
                         if !shutdown.is_set() {
                             self.complete(grant);
                         }
@@ -559,7 +575,10 @@ impl Daemon {
                 }
             }
         };
-        let clock = ShutdownClock(shutdown.clone());
+        let clock = ShutdownClock {
+            clock: &*self.clock,
+            shutdown,
+        };
         // Whether this report's refusal was logged (once per report, not per retry).
         let mut said = false;
         let delivery = loop {
@@ -567,7 +586,8 @@ impl Daemon {
                 coordinator: &mut *self.coordinator,
                 grant,
                 shutdown,
-                last_renew: SystemTime::now(),
+                clock: &*self.clock,
+                last_renew: self.clock.now(),
             };
             let audited = audit::deliver_audited(
                 &self.cfg.deliver,
@@ -614,8 +634,8 @@ impl Daemon {
                     tracing::error!("{u}; trying again every {retry} without sending");
                 }
             }
-            let retry = SystemTime::now() + AUDIT_RETRY;
-            if retry >= grant.deadline || shutdown.wait_until(retry) {
+            let retry = self.clock.now() + AUDIT_RETRY;
+            if retry >= grant.deadline || self.wait_until(retry, shutdown) {
                 if !shutdown.is_set() {
                     self.complete(grant);
                 }
@@ -639,7 +659,7 @@ impl Daemon {
     }
 
     fn complete(&mut self, grant: &Grant) {
-        if let Err(e) = self.coordinator.complete(grant, SystemTime::now()) {
+        if let Err(e) = self.coordinator.complete(grant, self.clock.now()) {
             tracing::warn!("telemetry schedule: cannot record the finished report yet: {e:#}");
             self.uncompleted = Some(grant.clone());
         }
@@ -651,6 +671,7 @@ struct Guard<'a> {
     coordinator: &'a mut dyn Coordinator,
     grant: &'a Grant,
     shutdown: &'a Shutdown,
+    clock: &'a dyn Clock,
     last_renew: SystemTime,
 }
 
@@ -658,7 +679,7 @@ impl Guard<'_> {
     /// Renews the claim as often as the coordinator asks; `false` if it was lost to another
     /// agent.
     fn renew(&mut self) -> bool {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         if now.duration_since(self.last_renew).unwrap_or_default() < self.coordinator.renew_every()
         {
             return true;

@@ -30,11 +30,12 @@
 //! reported as invalid rather than trusted. Other collectors may answer anything: no receipt is
 //! not an error.
 //!
-//! Time and randomness are injected ([`Clock`], [`Rng`]) so tests can bound every wait.
+//! Time and randomness are injected ([`Clock`], [`Rng`]) so tests step every wait on a
+//! [`VirtualClock`]: the backoff and `Retry-After` waits, and the `Retry-After` date, follow
+//! the clock.
 
 use std::fmt;
 use std::io;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use ttn_telemetry_core::{content_digest, parse_content_digest, sha256, sha256_hex};
@@ -47,66 +48,7 @@ pub fn user_agent() -> String {
     format!("ttn-lw-telemetry/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Where the delivery code reads the time and waits. Tests use [`VirtualClock`].
-pub trait Clock: Send + Sync {
-    /// The current wall-clock time.
-    fn now(&self) -> SystemTime;
-    /// Waits for `d`.
-    fn sleep(&self, d: Duration);
-}
-
-/// The real clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d);
-    }
-}
-
-/// A clock whose `sleep` returns at once and moves time forward; it records every wait.
-///
-/// Network time (timeouts) still passes for real; only the waits between attempts are virtual.
-#[derive(Debug)]
-pub struct VirtualClock {
-    inner: Mutex<(SystemTime, Vec<Duration>)>,
-}
-
-impl VirtualClock {
-    /// A virtual clock starting at `start`.
-    pub fn new(start: SystemTime) -> Self {
-        VirtualClock {
-            inner: Mutex::new((start, Vec::new())),
-        }
-    }
-    /// Every wait so far, in order.
-    pub fn sleeps(&self) -> Vec<Duration> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
-    }
-    /// Moves time forward without recording a wait.
-    pub fn advance(&self, d: Duration) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0 += d;
-    }
-}
-
-impl Clock for VirtualClock {
-    fn now(&self) -> SystemTime {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
-    }
-    fn sleep(&self, d: Duration) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.0 += d;
-        g.1.push(d);
-    }
-}
+pub use crate::clock::{Clock, SystemClock, VirtualClock};
 
 /// A small seedable generator (SplitMix64) for jitter: not for secrets.
 #[derive(Debug, Clone)]
@@ -467,7 +409,7 @@ pub fn deliver(
         }
         let started = clock.now();
         let left = deadline.duration_since(started).unwrap_or_default();
-        let outcome = attempt(&agent, cfg, left, body, &digest, &sent_hex);
+        let outcome = attempt(&agent, cfg, left, body, &digest, &sent_hex, clock);
         tracing::debug!(attempt = number, outcome = %outcome, "telemetry delivery attempt");
         let attempt = Attempt {
             number,
@@ -503,11 +445,14 @@ pub fn deliver(
                 attempts: number,
             };
         }
-        let mut left = wait;
-        while !left.is_zero() {
-            let slice = left.min(WAIT_SLICE);
-            clock.sleep(slice);
-            left -= slice;
+        let until = now + wait;
+        let never = crate::clock::Shutdown::new();
+        loop {
+            let now = clock.now();
+            if now >= until {
+                break;
+            }
+            clock.sleep_until(until.min(now + WAIT_SLICE), &never);
             if !observer.keep_waiting() {
                 return Delivery {
                     result: Final::Stopped,
@@ -540,6 +485,7 @@ fn attempt(
     body: &[u8],
     digest: &str,
     sent_hex: &str,
+    clock: &dyn Clock,
 ) -> Outcome {
     if left.is_zero() {
         return Outcome::Timeout("the deadline passed before the attempt".into());
@@ -587,7 +533,7 @@ fn attempt(
         },
         408 | 429 | 500..=599 => Outcome::RetryableStatus {
             status,
-            retry_after: retry_after.and_then(|v| parse_retry_after(&v, SystemTime::now())),
+            retry_after: retry_after.and_then(|v| parse_retry_after(&v, clock.now())),
         },
         _ => Outcome::Rejected {
             status,

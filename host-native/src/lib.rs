@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod audit;
 pub mod cli_telemetry;
+pub mod clock;
 pub mod cmd;
 pub mod collect;
 pub mod config;

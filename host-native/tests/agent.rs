@@ -162,6 +162,7 @@ fn ms_since_epoch(t: SystemTime) -> u64 {
 struct CountingListener {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    accepts: common::Accepts,
 }
 
 impl CountingListener {
@@ -170,16 +171,32 @@ impl CountingListener {
         let addr = l.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let a = accepted.clone();
+        let accepts = common::Accepts::default();
+        let m = accepts.clone();
         std::thread::spawn(move || {
             for s in l.incoming() {
+                if let Ok(s) = &s
+                    && m.is_marker(s)
+                {
+                    continue;
+                }
                 a.fetch_add(1, Ordering::SeqCst);
                 drop(s);
             }
         });
-        CountingListener { addr, accepted }
+        CountingListener {
+            addr,
+            accepted,
+            accepts,
+        }
     }
     fn count(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+    /// The count once every connection made before now was accepted (see `common::Accepts`).
+    fn settled_count(&self) -> usize {
+        self.accepts.settle(self.addr);
+        self.count()
     }
 }
 
@@ -316,8 +333,13 @@ fn with_redis_down_run_says_so_and_sends_nothing() {
     ]);
     let log = f.path("run.log");
     let mut agent = spawn_run(f.dir.path(), &flags, &[], &log);
-    // Three intervals: with a reachable schedule it would have sent by now.
-    std::thread::sleep(Duration::from_secs(3));
+    // The agent's decision is its log line; once it is there, stop it. (That it is said once
+    // per outage over many retries is checked on virtual time in tests/daemon.rs.)
+    wait_log(
+        &log,
+        "telemetry not sent: cannot coordinate",
+        Duration::from_secs(10),
+    );
     terminate(&mut agent);
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
@@ -327,7 +349,7 @@ fn with_redis_down_run_says_so_and_sends_nothing() {
     );
     assert!(!log.contains("pw-S3cret"), "{log}");
     assert_eq!(
-        sink.connection_count(),
+        sink.settled_connection_count(),
         0,
         "nothing sent without coordination"
     );
@@ -358,10 +380,15 @@ fn without_redis_the_state_dir_keeps_the_schedule_across_restarts() {
     sleep_until(epoch + interval / 3);
     kill9(&mut a);
 
-    // A restart before the report is due keeps the epoch and sends nothing early.
+    // A restart before the report is due keeps the epoch and sends nothing early: the agent
+    // announces its decision (the next due time) on its admin listener.
     let mut b = spawn_run(f.dir.path(), &flags, &[], &f.path("b.log"));
-    sleep_until(epoch + interval * 2 / 3);
-    assert_eq!(sink.connection_count(), 0, "nothing sent before it is due");
+    assert_due(announced_next_due(&f.path("b.log")), epoch + interval);
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "nothing sent before it is due"
+    );
     let got = sink.wait_for(1, Duration::from_secs(6));
     assert_eq!(got.len(), 1, "the report is sent when due");
     assert_eq!(read_state(&state).unwrap().unwrap().epoch(), epoch);
@@ -385,13 +412,19 @@ fn without_redis_the_state_dir_keeps_the_schedule_across_restarts() {
         2,
         "the report missed while down is sent after the restart"
     );
-    sleep_until(epoch + interval * 4 - interval / 6);
+    // Once it has logged the delivery, its next report is the next slot's, not another missed one.
+    wait_log(
+        &f.path("c.log"),
+        "telemetry report delivered",
+        Duration::from_secs(5),
+    );
+    assert_due(announced_next_due(&f.path("c.log")), epoch + interval * 4);
+    terminate(&mut c);
     assert_eq!(
-        sink.requests().len(),
+        sink.settled_connection_count(),
         2,
         "once, not once per missed interval"
     );
-    terminate(&mut c);
     let log = std::fs::read_to_string(f.path("c.log")).unwrap();
     assert!(log.contains("telemetry is on"), "{log}");
     let admin = log
@@ -413,24 +446,28 @@ fn kill9_during_a_send_then_restart_sends_once_more_and_audits_both_attempts() {
         vec![Reply::Hang(Duration::from_secs(30))],
         Reply::Receipt(200),
     );
-    let interval = Duration::from_secs(3);
     let flags = f.flags("state", &sink.url(), "3s", &unique("kill-send"));
     let state = f.path("state");
     let mut a = spawn_run(f.dir.path(), &flags, &[], &f.path("a.log"));
     // The first report is due 3 s after the first start; the collector never answers it.
     let got = sink.wait_for(1, Duration::from_secs(8));
     assert_eq!(got.len(), 1, "the first agent sends its report");
-    std::thread::sleep(Duration::from_millis(200));
+    // Its `sending` line was written before the request: kill it while it waits for the answer.
     kill9(&mut a);
-    let epoch = read_state(&state).unwrap().unwrap().epoch();
 
     let mut b = spawn_run(f.dir.path(), &flags, &[], &f.path("b.log"));
     let got = sink.wait_for(2, Duration::from_secs(4));
     assert_eq!(got.len(), 2, "the restart resends the interrupted report");
-    // Before the next report is due, nothing more.
-    sleep_until(epoch + interval * 2 - interval / 6);
-    assert_eq!(sink.requests().len(), 2, "sent once more at most");
+    // Once the agent has logged the delivery, stop it: nothing more left before that. (That
+    // the slot is not sent again later is the schedule's promise, tested in tests/schedule.rs
+    // `a_send_killed_midway_is_resent_once_at_most`.)
+    wait_log(
+        &f.path("b.log"),
+        "telemetry report delivered",
+        Duration::from_secs(5),
+    );
     terminate(&mut b);
+    assert_eq!(sink.settled_connection_count(), 2, "sent once more at most");
     assert_eq!(got[0].body, got[1].body, "the same report");
     let h = read_history(&state).unwrap();
     let lines: Vec<(u32, &str)> = h
@@ -481,16 +518,17 @@ fn off_means_off(extra_flags: &[&str], env: &[(&str, &str)], reason: &str) {
 
     let log = dir.path().join("run.log");
     let mut agent = spawn_run(dir.path(), &flags, env, &log);
-    // Three intervals: an agent that is on would have counted and sent by now.
-    std::thread::sleep(Duration::from_millis(3000));
+    // The agent's decision is its log line; it stops right after it, and the listeners then
+    // prove by a marker connection that nothing reached them.
+    wait_log(&log, "telemetry is off", Duration::from_secs(10));
     terminate(&mut agent);
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.matches(&want).count(), 1, "run says why, once:\n{log}");
     assert!(!log.contains("telemetry is on"), "{log}");
     assert!(!log.contains("db-S3cret"), "{log}");
 
-    assert_eq!(db.count(), 0, "no database connection");
-    assert_eq!(sink.connection_count(), 0, "no HTTP connection");
+    assert_eq!(db.settled_count(), 0, "no database connection");
+    assert_eq!(sink.settled_connection_count(), 0, "no HTTP connection");
     assert!(!state.exists(), "nothing written");
 
     // The control: with telemetry on, the same flags reach both servers' listeners, so the
@@ -626,7 +664,11 @@ fn status_and_history_show_the_last_and_next_report_and_sources_without_secrets(
     // Slot 1 is due 4 s after the first start; its retry comes within 2 s, before slot 2.
     let got = sink.wait_for(2, Duration::from_secs(12));
     assert_eq!(got.len(), 2, "a 500, then a 200");
-    std::thread::sleep(Duration::from_millis(100));
+    wait_log(
+        &f.path("run.log"),
+        "telemetry report delivered",
+        Duration::from_secs(5),
+    );
     terminate(&mut agent);
 
     // Settings from each source, secrets among them.
@@ -789,6 +831,42 @@ fn wait_log(log: &Path, needle: &str, timeout: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The next due time an agent announces on its admin listener (`/metrics`), once it has one:
+/// its decision about the schedule, observed without waiting for the time to pass.
+fn announced_next_due(log: &Path) -> SystemTime {
+    let admin = admin_address(log);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut r) = ureq::get(format!("http://{admin}/metrics")).call() {
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            if let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ttn_lw_telemetry_next_due_timestamp_seconds "))
+            {
+                let secs: f64 = v.trim().parse().unwrap();
+                return SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
+            }
+        }
+        assert!(Instant::now() < end, "no next due time announced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `announced` is `want` at the metric's resolution (whole seconds).
+fn assert_due(announced: SystemTime, want: SystemTime) {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    assert!(
+        (secs(announced) - secs(want)).abs() < 1.0,
+        "next due {} announced, {} expected",
+        rfc3339(announced),
+        rfc3339(want)
+    );
 }
 
 /// The admin listener's address, from the agent's log.
@@ -1013,9 +1091,9 @@ fn send_refuses_to_send_when_the_audit_log_cannot_be_written() {
         err.contains("not sent") && err.contains("audit.jsonl"),
         "{err}"
     );
-    // The process has exited: any connection it made would have been accepted by now.
+    // The process has exited: the marker connection settles the count.
     assert_eq!(
-        sink.connection_count(),
+        sink.settled_connection_count(),
         0,
         "nothing left without its audit line"
     );
@@ -1081,7 +1159,7 @@ fn run_refuses_to_send_without_its_audit_trail_and_says_so() {
         Duration::from_secs(10),
     );
     // The agent has logged its decision; the report was due and nothing reached the collector.
-    assert_eq!(sink.connection_count(), 0, "{text}");
+    assert_eq!(sink.settled_connection_count(), 0, "{text}");
     // The metrics say so too, for an alert.
     let admin = admin_address(&log);
     let metrics = ureq::get(format!("http://{admin}/metrics"))

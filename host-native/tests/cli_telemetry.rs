@@ -112,8 +112,8 @@ fn first_run_creates_private_state_and_sends_nothing() {
     assert_eq!(s2["uid"], s["uid"], "the UUID is made once");
     assert_eq!(count(&s2, "end-devices list"), 2);
     assert_eq!(s2["aliases"]["end-devices"]["dev"], 1);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(sink.connection_count(), 0);
+    // The CLI has exited: every connection it made is in the sink's queue by now.
+    assert_eq!(sink.settled_connection_count(), 0);
 }
 
 #[test]
@@ -164,8 +164,11 @@ fn a_run_after_24h_sends_one_report_with_usage_and_aliases() {
         .as_secs();
     assert!(now - s["last_sent_at"].as_u64().unwrap() < 60);
     home.run(&sink.url(), &["users", "list"]);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(sink.connection_count(), 1, "at most one report per 24 h");
+    assert_eq!(
+        sink.settled_connection_count(),
+        1,
+        "at most one report per 24 h"
+    );
 }
 
 #[test]
@@ -263,8 +266,8 @@ fn off_means_nothing_written_nothing_sent() {
     let before = std::fs::read(home.state_file()).unwrap();
     home.run_env(&sink.url(), &["users", "list"], &[("DO_NOT_TRACK", "1")]);
     assert_eq!(std::fs::read(home.state_file()).unwrap(), before);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(sink.connection_count(), 0);
+    // The CLI has exited: every connection it made is in the sink's queue by now.
+    assert_eq!(sink.settled_connection_count(), 0);
 }
 
 #[test]
@@ -357,7 +360,11 @@ fn adopts_the_installation_id_of_the_reference_cli_state() {
     let out = home.run(&sink.url(), &["users", "list"]);
     assert!(!stderr(&out).contains("keeping the installation id"));
     assert_ne!(home.state()["uid"], "not-a-uuid");
-    assert_eq!(sink.connection_count(), 1, "only the first case was due");
+    assert_eq!(
+        sink.settled_connection_count(),
+        1,
+        "only the first case was due"
+    );
 }
 
 /// Go's `time.RFC3339Nano` for a UTC time, as ttn-lw-cli's state holds it.
@@ -366,4 +373,65 @@ fn rfc3339(t: SystemTime) -> String {
     let micros = i64::try_from(d.as_micros()).unwrap();
     // The core writes `…ss.ffffffZ`, which is also valid RFC3339Nano.
     ttn_telemetry_core::format_rfc3339_micros(micros)
+}
+
+/// The 24 h rule on virtual time, in process: the first report is due exactly 24 h after the
+/// state is made, and the next one 24 h after it was sent; days take no real time.
+#[test]
+fn reports_are_a_day_apart_by_the_clock() {
+    use std::sync::Arc;
+    use ttn_lw_telemetry::cli_telemetry::{Options, Usage, record_on};
+    use ttn_lw_telemetry::clock::{Clock as _, VirtualClock};
+    use ttn_telemetry_core::OsInfo;
+
+    let sink = Sink::start(vec![], Reply::Receipt(202));
+    let home = Home::new();
+    let opts = Options {
+        enable: true,
+        target: sink.url(),
+        state_dir: home.state_dir(),
+        timeout: Duration::from_secs(5),
+        os: OsInfo {
+            operating_system: "linux".into(),
+            arch: "amd64".into(),
+            binary_version: "3.0.0".into(),
+            golang_version: "rustc".into(),
+        },
+        how_to_disable: "--telemetry.enable=false".into(),
+    };
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let clock = Arc::new(VirtualClock::new(t0));
+    let day = Duration::from_secs(24 * 3600);
+    let run = |path: &str| {
+        let usage = Usage {
+            command_path: path,
+            alias: None,
+        };
+        record_on(&opts, usage, clock.clone()).unwrap().finish()
+    };
+    assert_eq!(run("users list"), None, "nothing is due at the first run");
+    clock.advance(day - Duration::from_secs(1));
+    assert_eq!(
+        run("users list"),
+        None,
+        "not due a second before the day is over"
+    );
+    assert_eq!(sink.settled_connection_count(), 0);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(run("gateways list"), Some(true), "due when the day is over");
+    let sent = clock.now();
+    clock.advance(day - Duration::from_secs(1));
+    assert_eq!(run("users list"), None);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(run("users list"), Some(true));
+    let got = sink.requests();
+    assert_eq!(got.len(), 2);
+    let Payload::Cli(first) = parse_report(&got[0].body).unwrap().payload else {
+        panic!("not a CLI report")
+    };
+    assert_eq!(first.commands.len(), 2, "{:?}", first.commands);
+    assert_eq!(
+        home.state()["last_sent_at"].as_u64(),
+        Some((sent + day).duration_since(UNIX_EPOCH).unwrap().as_secs())
+    );
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::{Reply, Sink};
 use ttn_lw_telemetry::admin::InputsProvider;
 use ttn_lw_telemetry::audit::{read_history, read_last_body};
+use ttn_lw_telemetry::clock::{Clock as _, VirtualClock};
 use ttn_lw_telemetry::daemon::{self, DaemonConfig, Shutdown};
 use ttn_lw_telemetry::deliver::DeliverConfig;
 use ttn_lw_telemetry::schedule::Coordinator;
@@ -37,6 +38,17 @@ impl io::Write for Logs {
 impl Logs {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    /// Waits (real time, at most `timeout`) until a line says `needle`.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while !self.text().contains(needle) {
+            if Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 }
 
@@ -70,19 +82,30 @@ fn config(target: String, interval: Duration, state_dir: &Path) -> DaemonConfig 
     }
 }
 
-/// Runs the daemon on this thread (so the captured log subscriber applies) until `stop_after`.
-fn run_for(
+/// Where virtual time starts: any fixed instant works.
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// Bound on the real time the daemon may take to finish a step (loopback HTTP, files).
+const STEP: Duration = Duration::from_secs(20);
+
+/// Runs the daemon on this thread (so the captured log subscriber applies) on `clock`, while
+/// `drive` steps the clock on another thread; shutdown follows `drive`.
+fn run_driven<R: Send + 'static>(
     cfg: DaemonConfig,
+    clock: &Arc<VirtualClock>,
     coordinator: impl FnOnce() -> anyhow::Result<Box<dyn Coordinator>>,
     provider: Arc<dyn InputsProvider>,
-    stop_after: Duration,
     logs: &Logs,
-) -> anyhow::Result<()> {
+    drive: impl FnOnce(&VirtualClock) -> R + Send + 'static,
+) -> R {
     let shutdown = Shutdown::new();
-    let s = shutdown.clone();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(stop_after);
+    let (s, c) = (shutdown.clone(), clock.clone());
+    let driver = std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(&c)));
         s.trigger();
+        r
     });
     let w = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -90,73 +113,102 @@ fn run_for(
         .with_ansi(false)
         .finish();
     let r = tracing::subscriber::with_default(subscriber, || {
-        daemon::run(cfg, coordinator, provider, shutdown)
+        daemon::run_with_clock(cfg, None, clock.clone(), coordinator, provider, shutdown)
     });
-    stopper.join().unwrap();
-    r
+    let driven = driver.join().unwrap();
+    r.unwrap();
+    driven.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-fn local(dir: &Path, interval: Duration) -> impl FnOnce() -> anyhow::Result<Box<dyn Coordinator>> {
-    let dir = dir.to_owned();
-    move || {
-        Ok(
-            Box::new(LocalSchedule::open(dir, interval, SystemTime::now())?)
-                as Box<dyn Coordinator>,
-        )
+/// Steps `clock` timer by timer up to `t`, letting `sleepers` loops finish each step; returns
+/// with every loop asleep (idle) and the clock at `t`.
+fn step_to(clock: &VirtualClock, sleepers: usize, t: SystemTime) {
+    loop {
+        assert!(
+            clock.wait_for_sleepers(sleepers, STEP),
+            "the daemon did not go idle"
+        );
+        match clock.next_timer() {
+            Some(next) if next <= t => {
+                clock.advance_to_next_timer();
+            }
+            _ => break,
+        }
     }
+    if let Ok(d) = t.duration_since(clock.now()) {
+        clock.advance(d);
+    }
+    assert!(
+        clock.wait_for_sleepers(sleepers, STEP),
+        "the daemon did not go idle"
+    );
+}
+
+fn local(
+    dir: &Path,
+    interval: Duration,
+    now: SystemTime,
+) -> impl FnOnce() -> anyhow::Result<Box<dyn Coordinator>> {
+    let dir = dir.to_owned();
+    move || Ok(Box::new(LocalSchedule::open(dir, interval, now)?) as Box<dyn Coordinator>)
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[test]
 fn reports_once_per_interval_with_audit_metrics_and_the_startup_line() {
     let sink = Sink::start(vec![Reply::status(503)], Reply::Receipt(200));
     let dir = tempfile::tempdir().unwrap();
-    let interval = Duration::from_millis(1000);
+    // A real interval: virtual time makes a day cost nothing.
+    let interval = Duration::from_secs(24 * 3600);
     let mut cfg = config(
         format!("http://agent:t0psecret@{}/collect", sink.addr),
         interval,
         dir.path(),
     );
-    // One retry after a 503: keep its wait short.
-    cfg.deliver.backoff.base = Duration::from_millis(100);
     let admin = free_addr();
     cfg.admin_listen = Some(admin);
     let provider = Arc::new(Counting(AtomicUsize::new(0)));
     let logs = Logs::default();
-    let began = Instant::now();
-
-    // Scrape the metrics while the daemon runs.
-    let metrics = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(2600));
-        let mut r = ureq::get(format!("http://{admin}/metrics")).call().unwrap();
-        r.body_mut().read_to_string().unwrap()
-    });
-    run_for(
+    let clock = Arc::new(VirtualClock::stepped(t0()));
+    let s = sink.clone();
+    let (per_interval, metrics) = run_driven(
         cfg,
-        local(dir.path(), interval),
+        &clock,
+        local(dir.path(), interval, t0()),
         provider.clone(),
-        Duration::from_millis(2800),
         &logs,
-    )
-    .unwrap();
+        move |clock| {
+            let mut per_interval = vec![];
+            let mut seen = 0;
+            let mut metrics = String::new();
+            // One minute into each interval: past the retry's backoff (at most 2 s).
+            for n in 0..=3u32 {
+                step_to(clock, 1, t0() + interval * n + Duration::from_secs(60));
+                let now = s.requests().len();
+                per_interval.push(now - seen);
+                seen = now;
+                if n == 2 {
+                    let mut r = ureq::get(format!("http://{admin}/metrics")).call().unwrap();
+                    metrics = r.body_mut().read_to_string().unwrap();
+                }
+            }
+            (per_interval, metrics)
+        },
+    );
 
+    // Nothing in the first interval; slot 1 (503, then a retry that succeeds), slots 2 and 3.
+    assert_eq!(per_interval, [0, 2, 1, 1]);
     let reqs = sink.requests();
     let body = common::body();
-    // Slot 1 at 1 s (503, then a retry that succeeds), slot 2 at 2 s.
-    assert_eq!(
-        reqs.len(),
-        3,
-        "{:?}",
-        reqs.iter().map(|r| r.at - began).collect::<Vec<_>>()
-    );
     assert!(reqs.iter().all(|r| r.body == body));
-    assert!(
-        reqs[0].at - began >= Duration::from_millis(950),
-        "the first report waits one interval"
-    );
-    assert!(reqs[2].at - reqs[1].at >= Duration::from_millis(600));
     assert_eq!(
         provider.0.load(Ordering::SeqCst),
-        2,
+        3,
         "counted once per report"
     );
 
@@ -170,25 +222,43 @@ fn reports_once_per_interval_with_audit_metrics_and_the_startup_line() {
             "sending",
             "delivered",
             "sending",
+            "delivered",
+            "sending",
             "delivered"
         ]
     );
+    // Each report leaves exactly when its slot is due (the retry within the backoff cap).
+    let sending: Vec<u64> = h
+        .entries
+        .iter()
+        .filter(|e| e.outcome == "sending")
+        .map(|e| e.unix_ms)
+        .collect();
+    assert_eq!(sending[0], unix_ms(t0() + interval));
+    assert!(sending[1] - sending[0] <= 2000, "{sending:?}");
+    assert_eq!(sending[2], unix_ms(t0() + interval * 2));
+    assert_eq!(sending[3], unix_ms(t0() + interval * 3));
     assert!(h.entries.iter().all(|e| e.sha256 == sha256_hex(&body)));
     assert_eq!(read_last_body(dir.path()).unwrap().unwrap(), body);
 
-    let text = metrics.join().unwrap();
     assert!(
-        text.lines()
+        metrics
+            .lines()
             .any(|l| l == "ttn_lw_telemetry_consecutive_failures 0"),
-        "{text}"
+        "{metrics}"
     );
     assert!(
-        text.lines()
+        metrics
+            .lines()
             .any(|l| l.starts_with("ttn_lw_telemetry_last_success_timestamp_seconds "))
     );
+    let next_due = format!(
+        "ttn_lw_telemetry_next_due_timestamp_seconds {}",
+        unix_ms(t0() + interval * 3) / 1000
+    );
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("ttn_lw_telemetry_next_due_timestamp_seconds "))
+        metrics.lines().any(|l| l.starts_with(&next_due)),
+        "{metrics}"
     );
 
     let log = logs.text();
@@ -205,36 +275,46 @@ fn reports_once_per_interval_with_audit_metrics_and_the_startup_line() {
 fn a_restart_keeps_the_schedule() {
     let sink = Sink::start(vec![], Reply::Receipt(200));
     let dir = tempfile::tempdir().unwrap();
-    let interval = Duration::from_millis(1500);
+    let interval = Duration::from_secs(3600);
     let provider: Arc<dyn InputsProvider> = Arc::new(Counting(AtomicUsize::new(0)));
     let logs = Logs::default();
-    let began = Instant::now();
+    let clock = Arc::new(VirtualClock::stepped(t0()));
     // Stopped before the first report is due: nothing is sent.
-    run_for(
+    let due = run_driven(
         config(sink.url(), interval, dir.path()),
-        local(dir.path(), interval),
+        &clock,
+        local(dir.path(), interval, t0()),
         provider.clone(),
-        Duration::from_millis(600),
         &logs,
-    )
-    .unwrap();
+        move |clock| {
+            step_to(clock, 1, t0() + interval * 2 / 5);
+            clock.next_timer()
+        },
+    );
+    assert_eq!(due, Some(t0() + interval), "idle until the first slot");
     assert_eq!(sink.connection_count(), 0);
     // Restarted: the report comes one interval after the *first* start, not the restart.
-    run_for(
+    let restarted = clock.now();
+    let (due, sent) = run_driven(
         config(sink.url(), interval, dir.path()),
-        local(dir.path(), interval),
+        &clock,
+        local(dir.path(), interval, restarted),
         provider,
-        Duration::from_millis(1400),
         &logs,
-    )
-    .unwrap();
-    let reqs = sink.requests();
-    assert_eq!(reqs.len(), 1);
-    let at = reqs[0].at - began;
-    assert!(
-        at >= Duration::from_millis(1450) && at < Duration::from_millis(1900),
-        "sent at {at:?}"
+        {
+            let s = sink.clone();
+            move |clock| {
+                assert!(clock.wait_for_sleepers(1, STEP));
+                let due = clock.next_timer();
+                step_to(clock, 1, t0() + interval);
+                (due, s.requests().len())
+            }
+        },
     );
+    assert_eq!(due, Some(t0() + interval));
+    assert_eq!(sent, 1);
+    let h = read_history(dir.path()).unwrap();
+    assert_eq!(h.entries[0].unix_ms, unix_ms(t0() + interval));
 }
 
 #[test]
@@ -248,17 +328,20 @@ fn off_means_no_counting_no_connection_nothing_written() {
     let factory_called = Arc::new(AtomicUsize::new(0));
     let f = factory_called.clone();
     let logs = Logs::default();
-    run_for(
+    let clock = Arc::new(VirtualClock::stepped(t0()));
+    let l = logs.clone();
+    run_driven(
         cfg,
+        &clock,
         move || {
             f.fetch_add(1, Ordering::SeqCst);
             anyhow::bail!("the coordinator must not be made when telemetry is off")
         },
         provider.clone(),
-        Duration::from_millis(700),
         &logs,
-    )
-    .unwrap();
+        // The agent's decision is its log line; stop right after it.
+        move |_| assert!(l.wait_for("telemetry is off", STEP), "{}", l.text()),
+    );
     assert_eq!(sink.connection_count(), 0, "no HTTP connection");
     assert_eq!(provider.0.load(Ordering::SeqCst), 0, "no counting");
     assert_eq!(factory_called.load(Ordering::SeqCst), 0);
@@ -291,16 +374,22 @@ fn two_replicas_with_redis_send_one_report_per_interval() {
             .as_nanos()
     );
     let sink = Sink::start(vec![], Reply::Receipt(200));
-    let interval = Duration::from_millis(800);
+    let interval = Duration::from_secs(3600);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    // Both replicas on one virtual clock, like two hosts with synchronised clocks.
+    let clock = Arc::new(VirtualClock::stepped(t0()));
+    let shutdown = Shutdown::new();
     let replicas: Vec<_> = dirs
         .iter()
         .map(|d| {
             let cfg = config(sink.url(), interval, d.path());
             let (ns, url) = (ns.clone(), url.clone());
+            let (clock, shutdown) = (clock.clone(), shutdown.clone());
             std::thread::spawn(move || {
-                run_for(
+                daemon::run_with_clock(
                     cfg,
+                    None,
+                    clock,
                     move || {
                         Ok(Box::new(RedisSchedule::new(
                             RedisTarget::from_url(&url),
@@ -309,19 +398,23 @@ fn two_replicas_with_redis_send_one_report_per_interval() {
                         )?) as Box<dyn Coordinator>)
                     },
                     Arc::new(Counting(AtomicUsize::new(0))),
-                    Duration::from_millis(3 * 800 + 400),
-                    &Logs::default(),
+                    shutdown,
                 )
             })
         })
         .collect();
+    let mut per_interval = vec![];
+    for n in 0..=3u32 {
+        step_to(&clock, 2, t0() + interval * n);
+        per_interval.push(sink.requests().len());
+    }
+    shutdown.trigger();
     for r in replicas {
         r.join().unwrap().unwrap();
     }
-    let reqs = sink.requests();
     assert_eq!(
-        reqs.len(),
-        3,
+        per_interval,
+        [0, 1, 2, 3],
         "one report per interval across both replicas"
     );
     let audited: usize = dirs
@@ -423,7 +516,7 @@ fn redis_process_killed_mid_send_is_taken_over_by_the_other() {
     // Slot 2 is due at 6 s; its sender hangs; kill that one with SIGKILL.
     let got = sink.wait_for(2, Duration::from_secs(9));
     assert_eq!(got.len(), 2);
-    std::thread::sleep(Duration::from_millis(200));
+    // The sender's `sending` line is written before its request, so it is there now.
     let holder = agents
         .iter()
         .position(|(_, state)| {
@@ -436,8 +529,7 @@ fn redis_process_killed_mid_send_is_taken_over_by_the_other() {
         .expect("one agent is in the middle of sending slot 2");
     kill9(&mut agents[holder].0);
     // The survivor takes slot 2 over when the lease (1.5 s) runs out, then sends slot 3 at 9 s.
-    let remaining = Duration::from_millis(9700).saturating_sub(began.elapsed());
-    std::thread::sleep(remaining);
+    sink.wait_for(4, Duration::from_secs(15));
     let survivor = 1 - holder;
     kill9(&mut agents[survivor].0);
     let reqs = sink.requests();
@@ -544,8 +636,11 @@ fn redis_down_means_the_agent_says_so_and_sends_nothing() {
     let interval = Duration::from_millis(200);
     let closed = free_addr();
     let logs = Logs::default();
-    run_for(
+    let clock = Arc::new(VirtualClock::stepped(t0()));
+    // Six intervals of retrying; each step ends with the loop idle again, after its decision.
+    run_driven(
         config(sink.url(), interval, dir.path()),
+        &clock,
         move || {
             Ok(Box::new(RedisSchedule::new(
                 RedisTarget::from_config(&closed.to_string(), "pw-s3cret", 0),
@@ -554,10 +649,9 @@ fn redis_down_means_the_agent_says_so_and_sends_nothing() {
             )?) as Box<dyn Coordinator>)
         },
         Arc::new(Counting(AtomicUsize::new(0))),
-        Duration::from_millis(1200),
         &logs,
-    )
-    .unwrap();
+        move |clock| step_to(clock, 1, t0() + interval * 6),
+    );
     assert_eq!(
         sink.connection_count(),
         0,

@@ -324,8 +324,12 @@ impl Drop for Ns {
 #[test]
 fn redis_two_claimers_send_exactly_one_report_per_slot() {
     let ns = Ns::new("two-claimers");
-    let interval = Duration::from_millis(700);
-    let end = SystemTime::now() + Duration::from_millis(3 * 700 + 350);
+    // Virtual time: both claimers ask at the same instants, every tenth of an interval, for
+    // three and a half intervals; Redis decides who wins each race.
+    let interval = HOUR;
+    let t0 = SystemTime::now();
+    let ticks = 35u32;
+    let barrier = Arc::new(std::sync::Barrier::new(2));
     let grants = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
     let handles: Vec<_> = ["a", "b"]
         .into_iter()
@@ -333,17 +337,14 @@ fn redis_two_claimers_send_exactly_one_report_per_slot() {
             let mut s = ns
                 .schedule(interval, owner)
                 .with_lease(Duration::from_secs(5));
-            let grants = grants.clone();
+            let (grants, barrier) = (grants.clone(), barrier.clone());
             std::thread::spawn(move || {
-                while SystemTime::now() < end {
-                    match s.claim(SystemTime::now()).expect("claim") {
-                        Claim::Granted(g) => {
-                            grants.lock().unwrap().push((g.slot, owner.to_string()));
-                            std::thread::sleep(Duration::from_millis(30));
-                            s.complete(&g, SystemTime::now()).unwrap();
-                        }
-                        // Hammer on purpose: both ask as often as they can.
-                        _ => std::thread::sleep(Duration::from_millis(2)),
+                for tick in 0..=ticks {
+                    let now = t0 + interval * tick / 10;
+                    barrier.wait();
+                    if let Claim::Granted(g) = s.claim(now).expect("claim") {
+                        grants.lock().unwrap().push((g.slot, owner.to_string()));
+                        s.complete(&g, now).unwrap();
                     }
                 }
             })

@@ -7,9 +7,9 @@
 //! the admin listener still answers that telemetry is off.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use crate::admin::ConsoleAssets;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Loaded;
 use crate::daemon::{self, DaemonConfig, Shutdown};
 use crate::inputs::gather;
@@ -33,10 +33,14 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     // Counting may block (it opens the database): the daemon and the admin listener call it
     // on threads of their own.
     let provider = Arc::new(move || Ok(gather(&core)?.inputs));
-    daemon::run_with_console(
+    // One clock for the schedule's start and the loop.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let c = clock.clone();
+    daemon::run_with_clock(
         cfg,
         console_assets(),
-        move || daemon::coordinator_from_core(&for_coordinator, SystemTime::now()),
+        clock,
+        move || daemon::coordinator_from_core(&for_coordinator, c.now()),
         provider,
         shutdown,
     )

@@ -24,11 +24,12 @@
 //! writing or connecting anywhere.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use ttn_telemetry_core::{redact_uri, sha256_hex};
 
+use crate::clock::Clock as _;
 use crate::config::Loaded;
 use crate::daemon;
 use crate::deliver::DeliverConfig;
@@ -49,12 +50,14 @@ pub fn run(loaded: &Loaded, deadline: Duration, out: &mut dyn Write) -> anyhow::
         .context("building the report from the counted inputs")?
         .to_bytes();
     let cfg = DeliverConfig::new(c.target.clone());
-    let started = SystemTime::now();
-    let d = daemon::send_now(
+    // One clock for the deadline and the delivery's waits.
+    let clock = crate::clock::SystemClock;
+    let d = daemon::send_now_with_clock(
         &cfg,
         std::path::Path::new(&c.state_dir),
         &bytes,
-        started + deadline,
+        clock.now() + deadline,
+        &clock,
     )?;
     let target = redact_uri(&c.target);
     if d.result.delivered() {

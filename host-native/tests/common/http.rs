@@ -55,6 +55,58 @@ pub struct Sink {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
     pub connections: Arc<AtomicUsize>,
+    pub accepts: Accepts,
+}
+
+/// Proves "no (more) connections" by an event instead of a sleep: a marker connection made
+/// after the client has finished (exited, logged its decision) is accepted after every earlier
+/// connection, since the kernel queues completed connections in order. Once the accept loop has
+/// seen the marker, the count is final.
+#[derive(Debug, Clone, Default)]
+pub struct Accepts {
+    inner: Arc<Mutex<AcceptsInner>>,
+}
+
+#[derive(Debug, Default)]
+struct AcceptsInner {
+    markers: Vec<SocketAddr>,
+    seen: Vec<SocketAddr>,
+}
+
+impl Accepts {
+    /// Called by the accept loop for each connection; `true` if it is a marker (to be dropped
+    /// and not counted). Blocks while a marker is being registered.
+    pub fn is_marker(&self, stream: &TcpStream) -> bool {
+        let Ok(peer) = stream.peer_addr() else {
+            return false;
+        };
+        let mut g = self.inner.lock().unwrap();
+        if g.markers.contains(&peer) {
+            g.seen.push(peer);
+            true
+        } else {
+            false
+        }
+    }
+    /// Connects a marker to `addr` and waits until the accept loop has seen it.
+    pub fn settle(&self, addr: SocketAddr) {
+        let marker = {
+            // Holding the lock: the accept loop cannot look at the marker before it is known.
+            let mut g = self.inner.lock().unwrap();
+            let marker = TcpStream::connect(addr).expect("marker connection");
+            g.markers.push(marker.local_addr().unwrap());
+            marker
+        };
+        let me = marker.local_addr().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.inner.lock().unwrap().seen.contains(&me) {
+            assert!(
+                Instant::now() < end,
+                "the marker connection was not accepted"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 impl Sink {
@@ -65,10 +117,15 @@ impl Sink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (r, c) = (received.clone(), connections.clone());
+        let accepts = Accepts::default();
+        let a = accepts.clone();
         let script = Arc::new(Mutex::new(script.into_iter()));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
+                if a.is_marker(&stream) {
+                    continue;
+                }
                 c.fetch_add(1, Ordering::SeqCst);
                 let reply = script
                     .lock()
@@ -81,6 +138,7 @@ impl Sink {
         });
         Sink {
             addr,
+            accepts,
             received,
             connections,
         }
@@ -92,6 +150,13 @@ impl Sink {
 
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// The number of connections made before now, once the sink has accepted all of them:
+    /// call it after the client is done (see [`Accepts`]).
+    pub fn settled_connection_count(&self) -> usize {
+        self.accepts.settle(self.addr);
+        self.connection_count()
     }
 
     pub fn connection_count(&self) -> usize {
