@@ -112,9 +112,13 @@ impl std::fmt::Display for AuditEntry {
     }
 }
 
-/// RFC 3339 UTC with milliseconds.
+/// RFC 3339 UTC with milliseconds (the core's writer).
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    let micros = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |m| -m),
+    };
+    ttn_telemetry_core::format_rfc3339(micros, 3)
 }
 
 /// Unix milliseconds (0 before 1970).

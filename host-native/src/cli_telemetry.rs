@@ -38,7 +38,7 @@ use ttn_telemetry_core::{
     AliasUsage, CliUsage, CommandUsage, Identity, Inputs, OsInfo, Payload, uuid_v4_from_bytes,
 };
 
-use crate::deliver::{self, DeliverConfig, Rng, SystemClock};
+use crate::deliver::{self, DeliverConfig, SystemClock};
 
 /// Name of the state folder under the user's cache dir, shared by TTS command-line tools.
 pub const CACHE_SUBDIR: &str = "ttn-lorawan";
@@ -372,7 +372,7 @@ fn send(opts: &Options, body: &[u8], now: SystemTime) -> bool {
         body,
         deadline,
         &SystemClock,
-        &mut Rng::from_entropy(),
+        &mut deliver::entropy_rng(),
         &mut (),
     )
     .result

@@ -204,7 +204,7 @@ pub fn send_now(
         body,
         deadline,
         &deliver::SystemClock,
-        &mut Rng::from_entropy(),
+        &mut deliver::entropy_rng(),
         &log,
         None,
         &mut (),
@@ -449,7 +449,7 @@ impl Daemon {
             provider,
             status,
             audit,
-            rng: Rng::from_entropy(),
+            rng: deliver::entropy_rng(),
             coordinator_failing: false,
             uncompleted: None,
         })
