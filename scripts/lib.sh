@@ -6,7 +6,7 @@
 #   start_redis             exports TTN_TEST_REDIS_URL (unless set): see below
 # Nothing here skips: what cannot be had stops the caller with a message saying what to do.
 
-ttn_apt_updated=""
+: "${ttn_apt_updated:=}"
 apt_install() {
   if [ -z "$ttn_apt_updated" ]; then apt-get update -qq; ttn_apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
