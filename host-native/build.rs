@@ -23,6 +23,16 @@ fn main() {
 }
 
 fn console_pkg() {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
+    // Only the agent serves the Console page: other builds embed nothing and watch nothing.
+    if std::env::var_os("CARGO_FEATURE_AGENT").is_none() {
+        std::fs::write(
+            out.join("console_pkg.rs"),
+            "/// No Console page in this build.\npub const PKG: &[(&str, &[u8])] = &[];\n",
+        )
+        .expect("writing console_pkg.rs");
+        return;
+    }
     let manifest =
         std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let web = manifest.join("../web-preview");
@@ -55,6 +65,5 @@ fn console_pkg() {
         ));
     }
     code.push_str("];\n");
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     std::fs::write(out.join("console_pkg.rs"), code).expect("writing console_pkg.rs");
 }

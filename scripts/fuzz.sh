@@ -9,11 +9,14 @@ target_dir="${CARGO_TARGET_DIR:-$PWD/target}/fuzz"
 flags="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
 flags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table"
 flags+=" -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
+# An explicit --target (this machine's own) keeps the flags off build scripts and proc macros.
+host=$(rustc -vV | sed -n 's/^host: //p')
+[ -n "$host" ] || { echo "rustc -vV names no host target" >&2; exit 1; }
 RUSTFLAGS="$flags" cargo build --locked --release --manifest-path core/fuzz/Cargo.toml \
-  --target-dir "$target_dir" --target x86_64-unknown-linux-gnu
+  --target-dir "$target_dir" --target "$host"
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 cp tests/golden/*.expected tests/golden/*.inputs.json "$corpus"/
 for t in parse_report build_inputs; do
-  "$target_dir/x86_64-unknown-linux-gnu/release/$t" -runs="$runs" -max_total_time=30 -max_len=4096 "$corpus" 2>&1 | tail -n 2
+  "$target_dir/$host/release/$t" -runs="$runs" -max_total_time=30 -max_len=4096 "$corpus" 2>&1 | tail -n 2
 done

@@ -1,23 +1,18 @@
-# Sourced by scripts/test.d/50-wasm.sh and scripts/bench.d/50-wasm.sh: installs what the wasm
-# builds and browser tests need (skipping what is present), then builds
-#   - the plugin module        → $TTN_PLUGIN_WASM
-#   - the browser package      → web-preview/pkg (wasm-bindgen --target web, then wasm-opt -Oz)
-#   - the native-report binary → $NATIVE_REPORT
-#   - the agent (embedding pkg) → $TTN_AGENT
-# Expects to run from the repository root with CARGO_TARGET_DIR set (./task sets it).
+# Sourced by ./task (test and demo, before anything that embeds the widget) and by
+# scripts/wasm-test-build.sh: builds the Console widget's package, web-preview/pkg
+# (wasm-bindgen --target web, then wasm-opt -Oz), installing what that needs when missing
+# (wasm32 target, wasm-bindgen-cli of Cargo.lock's version, node and the node packages).
+# host-native/build.rs embeds web-preview/pkg into the agent, so this runs first; the package is
+# replaced only when its bytes change, so an unchanged widget does not rebuild the agent.
+# Exports TTN_WEB_PKG. Expects to run from the repository root.
 set -euo pipefail
 : "${CARGO_TARGET_DIR:=$HOME/.cache/ttn-lw-telemetry/target}"
 export CARGO_TARGET_DIR CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback
+source scripts/lib.sh
 
-rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-
-wasm_apt_updated=""
-wasm_apt_install() {
-  if [ -z "$wasm_apt_updated" ]; then apt-get update -qq; wasm_apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-}
-command -v node >/dev/null && command -v npm >/dev/null || wasm_apt_install nodejs npm
-[ -x /usr/bin/chromium ] || wasm_apt_install chromium
+need_rust_targets wasm32-unknown-unknown
+need node nodejs
+need npm npm
 
 # wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock. Installed unlocked:
 # its own lock names a webpki-roots release the registry mirror lacks (TOOLCHAIN.md).
@@ -35,21 +30,18 @@ if ! cmp -s web-preview/package-lock.json web-preview/node_modules/.ttn-installe
   cp web-preview/package-lock.json web-preview/node_modules/.ttn-installed-lock
 fi
 
-cargo build -q --locked -p ttn-telemetry-wasm -p ttn-telemetry-plugin --profile wasm --target wasm32-unknown-unknown
-wasm_out="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm"
-export TTN_PLUGIN_WASM="$wasm_out/ttn_telemetry_plugin.wasm"
-
-rm -rf web-preview/pkg
-wasm-bindgen --target web --out-dir web-preview/pkg "$wasm_out/ttn_telemetry_wasm.wasm"
+cargo build -q --locked -p ttn-telemetry-wasm --profile wasm --target wasm32-unknown-unknown
+wasm_pkg_new=$(mktemp -d /tmp/ttn-web-pkg.XXXXXX)
+wasm-bindgen --target web --out-dir "$wasm_pkg_new" \
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/ttn_telemetry_wasm.wasm"
 # --converge repeats -Oz until it stops shrinking; the stripped sections are not needed to run.
 web-preview/node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers --strip-target-features \
-  web-preview/pkg/ttn_telemetry_wasm_bg.wasm -o web-preview/pkg/ttn_telemetry_wasm_bg.wasm
+  "$wasm_pkg_new/ttn_telemetry_wasm_bg.wasm" -o "$wasm_pkg_new/ttn_telemetry_wasm_bg.wasm"
+if diff -r -q "$wasm_pkg_new" web-preview/pkg >/dev/null 2>&1; then
+  rm -rf "$wasm_pkg_new"
+else
+  rm -rf web-preview/pkg
+  mv "$wasm_pkg_new" web-preview/pkg
+  chmod 755 web-preview/pkg
+fi
 export TTN_WEB_PKG="$PWD/web-preview/pkg"
-
-cargo build -q --locked -p ttn-telemetry-tests --bin native-report
-export NATIVE_REPORT="$CARGO_TARGET_DIR/debug/native-report"
-
-# The agent, built after web-preview/pkg so that it embeds the widget's wasm (host-native/build.rs)
-# for its Console page.
-cargo build -q --locked -p ttn-lw-telemetry --bin ttn-lw-telemetry
-export TTN_AGENT="$CARGO_TARGET_DIR/debug/ttn-lw-telemetry"

@@ -6,8 +6,9 @@
 //! must give the same answer wherever it runs: the UID, report validation for the collector,
 //! the activity cut-offs for counting, the config model, and the table of field meanings.
 //!
-//! It never reads a clock, a socket, a file or a database, and has no randomness: hosts (the
-//! native agent, the browser, a wasm plugin) pass those in. It is `#![no_std]` with `alloc`.
+//! It never reads a clock, a socket, a file or a database, and has no entropy of its own: hosts
+//! (the native agent, the browser, a wasm plugin) pass those in (randomness as bytes, or as the
+//! seed of [`Rng`]). It is `#![no_std]` with `alloc`.
 //!
 //! # Inputs → report
 //!
@@ -79,13 +80,14 @@ mod json;
 mod parse;
 pub mod plugin_abi;
 mod redact;
+mod rng;
 mod uid;
 mod wire;
 mod write;
 
 pub use calendar::{
     Cutoffs, MICROS_PER_DAY, OutOfRange, civil_from_days, civil_to_unix_micros, cutoffs,
-    days_in_month, format_rfc3339_micros, is_leap_year,
+    days_in_month, format_rfc3339, format_rfc3339_micros, is_leap_year,
 };
 pub use config::{
     Config, ConfigError, DurationError, Form, KEYS, KeySpec, REFERENCE_DEFAULT_REDIS_ADDRESS,
@@ -98,6 +100,7 @@ pub use fields::{FIELDS, FieldDoc, field_doc, field_meaning};
 pub use inputs::{Identity, Inputs, InputsError, build_report_bytes};
 pub use parse::{ReportError, limits, parse_report};
 pub use redact::{MASK, mask_secrets, redact_uri, uri_secrets};
+pub use rng::Rng;
 pub use uid::{
     IS_UID_LEN, MAX_UID_ELEMENT_BYTES, MAX_UID_ELEMENTS, UUID_LEN, UidError, compute_uid,
     is_valid_is_uid, is_valid_uuid, uuid_v4_from_bytes,

@@ -124,12 +124,15 @@ impl std::fmt::Display for AuditEntry {
 /// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z), as Unix milliseconds.
 pub const LATEST_UNIX_MS: u64 = 253_402_300_799_999;
 
-/// RFC 3339 UTC with milliseconds. A time before 1970 or after year 9999 (only a damaged file
-/// or clock gives one) is shown as the nearest of those bounds rather than taking the command
-/// down.
+/// RFC 3339 UTC with milliseconds (the core's writer). A time before 1970 or after year 9999
+/// (only a damaged file or clock gives one) is shown as the nearest of those bounds rather than
+/// taking the command down.
 pub fn rfc3339(t: SystemTime) -> String {
     let t = t.clamp(SystemTime::UNIX_EPOCH, from_unix_ms(LATEST_UNIX_MS));
-    humantime::format_rfc3339_millis(t).to_string()
+    let micros = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    ttn_telemetry_core::format_rfc3339(micros, 3)
 }
 
 /// Unix milliseconds (0 before 1970).

@@ -49,7 +49,7 @@ use ttn_telemetry_core::{
 };
 
 use crate::clock::{Clock, SystemClock};
-use crate::deliver::{self, DeliverConfig, Rng};
+use crate::deliver::{self, DeliverConfig};
 
 /// Name of the state folder under the user's cache dir, shared by TTS command-line tools.
 pub const CACHE_SUBDIR: &str = "ttn-lorawan";
@@ -474,7 +474,7 @@ fn send(opts: &Options, body: &[u8], now: SystemTime, clock: &dyn Clock) -> bool
         body,
         deadline,
         clock,
-        &mut Rng::from_entropy(),
+        &mut deliver::entropy_rng(),
         &mut (),
     )
     .result

@@ -50,44 +50,22 @@ pub fn user_agent() -> String {
 
 pub use crate::clock::{Clock, SystemClock, VirtualClock};
 
-/// A small seedable generator (SplitMix64) for jitter: not for secrets.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The jitter's generator: the core's seeded [`Rng`] (one generator for the whole project).
+pub use ttn_telemetry_core::Rng;
 
-impl Rng {
-    /// A generator with a fixed seed, for tests.
-    pub fn seeded(seed: u64) -> Self {
-        Rng(seed)
-    }
-    /// A generator seeded from the process's random hash keys and the time.
-    pub fn from_entropy() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_u32(std::process::id());
-        Rng(h.finish())
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// A uniformly random duration in `[0, max]`, at millisecond resolution.
-    pub fn upto(&mut self, max: Duration) -> Duration {
-        let ms = max.as_millis().min(u64::MAX as u128) as u64;
-        if ms == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_millis(self.next_u64() % (ms + 1))
-    }
+/// A generator seeded from the process's random hash keys, its id and the time: distinct per
+/// process and per call, which is all jitter and claim tokens need (not for secrets).
+pub fn entropy_rng() -> Rng {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    Rng::seeded(h.finish())
 }
 
 /// Capped exponential backoff with full jitter.

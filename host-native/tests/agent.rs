@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{Reply, Sink};
 use ttn_lw_telemetry::audit::{AuditEntry, read_history, read_last_body, rfc3339};
+use ttn_lw_telemetry::console::{EmbeddedConsole, MISSING};
 use ttn_lw_telemetry::schedule::local::read_state;
 use ttn_telemetry_core::{compute_uid, parse_report};
 
@@ -706,6 +707,12 @@ fn status_and_history_show_the_last_and_next_report_and_sources_without_secrets(
         format!("last attempt: {}", last.last_attempt().unwrap()),
         format!("last success: {}", last.last_success().unwrap()),
         "last body sent: ".to_owned(),
+        // The binary was built from this crate, so it has the widget exactly when the test has.
+        if EmbeddedConsole.has_pkg() {
+            "console widget: embedded".to_owned()
+        } else {
+            format!("console widget: missing. {MISSING}")
+        },
     ] {
         assert!(out.contains(&want), "status lacks {want:?}:\n{out}");
     }

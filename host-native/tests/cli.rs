@@ -456,6 +456,37 @@ fn help_lists_every_key_as_a_flag() {
     assert!(text.contains("--pretty"));
 }
 
+#[test]
+fn collect_help_lists_only_the_collectors_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(dir.path(), &["collect", "--help"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let flags: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .collect();
+    assert_eq!(flags, ["--listen", "--database-uri", "--help"], "{text}");
+    // Agent configuration before `collect` would be ignored, so it is a usage error.
+    for args in [
+        &[
+            "--telemetry.target",
+            "http://127.0.0.1:9/collect",
+            "collect",
+        ][..],
+        &["-c", "x.yml", "collect"][..],
+    ] {
+        let o = run(dir.path(), args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("`collect` takes no agent configuration"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 /// The URL after `label` on a line of the demo's output.
 fn url_after(text: &str, label: &str) -> String {
     let at = text

@@ -2,15 +2,17 @@
 //! that got a 2xx is stored, byte for byte, on SQLite and on PostgreSQL.
 //!
 //! The collector runs in a child process: this test binary re-executes itself with
-//! `TTN_COLLECT_CRASH_CHILD=<database uri>` and serves until it is killed. (`harness = false`, so
-//! `main` decides which role it plays.)
+//! `TTN_COLLECT_CRASH_CHILD=<database uri>` and serves until it is killed. `harness = false` with
+//! tests/harness, so that `main` decides which role it plays and the tests still report, filter
+//! and fail like libtest's.
 
 mod collect_util;
+mod harness;
 
 use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,25 +22,34 @@ use ttn_telemetry_core::sha256_hex;
 
 const CHILD: &str = "TTN_COLLECT_CRASH_CHILD";
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+fn main() -> ExitCode {
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    };
     if let Ok(uri) = std::env::var(CHILD) {
-        rt.block_on(child(uri));
-        return;
+        rt().block_on(child(uri));
+        return ExitCode::SUCCESS;
     }
-    if std::env::args().any(|a| a == "--list") {
-        println!("crash_safety: test");
-        return;
-    }
-    rt.block_on(async {
-        crash_once(Backend::Sqlite).await;
-        crash_once(Backend::Postgres).await;
-    });
-    println!("test result: ok. 2 passed (collect_crash: sqlite, postgres)");
+    let tests: Vec<harness::Test> = [
+        (
+            "kill_9_loses_no_acknowledged_report_sqlite",
+            Backend::Sqlite,
+        ),
+        (
+            "kill_9_loses_no_acknowledged_report_postgres",
+            Backend::Postgres,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, backend)| -> harness::Test {
+        (name, Box::new(move || rt().block_on(crash_once(backend))))
+    })
+    .collect();
+    harness::run(tests)
 }
 
 async fn child(uri: String) {

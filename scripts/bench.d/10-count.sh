@@ -23,8 +23,9 @@ if [ -z "${TTN_BENCH_PG_URL:-${TTN_TEST_PG_URL:-}}" ]; then
   source scripts/setup.sh
 fi
 admin="${TTN_BENCH_PG_URL:-${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}}"
-command -v hyperfine >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine; }
-command -v psql >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client; }
+source scripts/lib.sh
+need hyperfine hyperfine
+need psql postgresql-client
 
 db=ttn_bench_count
 export PGOPTIONS="-c client_min_messages=warning"

@@ -5,7 +5,7 @@
 #   - one plugin call under wasmtime (release build of the runner)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source scripts/wasm-build.sh
+source scripts/wasm-test-build.sh
 N="${BENCH_N:-5000}"
 INPUTS=web-preview/test/fixtures/inputs.json
 

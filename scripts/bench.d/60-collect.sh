@@ -15,8 +15,8 @@ concurrency="${BENCH_CONCURRENCY:-64}"
 stats_reports="${BENCH_STATS_REPORTS:-1000000}"
 pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 
-cargo build --release --locked -q -p ttn-lw-telemetry --example collector
-bin="$CARGO_TARGET_DIR/release/examples/collector"
+cargo build --release --locked -q -p ttn-telemetry-tests --bin collector-driver
+bin="$CARGO_TARGET_DIR/release/collector-driver"
 work=$(mktemp -d /tmp/ttn-bench-collect.XXXXXX)
 pid=""
 dbs=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The wasm faces of the core and the Console widget (issue 5):
-#   1. builds the plugin module and the browser package (scripts/wasm-build.sh installs what is
+#   1. builds the plugin module and the browser package (scripts/wasm-test-build.sh installs what is
 #      missing: wasm32 target, wasm-bindgen-cli of Cargo.lock's version, node packages, Chromium);
 #   2. type-checks a consumer of the hand-written TypeScript declarations;
 #   3. lints and tests the wasmtime runner and the parity suite (feature-gated, so that
@@ -8,7 +8,7 @@
 #   4. runs the widget's browser tests in real Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source scripts/wasm-build.sh
+source scripts/wasm-test-build.sh
 
 echo "-- TypeScript declarations (tsc --noEmit, strict)"
 web-preview/node_modules/.bin/tsc -p web-preview/test/types/tsconfig.json

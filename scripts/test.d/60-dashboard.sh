@@ -9,12 +9,7 @@ cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ttn-lw-telemetry/target}"
 export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback
 
-apt_updated=""
-need() {
-  command -v "$1" >/dev/null && return
-  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}"
-}
+source scripts/lib.sh
 need chromium chromium
 need node nodejs
 need npm npm
@@ -23,8 +18,8 @@ need psql postgresql-client
 dir=host-native/tests/collect-dashboard
 (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 
-cargo build --locked -q -p ttn-lw-telemetry --example collector
-bin="$CARGO_TARGET_DIR/debug/examples/collector"
+cargo build --locked -q -p ttn-telemetry-tests --bin collector-driver
+bin="$CARGO_TARGET_DIR/debug/collector-driver"
 
 work=$(mktemp -d /tmp/ttn-dashboard.XXXXXX)
 pid=""

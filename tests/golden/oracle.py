@@ -6,10 +6,13 @@ plus Go's HTML-safe escaping of < > & and U+2028/U+2029. Nothing here shares cod
 core, so a golden test that passes is two implementations agreeing.
 
 Run from this directory: python3 oracle.py  (rewrites *.inputs.json and *.expected)
+                     or: python3 oracle.py --check  (exit 1 naming each file that differs;
+                         tests/tests/golden.rs runs this, so the files are always the oracle's)
 """
 import base64
 import hashlib
 import json
+import sys
 
 OS = {"operating_system": "linux", "arch": "amd64", "binary_version": "0.1.0",
       "golang_version": "rustc 1.95.0"}
@@ -70,19 +73,35 @@ CLI_CASES = {
     "cli_empty_usage": ("00000000-0000-4000-8000-000000000000", OS, {"commands": [], "aliases": []}),
 }
 
+def inputs_text(inputs):
+    return (json.dumps(inputs, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+files = {}
 for name, (elements, _, os_, counts) in CASES.items():
     inputs = {"uid_elements": elements, "os": os_, "entities_count": counts}
     report = {"uid": uid(elements), "os": os_, "cli": None, "entities_count": counts}
-    with open(f"{name}.inputs.json", "w", encoding="utf-8") as f:
-        json.dump(inputs, f, ensure_ascii=False, indent=2)
-        f.write("\n")
-    with open(f"{name}.expected", "wb") as f:
-        f.write(go_json(report))
+    files[f"{name}.inputs.json"] = inputs_text(inputs)
+    files[f"{name}.expected"] = go_json(report)
 for name, (u, os_, cli) in CLI_CASES.items():
     inputs = {"uid": u, "os": os_, "cli": cli}
     report = {"uid": u, "os": os_, "cli": cli, "entities_count": None}
-    with open(f"{name}.inputs.json", "w", encoding="utf-8") as f:
-        json.dump(inputs, f, ensure_ascii=False, indent=2)
-        f.write("\n")
-    with open(f"{name}.expected", "wb") as f:
-        f.write(go_json(report))
+    files[f"{name}.inputs.json"] = inputs_text(inputs)
+    files[f"{name}.expected"] = go_json(report)
+
+if sys.argv[1:] == ["--check"]:
+    differ = []
+    for path, want in sorted(files.items()):
+        try:
+            with open(path, "rb") as f:
+                if f.read() != want:
+                    differ.append(path)
+        except FileNotFoundError:
+            differ.append(path + " (missing)")
+    for path in differ:
+        print(f"differs from the oracle: {path}")
+    print(f"oracle: {len(files) - len(differ)} of {len(files)} files agree")
+    sys.exit(1 if differ else 0)
+for path, data in files.items():
+    with open(path, "wb") as f:
+        f.write(data)

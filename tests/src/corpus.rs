@@ -52,37 +52,31 @@ pub fn golden_cases(dir: &Path) -> Vec<Case> {
     cases
 }
 
-/// SplitMix64: tiny, fast, and the same sequence everywhere.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The project's one generator (the core's SplitMix64): the same sequence everywhere.
+pub use ttn_telemetry_core::Rng;
 
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
+/// What the corpus draws from a [`Rng`]: values shaped to reach the edges that matter.
+pub trait Draw {
     /// True with probability `1/n`.
-    pub fn one_in(&mut self, n: u64) -> bool {
+    fn one_in(&mut self, n: u64) -> bool;
+    /// A count: small, large, or at the edges of u64.
+    fn count(&mut self) -> u64;
+    /// A count at most `bound`.
+    fn count_at_most(&mut self, bound: u64) -> u64;
+    /// A string mixing what JSON escaping must get right with plain text.
+    fn text(&mut self, max_chars: u64) -> String;
+    /// A non-empty string of at most `max_chars` pieces.
+    fn name(&mut self, max_chars: u64) -> String;
+}
+
+impl Draw for Rng {
+    /// True with probability `1/n`.
+    fn one_in(&mut self, n: u64) -> bool {
         self.below(n) == 0
     }
 
     /// A count: small, large, or at the edges of u64.
-    pub fn count(&mut self) -> u64 {
+    fn count(&mut self) -> u64 {
         match self.below(6) {
             0 => 0,
             1 => self.below(10),
@@ -94,7 +88,7 @@ impl Rng {
     }
 
     /// A count at most `bound`.
-    pub fn count_at_most(&mut self, bound: u64) -> u64 {
+    fn count_at_most(&mut self, bound: u64) -> u64 {
         if bound == 0 || self.one_in(5) {
             return bound;
         }
@@ -106,7 +100,7 @@ impl Rng {
 
     /// A string mixing what JSON escaping must get right (Go's `<>&`, U+2028/9, controls,
     /// quotes, non-ASCII) with plain text.
-    pub fn text(&mut self, max_chars: u64) -> String {
+    fn text(&mut self, max_chars: u64) -> String {
         const PIECES: &[&str] = &[
             "a",
             "Z",
@@ -144,7 +138,7 @@ impl Rng {
     }
 
     /// A non-empty string of at most `max_chars` pieces.
-    pub fn name(&mut self, max_chars: u64) -> String {
+    fn name(&mut self, max_chars: u64) -> String {
         let s = self.text(max_chars);
         if s.is_empty() { "x".into() } else { s }
     }
@@ -229,15 +223,12 @@ fn cli(rng: &mut Rng) -> CliUsage {
 }
 
 fn uuid(rng: &mut Rng) -> String {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-    b[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
-    uuid_v4_from_bytes(b)
+    uuid_v4_from_bytes(rng.bytes16())
 }
 
 /// Generated inputs number `index` of `seed`, as JSON text.
 pub fn generated(seed: u64, index: u64) -> Case {
-    let mut rng = Rng::new(seed ^ index.wrapping_mul(0xa076_1d64_78bd_642f));
+    let mut rng = Rng::seeded(seed ^ index.wrapping_mul(0xa076_1d64_78bd_642f));
     let is_report = !rng.one_in(3);
     let mut inputs = Inputs {
         identity: Identity::Elements(Vec::new()),

@@ -1,8 +1,32 @@
 //! Golden vectors: plain inputs → exact bytes, checked against an independent oracle
-//! (`golden/oracle.py`), and parsed back by the collector's validator.
+//! (`golden/oracle.py`, run here with `python3`), and parsed back by the collector's validator.
 
 use ttn_telemetry_core::{Inputs, build_report_bytes, parse_report};
-use ttn_telemetry_tests::golden_vectors;
+use ttn_telemetry_tests::{golden_dir, golden_vectors};
+
+/// The files under `golden/` are exactly what the Python oracle writes, so the vectors below are
+/// two independent implementations agreeing, not the core checked against its own output.
+#[test]
+fn golden_files_are_the_oracles() {
+    let out = std::process::Command::new("python3")
+        .arg("oracle.py")
+        .arg("--check")
+        .current_dir(golden_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("running python3 golden/oracle.py (install python3): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the golden files differ from the oracle's:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every vector the tests below read is one the oracle wrote (inputs and expected bytes).
+    let files = 2 * golden_vectors().len();
+    assert!(
+        text.contains(&format!("{files} of {files} files agree")),
+        "{text}"
+    );
+}
 
 #[test]
 fn inputs_build_the_exact_expected_bytes() {

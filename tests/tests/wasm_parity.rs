@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ttn_lw_telemetry::plugin::{Plugin, PluginError};
-use ttn_telemetry_tests::corpus::{Case, corpus, golden_cases, golden_dir};
+use ttn_telemetry_tests::corpus::{Case, Draw as _, corpus, golden_cases, golden_dir};
 use wasmparser::{Parser, Payload};
 
 /// Fixed seed: a failure names `generated/<seed>/<index>`, reproducible anywhere.
@@ -236,7 +236,7 @@ fn native_plugin_and_browser_build_give_identical_bytes() {
 fn plugin_uid_fields_and_version_match_the_core() {
     let mut p = Plugin::load(&env_path("TTN_PLUGIN_WASM")).expect("the plugin loads");
     for i in 0..200u64 {
-        let mut rng = ttn_telemetry_tests::corpus::Rng::new(SEED + i);
+        let mut rng = ttn_telemetry_tests::corpus::Rng::seeded(SEED + i);
         let elements: Vec<String> = (0..1 + rng.below(5)).map(|_| rng.text(10)).collect();
         let native = ttn_telemetry_core::compute_uid(&elements).map_err(|e| e.to_string());
         let wasm = match p.compute_uid(&elements) {

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 use ttn_telemetry_core::{
-    Identity, MICROS_PER_DAY, content_digest, cutoffs, format_duration, sha256_hex,
+    Identity, MICROS_PER_DAY, Rng, content_digest, cutoffs, format_duration, sha256_hex,
     uuid_v4_from_bytes,
 };
 
@@ -77,25 +77,9 @@ const PLANS: &[Option<&str>] = &[
     None,
 ];
 
-/// A small, fixed pseudo-random sequence (xorshift64*), so the example is the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn uuid(&mut self) -> String {
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&self.next().to_le_bytes());
-        b[8..].copy_from_slice(&self.next().to_le_bytes());
-        uuid_v4_from_bytes(b)
-    }
+/// A random UUID from the example's fixed sequence.
+fn uuid(rng: &mut Rng) -> String {
+    uuid_v4_from_bytes(rng.bytes16())
 }
 
 /// Creates (or re-creates) the example database at `path` and fills it. Timestamps are relative
@@ -112,7 +96,8 @@ pub fn create_example(path: &Path) -> anyhow::Result<Example> {
     let now: i64 = conn.query_row(sqlite::SQL_NOW, [], |r| r.get(0))?;
     let ts = |micros_ago: i64| format_timestamp(now - micros_ago);
     const HOUR: i64 = 3_600_000_000;
-    let mut rng = Rng(0x7474_6e2d_6c77_2d74);
+    // A fixed seed, so that the example is the same every run.
+    let mut rng = Rng::seeded(0x7474_6e2d_6c77_2d74);
     let mut ex = Example::default();
     let tx = conn.transaction()?;
 
@@ -123,7 +108,7 @@ pub fn create_example(path: &Path) -> anyhow::Result<Example> {
         let app_id = format!("app-{i:02}");
         tx.execute(
             "INSERT INTO applications (id, created_at, updated_at, deleted_at, application_id, name) VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
-            params![rng.uuid(), created, deleted.then(|| ts(HOUR * 24 * 3)), app_id, format!("Application {i}")],
+            params![uuid(&mut rng), created, deleted.then(|| ts(HOUR * 24 * 3)), app_id, format!("Application {i}")],
         )?;
         ex.applications += 1;
         if deleted {
@@ -161,7 +146,7 @@ pub fn create_example(path: &Path) -> anyhow::Result<Example> {
             "INSERT INTO end_devices (id, created_at, updated_at, application_id, device_id, join_eui, dev_eui, activated_at, last_seen_at) \
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
-                rng.uuid(),
+                uuid(&mut rng),
                 ts(500 * MICROS_PER_DAY),
                 app,
                 format!("dev-{i:04}"),
@@ -181,7 +166,7 @@ pub fn create_example(path: &Path) -> anyhow::Result<Example> {
             "INSERT INTO gateways (id, created_at, updated_at, deleted_at, gateway_eui, gateway_id, name, frequency_plan_id) \
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                rng.uuid(),
+                uuid(&mut rng),
                 ts(300 * MICROS_PER_DAY),
                 deleted.then(|| ts(10 * MICROS_PER_DAY)),
                 format!("{:016X}", 0xB827_EBFF_FE00_0000u64 + i),
@@ -200,7 +185,7 @@ pub fn create_example(path: &Path) -> anyhow::Result<Example> {
         tx.execute(
             "INSERT INTO users (id, created_at, updated_at, deleted_at, name, primary_email_address, admin) VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6)",
             params![
-                rng.uuid(),
+                uuid(&mut rng),
                 ts(200 * MICROS_PER_DAY),
                 deleted.then(|| ts(MICROS_PER_DAY)),
                 format!("User {i}"),
@@ -217,7 +202,7 @@ pub fn create_example(path: &Path) -> anyhow::Result<Example> {
         tx.execute(
             "INSERT INTO organizations (id, created_at, updated_at, deleted_at, name) VALUES (?1, ?2, ?2, ?3, ?4)",
             params![
-                rng.uuid(),
+                uuid(&mut rng),
                 ts(150 * MICROS_PER_DAY),
                 deleted.then(|| ts(2 * MICROS_PER_DAY)),
                 format!("Organization {i}"),

@@ -313,7 +313,14 @@ pub fn cli() -> clap::Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .args(config_flags())
-        .subcommands(commands.map(|c| c.args(config_flags())))
+        // The collector reads no agent configuration: its help lists its own options only.
+        .subcommands(commands.map(|c| {
+            if c.get_name() == "collect" {
+                c
+            } else {
+                c.args(config_flags())
+            }
+        }))
 }
 
 /// Parses a command line (the first item is the program name).
@@ -364,10 +371,20 @@ where
             ));
         }
     };
-    Ok(Invocation {
-        config: config_args(&matches, sub),
-        command,
-    })
+    let config = if name == "collect" {
+        // Agent configuration given before `collect` would be ignored: refuse it instead.
+        let before = config_args(&matches, &matches);
+        if before.files.is_some() || !before.flags.is_empty() {
+            return Err(cli().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`collect` takes no agent configuration (-c or --<key>): its options are --listen and --database-uri",
+            ));
+        }
+        config::Args::default()
+    } else {
+        config_args(&matches, sub)
+    };
+    Ok(Invocation { config, command })
 }
 
 /// Joins the configuration flags given before the command (`root`) and after it (`sub`).

@@ -21,6 +21,7 @@ use ttn_telemetry_core::{KEYS, format_duration, redact_uri, sha256_hex};
 
 use crate::audit::{read_history, read_last_body, rfc3339};
 use crate::config::{Loaded, Source};
+use crate::console::{EmbeddedConsole, MISSING};
 use crate::daemon;
 use crate::schedule::local::{STATE_FILE, Stored, inspect_state};
 use crate::schedule::redis::{RedisSchedule, RedisTarget};
@@ -123,6 +124,14 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
             dir.join(crate::audit::LAST_BODY_FILE).display()
         )),
         None => line("last body sent: none".into()),
+    }
+    // The widget is build output embedded by build.rs: say plainly when this binary lacks it.
+    if EmbeddedConsole.has_pkg() {
+        line(
+            "console widget: embedded (the admin listener serves it at /console/telemetry/)".into(),
+        );
+    } else {
+        line(format!("console widget: missing. {MISSING}"));
     }
 
     line(String::new());

@@ -376,7 +376,7 @@ async fn collect(
     body: Body,
 ) -> Result<Response, Refusal> {
     app.by_addr
-        .take(peer.ip(), Instant::now())
+        .take(ratelimit::addr_key(peer.ip()), Instant::now())
         .map_err(Refusal::RateLimited)?;
     if !is_json(&headers) {
         return Err(Refusal::WrongType);

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use ttn_telemetry_core::cutoffs;
+use ttn_telemetry_core::{cutoffs, format_rfc3339};
 
 use super::store::{Snapshot, day_of};
 
@@ -245,7 +245,7 @@ impl Stats {
             daily.drain(..daily.len() - DAYS);
         }
         Ok(Stats {
-            generated_at: rfc3339(now),
+            generated_at: format_rfc3339(now, 0),
             reports_stored: get("meta", "reports"),
             deployments: windows("is", get("latest", "deployments")),
             cli_installations: windows("cli", get("latest", "cli_installations")),
@@ -283,19 +283,6 @@ pub fn date_of_day(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// RFC 3339 UTC time of Unix microseconds, to the second.
-pub fn rfc3339(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let (day, s) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        date_of_day(day),
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +317,7 @@ mod tests {
             assert_eq!(date_of_day(day), format!("{y:04}-{m:02}-{d:02}"));
         }
         assert_eq!(
-            rfc3339(civil_to_unix_micros(2026, 11, 21, 3_723_000_000)),
+            format_rfc3339(civil_to_unix_micros(2026, 11, 21, 3_723_000_000), 0),
             "2026-11-21T01:02:03Z"
         );
     }

@@ -335,7 +335,7 @@ fn owner_id() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "host".into());
-    let r = crate::deliver::Rng::from_entropy().next_u64();
+    let r = crate::deliver::entropy_rng().next_u64();
     format!("{host}/{}/{r:016x}", std::process::id())
 }
 

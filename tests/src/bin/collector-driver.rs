@@ -1,16 +1,17 @@
-//! Runs, seeds and loads a collector; used by the dashboard test and the collector benchmark.
+//! Runs, seeds and loads a collector: test and benchmark scaffolding for the dashboard test
+//! (`scripts/test.d/60-dashboard.sh`) and the collector benchmark (`scripts/bench.d/60-collect.sh`).
 //!
 //! ```text
-//! collector serve --listen 127.0.0.1:0 [--database-uri URI] [--no-rate-limit]
+//! collector-driver serve --listen 127.0.0.1:0 [--database-uri URI] [--no-rate-limit]
 //!     prints `listening http://ADDR` once bound, serves until killed or Ctrl-C
-//! collector seed --database-uri URI --deployments N --days D [--cli M] [--batch B]
+//! collector-driver seed --database-uri URI --deployments N --days D [--cli M] [--batch B]
 //!     stores N deployments × D daily reports (plus M CLI installations) straight into the store,
 //!     back-dated over the last D days, and prints the rate
-//! collector post --addr ADDR --count N [--start I] [--plan ID]
+//! collector-driver post --addr ADDR --count N [--start I] [--plan ID]
 //!     POSTs N reports of deployments I.. (with one extra frequency plan ID) over HTTP
-//! collector load --addr ADDR --requests N --concurrency C
+//! collector-driver load --addr ADDR --requests N --concurrency C
 //!     bounded load: C keep-alive connections send N fresh reports; prints reports/s, p50, p99
-//! collector stats-time --addr ADDR --runs R
+//! collector-driver stats-time --addr ADDR --runs R
 //!     times GET /api/v1/stats R times; prints p50 and max
 //! ```
 //!
