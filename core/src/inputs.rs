@@ -8,7 +8,11 @@
 //! ```json
 //! {"uid_elements":["foo","bar"],"os":{…},"entities_count":{…}}
 //! {"uid":"0b6f…-…","os":{…},"cli":{"commands":[…],"aliases":[…]}}
+//! {"uid":"0b6f…-…","os":{…},"cli":{}}
 //! ```
+//!
+//! `"cli":{}` is a CLI report without usage data ([`Payload::CliWithoutUsage`]), the form the
+//! reference ttn-lw-cli sends.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -132,6 +136,10 @@ impl Inputs {
                 write_key(&mut out, "cli");
                 write_cli(&mut out, c);
             }
+            Payload::CliWithoutUsage => {
+                write_key(&mut out, "cli");
+                out.extend_from_slice(b"{}");
+            }
         }
         out.push(b'}');
         out
@@ -181,8 +189,23 @@ pub(crate) struct InputsRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) entities_count: Option<EntitiesCount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) cli: Option<CliUsage>,
+    pub(crate) cli: Option<CliRepr>,
 }
+
+/// The `cli` member of plain inputs: usage lists, or `{}` (no usage, as the reference CLI sends).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum CliRepr {
+    /// `{"commands":[…],"aliases":[…]}`.
+    Usage(CliUsage),
+    /// `{}`.
+    WithoutUsage(NoFields),
+}
+
+/// An object with no members (`{}`), and nothing else.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoFields {}
 
 impl TryFrom<InputsRepr> for Inputs {
     type Error = InputsError;
@@ -195,7 +218,8 @@ impl TryFrom<InputsRepr> for Inputs {
         };
         let payload = match (r.entities_count, r.cli) {
             (Some(e), None) => Payload::Entities(e),
-            (None, Some(c)) => Payload::Cli(c),
+            (None, Some(CliRepr::Usage(c))) => Payload::Cli(c),
+            (None, Some(CliRepr::WithoutUsage(_))) => Payload::CliWithoutUsage,
             _ => return Err(InputsError::Payload),
         };
         Ok(Inputs {
@@ -214,7 +238,8 @@ impl From<Inputs> for InputsRepr {
         };
         let (entities_count, cli) = match i.payload {
             Payload::Entities(e) => (Some(e), None),
-            Payload::Cli(c) => (None, Some(c)),
+            Payload::Cli(c) => (None, Some(CliRepr::Usage(c))),
+            Payload::CliWithoutUsage => (None, Some(CliRepr::WithoutUsage(NoFields {}))),
         };
         InputsRepr {
             uid_elements,

@@ -166,6 +166,11 @@ pub enum Payload {
     Entities(EntitiesCount),
     /// A CLI report (`"entities_count":null`).
     Cli(CliUsage),
+    /// A CLI report without usage data, `"cli":{}`: what the reference ttn-lw-cli sends (its
+    /// `CLITelemetry` struct has no fields). It is a CLI installation all the same; it differs
+    /// from [`Payload::Cli`] with empty lists in its bytes, so it is its own variant and the
+    /// bytes round-trip exactly.
+    CliWithoutUsage,
 }
 
 /// A complete report, ready to encode.
@@ -202,13 +207,14 @@ impl Report {
         write_key(out, "cli");
         match &self.payload {
             Payload::Cli(cli) => write_cli(out, cli),
+            Payload::CliWithoutUsage => out.extend_from_slice(b"{}"),
             Payload::Entities(_) => out.extend_from_slice(b"null"),
         }
         out.push(b',');
         write_key(out, "entities_count");
         match &self.payload {
             Payload::Entities(e) => write_entities(out, e),
-            Payload::Cli(_) => out.extend_from_slice(b"null"),
+            Payload::Cli(_) | Payload::CliWithoutUsage => out.extend_from_slice(b"null"),
         }
         out.push(b'}');
     }
