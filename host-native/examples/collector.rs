@@ -74,6 +74,10 @@ fn is_report_plans(i: u64, day: u64, extra: Vec<String>) -> Vec<u8> {
     c.gateways
         .gateways_by_frequency_plan_id
         .insert(plans[((i / 5) % 5) as usize].into(), 1);
+    if extra.len() > 1 {
+        // A hostile report: only its own plan ids (1,024 fill the map).
+        c.gateways.gateways_by_frequency_plan_id.clear();
+    }
     for p in extra {
         c.gateways.gateways_by_frequency_plan_id.insert(p, 1);
     }

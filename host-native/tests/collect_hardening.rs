@@ -424,6 +424,13 @@ async fn codings_it_does_not_decode_are_refused() {
     let resp = raw(addr, &req).await;
     assert!(resp.starts_with("HTTP/1.1 501"), "{resp}");
     assert!(resp.contains("only the chunked transfer coding"), "{resp}");
+    // A Transfer-Encoding that does not end in chunked never reaches the handler: hyper refuses
+    // it (RFC 9112 §6.3: the length cannot be determined).
+    let gzip_only = String::from_utf8(req.clone())
+        .unwrap()
+        .replace("gzip, chunked", "gzip");
+    let resp = raw(addr, gzip_only.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     // Plain chunked is fine.
     let ok = String::from_utf8(req.clone())
         .unwrap()

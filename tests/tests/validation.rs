@@ -364,3 +364,19 @@ fn cli_uids_have_one_spelling() {
         );
     }
 }
+
+/// The serde form of plain inputs (used by the wasm faces) reads and writes `"cli":{}` too.
+#[test]
+fn reference_cli_form_through_serde() {
+    let g = golden_vectors()
+        .into_iter()
+        .find(|g| g.name == "cli_reference_form")
+        .unwrap();
+    let ours = ttn_telemetry_core::Inputs::from_json(&g.inputs).unwrap();
+    let via_serde: ttn_telemetry_core::Inputs = serde_json::from_slice(&g.inputs).unwrap();
+    assert_eq!(via_serde, ours);
+    assert_eq!(ours.payload, Payload::CliWithoutUsage);
+    let back = serde_json::to_vec(&via_serde).unwrap();
+    assert_eq!(ttn_telemetry_core::Inputs::from_json(&back).unwrap(), ours);
+    assert_eq!(ours.to_json(), back);
+}
