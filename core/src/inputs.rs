@@ -10,7 +10,11 @@
 //! ```json
 //! {"uid_elements":["foo","bar"],"os":{…},"entities_count":{…}}
 //! {"uid":"0b6f…-…","os":{…},"cli":{"commands":[…],"aliases":[…]}}
+//! {"uid":"0b6f…-…","os":{…},"cli":{}}
 //! ```
+//!
+//! `"cli":{}` is a CLI report without usage data ([`Payload::CliWithoutUsage`]), the form the
+//! reference ttn-lw-cli sends.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -110,6 +114,7 @@ impl Inputs {
             match &self.payload {
                 Payload::Entities(e) => w.member("entities_count", |w| write_entities(w, e)),
                 Payload::Cli(c) => w.member("cli", |w| write_cli(w, c)),
+                Payload::CliWithoutUsage => w.member("cli", |w| w.object(|_| {})),
             }
         });
         w.finish().0
@@ -153,7 +158,15 @@ pub(crate) struct InputsRepr {
     pub(crate) uid: Option<String>,
     pub(crate) os: OsInfo,
     pub(crate) entities_count: Option<EntitiesCount>,
-    pub(crate) cli: Option<CliUsage>,
+    pub(crate) cli: Option<CliRepr>,
+}
+
+/// The `cli` member of plain inputs: usage lists, or `{}` (no usage, as the reference CLI sends).
+pub(crate) enum CliRepr {
+    /// `{"commands":[…],"aliases":[…]}`.
+    Usage(CliUsage),
+    /// `{}`.
+    WithoutUsage,
 }
 
 impl TryFrom<InputsRepr> for Inputs {
@@ -167,7 +180,8 @@ impl TryFrom<InputsRepr> for Inputs {
         };
         let payload = match (r.entities_count, r.cli) {
             (Some(e), None) => Payload::Entities(e),
-            (None, Some(c)) => Payload::Cli(c),
+            (None, Some(CliRepr::Usage(c))) => Payload::Cli(c),
+            (None, Some(CliRepr::WithoutUsage)) => Payload::CliWithoutUsage,
             _ => return Err(InputsError::Payload),
         };
         Ok(Inputs {

@@ -11,7 +11,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::inputs::{Inputs, InputsError, InputsRepr};
+use crate::inputs::{CliRepr, Inputs, InputsError, InputsRepr};
 use crate::uid::{MAX_UID_ELEMENT_BYTES, is_valid_is_uid, is_valid_uuid};
 use crate::wire::*;
 
@@ -104,6 +104,11 @@ pub enum ReportError {
         /// The field.
         path: String,
     },
+    /// A string holds U+0000 (NUL). See [`Report::validate`] for why.
+    Nul {
+        /// The field.
+        path: String,
+    },
     /// A frequency-plan id or CLI name that is empty.
     EmptyString {
         /// The field.
@@ -154,6 +159,7 @@ impl fmt::Display for ReportError {
                 )
             }
             OutOfRange { path } => write!(f, "`{path}`: number exceeds 18446744073709551615"),
+            Nul { path } => write!(f, "`{path}`: must not contain U+0000 (NUL)"),
             EmptyString { path } => write!(f, "`{path}`: must not be empty"),
             InvalidUid { expected } => write!(f, "`uid`: expected {expected}"),
             NoPayload => f.write_str("`cli` and `entities_count` are both null"),
@@ -201,6 +207,19 @@ pub(crate) fn parse_inputs(json: &[u8]) -> Result<Inputs, InputsError> {
 impl Report {
     /// Checks everything a valid report must satisfy beyond its JSON shape: the UID's form for
     /// the report kind, string and entry limits, and counts that one snapshot can produce.
+    ///
+    /// # Decisions where SPEC is silent: control characters in strings
+    /// - **U+0000 (NUL) is refused in every string field** (`os.*`, frequency-plan ids, CLI
+    ///   command paths, command names and aliases), with an error naming the field. JSON can
+    ///   carry it (`\u0000`), but PostgreSQL `text` cannot hold it, C-based tools cut strings
+    ///   at it, and nothing The Things Stack reports (Go's `runtime` names, versions,
+    ///   frequency-plan ids, cobra command names) can contain it. Refusing it here, in the one
+    ///   validator that both the builder and the collector call, makes every store agree: a
+    ///   report either is valid and fits every store, or is refused before any store sees it.
+    /// - **Every other control character (U+0001–U+001F, U+007F, U+0080–U+009F) is accepted**
+    ///   and kept exactly: Go's encoder escapes them on the wire (the golden vector
+    ///   `plan_needs_escaping` pins that), SQLite and PostgreSQL store them as they are, and the
+    ///   dashboard shows every reported string as text, never as markup.
     pub fn validate(&self) -> Result<(), ReportError> {
         let strings = [
             ("os.operating_system", &self.os.operating_system),
@@ -220,24 +239,31 @@ impl Report {
                 }
                 validate_entities(e)
             }
-            Payload::Cli(c) => {
+            Payload::Cli(_) | Payload::CliWithoutUsage => {
                 if !is_valid_uuid(&self.uid) {
                     return Err(ReportError::InvalidUid {
-                        expected: "a uuid (8-4-4-4-12 hex)",
+                        expected: "a lower-case uuid v4 (8-4-4-4-12 hex)",
                     });
                 }
-                validate_cli(c)
+                match &self.payload {
+                    Payload::Cli(c) => validate_cli(c),
+                    _ => Ok(()),
+                }
             }
         }
     }
 }
 
-fn check_len(s: &str, path: impl FnOnce() -> String) -> Result<(), ReportError> {
+/// The checks every string field gets: its length, and no NUL (see [`Report::validate`]).
+fn check_len(s: &str, path: impl Fn() -> String) -> Result<(), ReportError> {
     if s.len() > MAX_STRING_BYTES {
         return Err(ReportError::StringTooLong {
             path: path(),
             limit: MAX_STRING_BYTES,
         });
+    }
+    if s.contains('\0') {
+        return Err(ReportError::Nul { path: path() });
     }
     Ok(())
 }
@@ -747,7 +773,10 @@ impl<'a> Parser<'a> {
             uid: uid.flatten(),
             os: os.ok_or_else(|| self.missing("os"))?,
             entities_count: ent.flatten(),
-            cli: cli.flatten(),
+            cli: cli.flatten().map(|c| match c {
+                Payload::Cli(c) => CliRepr::Usage(c),
+                _ => CliRepr::WithoutUsage,
+            }),
         })
     }
 
@@ -777,7 +806,7 @@ impl<'a> Parser<'a> {
         let cli = cli.ok_or_else(|| self.missing("cli"))?;
         let ent = ent.ok_or_else(|| self.missing("entities_count"))?;
         let payload = match (cli, ent) {
-            (Some(c), None) => Payload::Cli(c),
+            (Some(c), None) => c,
             (None, Some(e)) => Payload::Entities(e),
             (None, None) => return Err(ReportError::NoPayload),
             (Some(_), Some(_)) => return Err(ReportError::BothPayloads),
@@ -938,7 +967,8 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn cli(&mut self) -> Res<CliUsage> {
+    /// `{"commands":[…],"aliases":[…]}` → [`Payload::Cli`]; `{}` → [`Payload::CliWithoutUsage`].
+    fn cli(&mut self) -> Res<Payload> {
         let (mut commands, mut aliases) = (None, None);
         self.object(|p, key| match key {
             "commands" => {
@@ -951,10 +981,13 @@ impl<'a> Parser<'a> {
             }
             _ => Err(ReportError::UnknownKey { path: p.path() }),
         })?;
-        Ok(CliUsage {
+        if commands.is_none() && aliases.is_none() {
+            return Ok(Payload::CliWithoutUsage);
+        }
+        Ok(Payload::Cli(CliUsage {
             commands: commands.ok_or_else(|| self.missing("commands"))?,
             aliases: aliases.ok_or_else(|| self.missing("aliases"))?,
-        })
+        }))
     }
 
     fn command(&mut self) -> Res<CommandUsage> {

@@ -109,13 +109,30 @@ pub fn uuid_v4_from_bytes(mut bytes: [u8; 16]) -> String {
     s
 }
 
-/// Whether `uid` is a hyphenated UUID (8-4-4-4-12 hex digits, either case).
+/// Whether `uid` is a CLI installation id in its one canonical form: a hyphenated UUID v4
+/// (8-4-4-4-12 hex digits) in lower case, with version 4 and the RFC 9562 variant (`8`–`b`).
+///
+/// One installation must have one spelling, or it would count twice: `ABC…` and `abc…` are the
+/// same UUID. Every real client sends this form (the reference ttn-lw-cli uses Go's
+/// `uuid.NewString()`, this crate [`uuid_v4_from_bytes`]), so other spellings are refused rather
+/// than normalised: normalising would store a body whose `uid` differs from the one counted.
+///
+/// ```
+/// use ttn_telemetry_core::is_valid_uuid;
+/// assert!(is_valid_uuid("0b6f3c2e-6a4d-4f1e-9c3a-2b1d0e9f8a7c"));
+/// assert!(!is_valid_uuid("0B6F3C2E-6A4D-4F1E-9C3A-2B1D0E9F8A7C")); // upper case
+/// assert!(!is_valid_uuid("0b6f3c2e-6a4d-1f1e-9c3a-2b1d0e9f8a7c")); // version 1
+/// assert!(!is_valid_uuid("0b6f3c2e-6a4d-4f1e-7c3a-2b1d0e9f8a7c")); // not the RFC variant
+/// ```
 pub fn is_valid_uuid(uid: &str) -> bool {
+    let b = uid.as_bytes();
     uid.len() == UUID_LEN
-        && uid.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
         })
+        && b[14] == b'4'
+        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
 }
 
 #[cfg(test)]

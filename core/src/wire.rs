@@ -150,6 +150,11 @@ pub enum Payload {
     Entities(EntitiesCount),
     /// A CLI report (`"entities_count":null`).
     Cli(CliUsage),
+    /// A CLI report without usage data, `"cli":{}`: what the reference ttn-lw-cli sends (its
+    /// `CLITelemetry` struct has no fields). It is a CLI installation all the same; it differs
+    /// from [`Payload::Cli`] with empty lists in its bytes, so it is its own variant and the
+    /// bytes round-trip exactly.
+    CliWithoutUsage,
 }
 
 /// A complete report, ready to encode.

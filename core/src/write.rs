@@ -327,11 +327,13 @@ fn write_report(w: &mut Writer, r: &Report) {
         w.member("os", |w| write_os(w, &r.os));
         w.member("cli", |w| match &r.payload {
             Payload::Cli(cli) => write_cli(w, cli),
+            // The reference CLI's `{}`: a leaf of its own in the view.
+            Payload::CliWithoutUsage => w.object(|_| {}),
             Payload::Entities(_) => w.null(),
         });
         w.member("entities_count", |w| match &r.payload {
             Payload::Entities(e) => write_entities(w, e),
-            Payload::Cli(_) => w.null(),
+            Payload::Cli(_) | Payload::CliWithoutUsage => w.null(),
         });
     });
 }

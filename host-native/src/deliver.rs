@@ -152,15 +152,12 @@ pub fn check_receipt(
     response_content_digest: Option<&str>,
     sent_sha256_hex: &str,
 ) -> Receipt {
-    #[derive(serde::Deserialize)]
-    struct Wire {
-        stored: Option<bool>,
-        sha256: Option<String>,
-    }
-    let Ok(wire) = serde_json::from_slice::<Wire>(response_body) else {
-        return Receipt::None;
-    };
-    let (Some(stored), Some(hex)) = (wire.stored, wire.sha256) else {
+    let Ok(crate::receipt::Receipt {
+        stored,
+        sha256: hex,
+        ..
+    }) = serde_json::from_slice(response_body)
+    else {
         return Receipt::None;
     };
     if let Some(header) = response_content_digest {

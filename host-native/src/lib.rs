@@ -54,6 +54,7 @@ pub mod os;
 pub mod pgconn;
 #[cfg(feature = "plugin")]
 pub mod plugin;
+pub mod receipt;
 #[cfg(feature = "agent")]
 pub mod redact;
 #[cfg(feature = "agent")]

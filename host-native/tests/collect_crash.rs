@@ -1,5 +1,6 @@
 //! Crash safety: under load, `kill -9` the collector, restart it, and check that every report
-//! that got a 2xx is stored, byte for byte, on SQLite and on PostgreSQL.
+//! that got a 2xx is stored, byte for byte, on SQLite and on PostgreSQL; then re-send every
+//! report, as agents do with those they got no answer for, and check that each is stored once.
 //!
 //! The collector runs in a child process: this test binary re-executes itself with
 //! `TTN_COLLECT_CRASH_CHILD=<database uri>` and serves until it is killed. `harness = false` with
@@ -83,11 +84,13 @@ async fn crash_once(backend: Backend) {
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let sent = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let bodies = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for _ in 0..16 {
         let (acked, sent, next, stop) = (acked.clone(), sent.clone(), next.clone(), stop.clone());
+        let bodies = bodies.clone();
         workers.push(tokio::spawn(async move {
             let mut errors = 0;
             while !stop.load(Ordering::SeqCst) && errors < 3 {
@@ -95,6 +98,7 @@ async fn crash_once(backend: Backend) {
                 let body = is_report(i, i % 7);
                 let digest = sha256_hex(&body);
                 sent.lock().unwrap().insert(digest.clone());
+                bodies.lock().unwrap().push(body.clone());
                 match request(
                     addr,
                     "POST",
@@ -168,13 +172,37 @@ async fn crash_once(backend: Backend) {
         s["deployments"]["total"].as_u64().unwrap() as usize,
         uids.len()
     );
+    // Agents re-send what they got no answer for (and a lost answer looks the same as no
+    // answer): every report sent is re-sent. Each is answered 200; those already stored are
+    // repeats, and nothing is stored twice.
+    let bodies = bodies.lock().unwrap().clone();
+    let mut repeats = 0;
+    for body in &bodies {
+        let r = post_json(addr, body.clone()).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let digest = sha256_hex(body);
+        assert_eq!(r.json()["sha256"], digest.as_str());
+        let repeat = r.json()["repeat"].as_bool().unwrap();
+        assert_eq!(repeat, stored_digests.contains(&digest), "{backend:?}");
+        repeats += usize::from(repeat);
+    }
+    assert_eq!(repeats, stored.len());
+    let after = store.all_reports().await.unwrap();
+    let unique: HashSet<&str> = after.iter().map(|r| r.sha256.as_str()).collect();
+    assert_eq!(
+        unique.len(),
+        after.len(),
+        "{backend:?}: a report was stored twice"
+    );
+    assert_eq!(after.len(), sent.len());
     // And the restarted collector takes new reports.
     assert_eq!(post_json(addr, is_report(1_000_000, 0)).await.status, 200);
     eprintln!(
-        "collect_crash {backend:?}: {} sent, {} acknowledged, {} stored after kill -9",
+        "collect_crash {backend:?}: {} sent, {} acknowledged, {} stored after kill -9, {} of them answered as repeats when re-sent",
         sent.len(),
         acked.len(),
-        stored.len()
+        stored.len(),
+        repeats
     );
     store.close().await;
     child.kill().unwrap();

@@ -71,6 +71,10 @@ CLI_CASES = {
         "aliases": [{"command_name": "end-devices", "alias": "dev", "usage_count": 7},
                     {"command_name": "gateways", "alias": "gtw", "usage_count": 1}]}),
     "cli_empty_usage": ("00000000-0000-4000-8000-000000000000", OS, {"commands": [], "aliases": []}),
+    # What the reference ttn-lw-cli sends: its CLITelemetry struct has no fields.
+    "cli_reference_form": ("3f2b8c1d-9e4a-4b7c-8d6e-5a4b3c2d1e0f", {
+        "operating_system": "linux", "arch": "amd64", "binary_version": "3.34.0",
+        "golang_version": "go1.23.4"}, {}),
 }
 
 def inputs_text(inputs):

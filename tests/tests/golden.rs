@@ -100,7 +100,7 @@ fn inputs_errors_are_clear() {
         ),
         (
             r#"{"uid":"not-a-uuid","os":{"operating_system":"l","arch":"a","binary_version":"v","golang_version":"g"},"cli":{"commands":[],"aliases":[]}}"#,
-            "inputs: `uid`: expected a uuid (8-4-4-4-12 hex)",
+            "inputs: `uid`: expected a lower-case uuid v4 (8-4-4-4-12 hex)",
         ),
     ];
     for (json, msg) in cases {

@@ -6,12 +6,16 @@ use proptest::prelude::*;
 use ttn_telemetry_core::*;
 
 fn text(min: usize, max: usize) -> impl Strategy<Value = String> {
-    // Any Unicode scalar values, control characters and `<>&` included.
-    vec(any::<char>(), min..max)
-        .prop_map(|cs| cs.into_iter().collect::<String>())
-        .prop_filter("within the string limit", |s| {
-            s.len() <= limits::MAX_STRING_BYTES
-        })
+    // Any Unicode scalar values, control characters and `<>&` included, except NUL, which no
+    // valid report holds (`Report::validate`).
+    vec(
+        any::<char>().prop_filter("no NUL", |c| *c != '\0'),
+        min..max,
+    )
+    .prop_map(|cs| cs.into_iter().collect::<String>())
+    .prop_filter("within the string limit", |s| {
+        s.len() <= limits::MAX_STRING_BYTES
+    })
 }
 
 fn os() -> impl Strategy<Value = OsInfo> {
@@ -110,6 +114,12 @@ pub fn report() -> impl Strategy<Value = Report> {
             uid: uuid_v4_from_bytes(b),
             os,
             payload: Payload::Cli(c)
+        }),
+        // The reference ttn-lw-cli's form, `"cli":{}`.
+        (any::<[u8; 16]>(), os()).prop_map(|(b, os)| Report {
+            uid: uuid_v4_from_bytes(b),
+            os,
+            payload: Payload::CliWithoutUsage,
         }),
     ]
 }

@@ -1,7 +1,7 @@
 //! The collector's validator against hostile and malformed bodies: each case names the field
 //! and the problem.
 
-use ttn_telemetry_core::{ReportError, limits, parse_report};
+use ttn_telemetry_core::{Payload, ReportError, limits, parse_report};
 use ttn_telemetry_tests::golden_vectors;
 
 fn valid() -> String {
@@ -137,7 +137,7 @@ fn malformed_bodies_name_field_and_problem() {
     let cli_cases: Vec<(String, &str)> = vec![
         (
             c.replace("0b6f1c2e-58a4", "0b6f1c2e_58a4"),
-            "`uid`: expected a uuid (8-4-4-4-12 hex)",
+            "`uid`: expected a lower-case uuid v4 (8-4-4-4-12 hex)",
         ),
         (
             c.replace(r#""alias":"dev""#, r#""alias":"""#),
@@ -245,4 +245,144 @@ fn any_json_spelling_of_a_valid_report_is_accepted() {
         let report = parse_report(body.as_bytes()).unwrap();
         assert_eq!(report.to_bytes(), v.as_bytes());
     }
+}
+
+fn reference_cli() -> String {
+    let g = golden_vectors()
+        .into_iter()
+        .find(|g| g.name == "cli_reference_form")
+        .unwrap();
+    String::from_utf8(g.expected).unwrap()
+}
+
+/// The real ttn-lw-cli sends `"cli":{}` (its `CLITelemetry` has no fields): a CLI report without
+/// usage data. It is accepted, kept apart from empty usage lists, and re-encodes to its bytes.
+#[test]
+fn the_reference_cli_form_is_accepted() {
+    let body = r#"{"uid":"6ba7b810-9dad-41d1-80b4-00c04fd430c8","os":{"operating_system":"linux","arch":"amd64","binary_version":"3.34.0","golang_version":"go1.23.4"},"cli":{},"entities_count":null}"#;
+    let r = parse_report(body.as_bytes()).unwrap();
+    assert_eq!(r.payload, Payload::CliWithoutUsage);
+    assert_eq!(r.to_bytes(), body.as_bytes());
+    // Any spelling of `{}` is the same report.
+    let spaced = body.replace(r#""cli":{}"#, "\"cli\" : { \n }");
+    assert_eq!(parse_report(spaced.as_bytes()).unwrap(), r);
+    // Usage lists stay a different report, and half a usage object is still refused.
+    let lists = body.replace(r#""cli":{}"#, r#""cli":{"commands":[],"aliases":[]}"#);
+    assert_ne!(parse_report(lists.as_bytes()).unwrap(), r);
+    let half = body.replace(r#""cli":{}"#, r#""cli":{"commands":[]}"#);
+    assert_eq!(err(half.as_bytes()), "`cli.aliases`: missing");
+    // Its uid is a CLI uid, never an IS one.
+    let is_uid = body.replace(
+        "6ba7b810-9dad-41d1-80b4-00c04fd430c8",
+        &format!("{}==", "A".repeat(86)),
+    );
+    assert_eq!(
+        err(is_uid.as_bytes()),
+        "`uid`: expected a lower-case uuid v4 (8-4-4-4-12 hex)"
+    );
+    // The golden vector of this form builds from plain inputs with `"cli":{}` as well.
+    let g = reference_cli();
+    assert_eq!(
+        parse_report(g.as_bytes()).unwrap().payload,
+        Payload::CliWithoutUsage
+    );
+}
+
+/// NUL is refused in every string field, naming the field; other control characters are kept.
+#[test]
+fn nul_is_refused_in_every_string_field() {
+    let v = valid();
+    let c = cli();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            v.replace(r#""linux""#, r#""li\u0000nux""#),
+            "`os.operating_system`: must not contain U+0000 (NUL)",
+        ),
+        (
+            v.replace(r#""amd64""#, r#""amd64\u0000""#),
+            "`os.arch`: must not contain U+0000 (NUL)",
+        ),
+        (
+            v.replace(r#""0.1.0""#, r#""a\u0000b""#),
+            "`os.binary_version`: must not contain U+0000 (NUL)",
+        ),
+        (
+            v.replace(r#""rustc 1.95.0""#, r#""\u0000""#),
+            "`os.golang_version`: must not contain U+0000 (NUL)",
+        ),
+        (
+            v.replace(r#""US_902_928_FSB_1":1"#, r#""US\u0000":1"#),
+            "`entities_count.gateways.gateways_by_frequency_plan_id.US\\0`: must not contain U+0000 (NUL)",
+        ),
+        (
+            c.replace("ttn-lw-cli end-devices list", "end\\u0000devices"),
+            "`cli.commands[0].command_path`: must not contain U+0000 (NUL)",
+        ),
+        (
+            c.replace(
+                r#""command_name":"end-devices""#,
+                r#""command_name":"\u0000""#,
+            ),
+            "`cli.aliases[0].command_name`: must not contain U+0000 (NUL)",
+        ),
+        (
+            c.replace(r#""alias":"dev""#, r#""alias":"d\u0000""#),
+            "`cli.aliases[0].alias`: must not contain U+0000 (NUL)",
+        ),
+    ];
+    for (body, expected) in cases {
+        assert_ne!(body, v);
+        assert_eq!(err(body.as_bytes()), expected, "body: {body}");
+    }
+    // Every other control character is a valid value, kept exactly.
+    let ctl = v.replace(r#""0.1.0""#, r#""a\u0001\u001f\u007f\u0085\n""#);
+    let r = parse_report(ctl.as_bytes()).unwrap();
+    assert_eq!(r.os.binary_version, "a\u{1}\u{1f}\u{7f}\u{85}\n");
+    assert_eq!(parse_report(&r.to_bytes()).unwrap(), r);
+}
+
+/// One installation has one spelling of its uid: upper case, other UUID versions and other
+/// variants are refused, so no installation counts twice.
+#[test]
+fn cli_uids_have_one_spelling() {
+    let c = cli();
+    let uid = "0b6f1c2e-58a4-4c2d-9f3e-7a1b2c3d4e5f";
+    assert!(parse_report(c.as_bytes()).is_ok());
+    for bad in [
+        "0B6F1C2E-58A4-4C2D-9F3E-7A1B2C3D4E5F",
+        "0b6f1c2e-58a4-4C2D-9f3e-7a1b2c3d4e5f",
+        "0b6f1c2e-58a4-1c2d-9f3e-7a1b2c3d4e5f",
+        "0b6f1c2e-58a4-5c2d-9f3e-7a1b2c3d4e5f",
+        "0b6f1c2e-58a4-4c2d-7f3e-7a1b2c3d4e5f",
+        "0b6f1c2e-58a4-4c2d-cf3e-7a1b2c3d4e5f",
+        "{0b6f1c2e-58a4-4c2d-9f3e-7a1b2c3d4e5}",
+    ] {
+        assert_eq!(
+            err(c.replace(uid, bad).as_bytes()),
+            "`uid`: expected a lower-case uuid v4 (8-4-4-4-12 hex)",
+            "{bad}"
+        );
+    }
+}
+
+/// Plain inputs (what the wasm faces and `report --inputs` take) read and write `"cli":{}` too,
+/// and the report built from them carries it unchanged.
+#[test]
+fn reference_cli_form_round_trips_through_plain_inputs() {
+    let g = golden_vectors()
+        .into_iter()
+        .find(|g| g.name == "cli_reference_form")
+        .unwrap();
+    let ours = ttn_telemetry_core::Inputs::from_json(&g.inputs).unwrap();
+    assert_eq!(ours.payload, Payload::CliWithoutUsage);
+    let back = ours.to_json();
+    assert!(
+        back.windows(9).any(|w| w == br#""cli":{}}"#),
+        "{}",
+        String::from_utf8_lossy(&back)
+    );
+    assert_eq!(ttn_telemetry_core::Inputs::from_json(&back).unwrap(), ours);
+    let report = ours.build().unwrap();
+    assert_eq!(report.payload, Payload::CliWithoutUsage);
+    assert_eq!(parse_report(&report.to_bytes()).unwrap(), report);
 }

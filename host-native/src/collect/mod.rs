@@ -1,16 +1,31 @@
 //! The collector (SPEC §9): `POST /collect` receives reports, `/api/v1/stats` serves the
 //! aggregates, and `/` the Telemetry Dashboard that charts them.
 //!
-//! A report flows: per-address rate limit → `Content-Type` → size → body (with a read
-//! timeout) → `Content-Digest` → the core's [`parse_report`](ttn_telemetry_core::parse_report) → per-uid rate limit → the store's
-//! group commit → receipt. Every refusal has its status and a JSON `{"error":"…"}` body; the
-//! statuses are mapped in one place, [`Refusal`].
+//! A report flows: per-address rate limit → transfer and content codings → `Content-Type` →
+//! size → body (with a read timeout) → `Content-Digest` → the core's
+//! [`parse_report`](ttn_telemetry_core::parse_report) → per-uid rate limit → the store's group
+//! commit → receipt. Every refusal has its status and a JSON `{"error":"…"}` body; the statuses
+//! are mapped in one place, [`Refusal`].
 //!
-//! The receipt of an accepted report is `200 OK` with the JSON `{"stored":true,"sha256":"<hex>"}`
-//! naming the SHA-256 of the body exactly as stored, and a `Content-Digest` header of the receipt
-//! itself (RFC 9530: a response's digest covers the response content). The agent checks the
-//! header against the receipt, then the receipt's `sha256` against the digest it sent
-//! (`deliver::check_receipt`).
+//! The receipt of an accepted report is `200 OK` with the JSON [`Receipt`]
+//! `{"stored":true,"sha256":"<hex>","repeat":false}` naming the SHA-256 of the body exactly as
+//! stored, and a `Content-Digest` header of the receipt itself (RFC 9530: a response's digest
+//! covers the response content). The agent checks the header against the receipt, then the
+//! receipt's `sha256` against the digest it sent (`deliver::check_receipt`). A repeat of a
+//! stored report (same uid and body the same UTC day, see [`store`]) gets the same receipt with
+//! `"repeat":true`, and nothing is stored again.
+//!
+//! # Decisions where SPEC is silent: codings and charsets
+//! The collector reads bodies as they are sent, and refuses what it would have to decode:
+//! - a `Transfer-Encoding` other than `chunked` (`gzip, chunked`): 501, as RFC 9112 §6.1 asks of
+//!   a server that does not understand a transfer coding (hyper itself refuses a
+//!   `Transfer-Encoding` that does not end in `chunked` with 400);
+//! - a `Content-Encoding` other than `identity`: 415 with `Accept-Encoding: identity` (RFC 9110
+//!   §15.5.16);
+//! - a body that starts with the gzip magic bytes (compressed but not labelled): 415, since JSON
+//!   never starts with byte 0x1F;
+//! - a `charset` other than `utf-8` (any case, quoted or not) on `application/json`: 415. JSON
+//!   is UTF-8 (RFC 8259 §8.1); other parameters are ignored.
 //!
 //! Abuse: connections are capped ([`Limits::max_connections`]); request headers must arrive
 //! within [`Limits::header_timeout`] and the body within [`Limits::body_timeout`] (then 408), so
@@ -60,7 +75,9 @@ use ttn_telemetry_core::{
 
 use crate::server::{ConnLimits, error_json, json_headers};
 use ratelimit::{Buckets, RateLimit};
-use store::{NewReport, Store};
+use store::{NewReport, Outcome, Store};
+
+pub use crate::receipt::Receipt;
 
 /// A clock giving Unix microseconds; injected so tests and demos can choose the time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -293,6 +310,12 @@ pub enum Refusal {
     RateLimited(Duration),
     /// 415.
     WrongType,
+    /// 415: a `charset` other than UTF-8.
+    Charset,
+    /// 415: a content coding the collector does not decode (or a compressed body).
+    Encoding(&'static str),
+    /// 501: a transfer coding other than `chunked`.
+    TransferCoding,
     /// 413.
     TooLarge,
     /// 408: the body did not arrive in time.
@@ -303,6 +326,8 @@ pub enum Refusal {
     Digest(&'static str),
     /// 400: the core refused the report.
     Invalid(ReportError),
+    /// 422: the store refused this report's data (it is valid, but can never be stored here).
+    Unstorable,
     /// 503: the store failed; the report was not stored and may be sent again.
     Storage(anyhow::Error),
 }
@@ -314,6 +339,20 @@ impl IntoResponse for Refusal {
             Refusal::WrongType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "content type must be application/json".into(),
+            ),
+            Refusal::Charset => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/json must be utf-8: give no charset or charset=utf-8".into(),
+            ),
+            Refusal::Encoding(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, (*m).to_owned()),
+            Refusal::TransferCoding => (
+                StatusCode::NOT_IMPLEMENTED,
+                "only the chunked transfer coding is supported".into(),
+            ),
+            Refusal::Unstorable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the report is valid but this collector cannot store it; sending it again will not help"
+                    .into(),
             ),
             Refusal::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -346,7 +385,13 @@ impl IntoResponse for Refusal {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
-            Refusal::BodyTimeout | Refusal::TooLarge => {
+            Refusal::Encoding(_) => {
+                resp.headers_mut().insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
+            }
+            Refusal::BodyTimeout | Refusal::TooLarge | Refusal::TransferCoding => {
                 // The rest of the body is not read: the connection cannot be reused.
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -361,12 +406,56 @@ fn plain_error(status: StatusCode, msg: &str) -> Response {
     crate::server::json_error(status, msg)
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
+/// Checks the `Content-Type`: `application/json`, with no charset or UTF-8.
+fn check_type(headers: &HeaderMap) -> Result<(), Refusal> {
+    let value = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        .ok_or(Refusal::WrongType)?;
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default();
+    if !media.trim().eq_ignore_ascii_case("application/json") {
+        return Err(Refusal::WrongType);
+    }
+    for param in parts {
+        let Some((k, v)) = param.split_once('=') else {
+            continue;
+        };
+        if k.trim().eq_ignore_ascii_case("charset")
+            && !v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        {
+            return Err(Refusal::Charset);
+        }
+    }
+    Ok(())
+}
+
+/// Checks the transfer and content codings (see the module docs).
+fn check_codings(headers: &HeaderMap) -> Result<(), Refusal> {
+    let codings = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    if codings(header::TRANSFER_ENCODING)
+        .iter()
+        .any(|c| c != "chunked")
+    {
+        return Err(Refusal::TransferCoding);
+    }
+    if codings(header::CONTENT_ENCODING)
+        .iter()
+        .any(|c| c != "identity")
+    {
+        return Err(Refusal::Encoding(
+            "content encodings are not supported: send the report uncompressed, without Content-Encoding",
+        ));
+    }
+    Ok(())
 }
 
 async fn collect(
@@ -378,9 +467,8 @@ async fn collect(
     app.by_addr
         .take(ratelimit::addr_key(peer.ip()), Instant::now())
         .map_err(Refusal::RateLimited)?;
-    if !is_json(&headers) {
-        return Err(Refusal::WrongType);
-    }
+    check_codings(&headers)?;
+    check_type(&headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -411,17 +499,44 @@ async fn collect(
             ));
         }
     }
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Err(Refusal::Encoding(
+            "the body is gzip-compressed: send the report uncompressed",
+        ));
+    }
     let report = NewReport::parse((app.clock)(), bytes.to_vec()).map_err(Refusal::Invalid)?;
     app.by_uid
         .take(report.report.uid.clone(), Instant::now())
         .map_err(Refusal::RateLimited)?;
-    let hex = report.sha256.clone();
-    app.store
+    let sha256 = report.sha256.clone();
+    let outcome = app
+        .store
         .insert(vec![report])
         .await
-        .map_err(Refusal::Storage)?;
-    app.accepted.send_modify(|n| *n += 1);
-    let receipt = serde_json::json!({ "stored": true, "sha256": hex }).to_string();
+        .map_err(Refusal::Storage)?
+        .pop();
+    let repeat = match outcome {
+        Some(Outcome::Stored) => {
+            app.accepted.send_modify(|n| *n += 1);
+            false
+        }
+        Some(Outcome::Repeat) => true,
+        Some(Outcome::Unstorable(why)) => {
+            eprintln!("collect: the store refused a report's data: {why}");
+            return Err(Refusal::Unstorable);
+        }
+        None => {
+            return Err(Refusal::Storage(anyhow::anyhow!(
+                "the store gave no outcome"
+            )));
+        }
+    };
+    let receipt = serde_json::to_string(&Receipt {
+        stored: true,
+        sha256,
+        repeat,
+    })
+    .unwrap_or_default();
     // RFC 9530: a response's Content-Digest is the digest of the response's own content (the
     // receipt), which the agent checks before trusting the receipt's `sha256`.
     let digest = content_digest(receipt.as_bytes());

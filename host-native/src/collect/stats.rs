@@ -6,13 +6,17 @@
 //! - "Reporting in the last day/week/month": the latest report was received at or after the
 //!   core's cut-offs (T − 1 day, T − 7 days, T − 1 calendar month), T being the stats time.
 //! - Entity totals, gateways per frequency plan and active devices sum the latest report of
-//!   every deployment ever seen. Each count is clamped to [`AGGREGATE_CLAMP`] first.
+//!   every deployment ever seen, exactly (128-bit: a report of `u64::MAX` gateways counts as
+//!   that, and JSON carries the exact integer; readers that parse JSON numbers as doubles see
+//!   them rounded).
 //! - Versions, OS and arch count deployments (and, separately, CLI installations) by their
-//!   latest report. Long tails are cut to the [`TOP`] largest entries plus `other`.
+//!   latest report. Long tails are cut to the [`TOP`] largest entries plus `other` (ties by
+//!   name, in byte order); the store reads only those entries, whatever the tail's length.
+//! - A CLI report without usage data (`"cli":{}`, what the reference ttn-lw-cli sends) counts as
+//!   a CLI installation like any other, and `cli.without_usage` says how many installations'
+//!   latest report was of that form.
 //! - Daily totals: for each UTC day, the latest report of each deployment received that day,
 //!   summed. The last [`DAYS`] days that have any report are returned, oldest first.
-//!
-//! [`AGGREGATE_CLAMP`]: super::store::AGGREGATE_CLAMP
 
 use std::collections::BTreeMap;
 
@@ -20,6 +24,9 @@ use serde::Serialize;
 use ttn_telemetry_core::{cutoffs, format_rfc3339};
 
 use super::store::{Snapshot, day_of};
+
+/// Every aggregate is an exact 128-bit sum (see the module docs).
+pub type Count = i128;
 
 /// Most entries of one spread (versions, plans…) returned; the rest are summed as `other`.
 pub const TOP: usize = 50;
@@ -32,7 +39,7 @@ pub struct Stats {
     /// When these stats were computed (RFC 3339, UTC).
     pub generated_at: String,
     /// Every report ever accepted.
-    pub reports_stored: i64,
+    pub reports_stored: Count,
     /// Identity Server deployments by their latest report.
     pub deployments: Windows,
     /// CLI installations by their latest report.
@@ -59,43 +66,43 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Windows {
     /// Ever seen.
-    pub total: i64,
+    pub total: Count,
     /// Latest report within the last day.
-    pub last_day: i64,
+    pub last_day: Count,
     /// Within the last 7 days.
-    pub last_week: i64,
+    pub last_week: Count,
     /// Within the last calendar month.
-    pub last_month: i64,
+    pub last_month: Count,
 }
 
 /// Entity totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Entities {
     /// Gateways.
-    pub gateways: i64,
+    pub gateways: Count,
     /// End devices.
-    pub end_devices: i64,
+    pub end_devices: Count,
     /// Applications.
-    pub applications: i64,
+    pub applications: Count,
     /// Standard users.
-    pub users_standard: i64,
+    pub users_standard: Count,
     /// Admin users.
-    pub users_admin: i64,
+    pub users_admin: Count,
     /// Organizations.
-    pub organizations: i64,
+    pub organizations: Count,
 }
 
 /// Active end devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Active {
     /// Ever seen.
-    pub total: i64,
+    pub total: Count,
     /// Seen in the last day (as each deployment counted it).
-    pub last_day: i64,
+    pub last_day: Count,
     /// Seen in the last week.
-    pub last_week: i64,
+    pub last_week: Count,
     /// Seen in the last month.
-    pub last_month: i64,
+    pub last_month: Count,
 }
 
 /// One bar of a spread.
@@ -104,7 +111,7 @@ pub struct Entry {
     /// What is counted (a version, an OS, a frequency-plan id) exactly as reported, or `other`.
     pub name: String,
     /// How many.
-    pub count: i64,
+    pub count: Count,
 }
 
 /// The spread of CLI installations.
@@ -116,6 +123,8 @@ pub struct CliSpread {
     pub operating_systems: Vec<Entry>,
     /// By arch.
     pub architectures: Vec<Entry>,
+    /// Installations whose latest report had no usage data (`"cli":{}`).
+    pub without_usage: Count,
 }
 
 /// Totals of one UTC day.
@@ -124,46 +133,46 @@ pub struct Day {
     /// `YYYY-MM-DD`.
     pub date: String,
     /// Deployments that reported that day.
-    pub deployments: i64,
+    pub deployments: Count,
     /// CLI installations that reported that day.
-    pub cli_installations: i64,
+    pub cli_installations: Count,
     /// Gateways.
-    pub gateways: i64,
+    pub gateways: Count,
     /// End devices.
-    pub end_devices: i64,
+    pub end_devices: Count,
     /// End devices active in the day before each report.
-    pub active_last_day: i64,
+    pub active_last_day: Count,
     /// … in the week before.
-    pub active_last_week: i64,
+    pub active_last_week: Count,
     /// … in the month before.
-    pub active_last_month: i64,
+    pub active_last_month: Count,
     /// Applications.
-    pub applications: i64,
+    pub applications: Count,
     /// Users (standard and admin).
-    pub users: i64,
+    pub users: Count,
     /// Organizations.
-    pub organizations: i64,
+    pub organizations: Count,
 }
 
 impl Stats {
     /// Computes the stats at `now` (Unix microseconds) from a store snapshot.
     pub fn from_snapshot(now: i64, snap: Snapshot) -> anyhow::Result<Stats> {
         let cut = cutoffs(now)?;
-        let mut scopes: BTreeMap<&str, Vec<(&str, i64)>> = BTreeMap::new();
+        let mut scopes: BTreeMap<&str, Vec<(&str, Count)>> = BTreeMap::new();
         for (scope, name, value) in &snap.counters {
             scopes
                 .entry(scope.as_str())
                 .or_default()
                 .push((name.as_str(), *value));
         }
-        let get = |scope: &str, name: &str| -> i64 {
+        let get = |scope: &str, name: &str| -> Count {
             scopes
                 .get(scope)
                 .and_then(|v| v.iter().find(|(n, _)| *n == name))
                 .map_or(0, |(_, v)| *v)
         };
-        let windows = |kind: &str, total: i64| -> Windows {
-            let seen: Vec<(i64, i64)> = scopes
+        let windows = |kind: &str, total: Count| -> Windows {
+            let seen: Vec<(i64, Count)> = scopes
                 .get(format!("{kind}_seen_day").as_str())
                 .map(|v| {
                     v.iter()
@@ -173,13 +182,14 @@ impl Stats {
                 .unwrap_or_default();
             let count = |cutoff: i64| {
                 let day = day_of(cutoff);
-                let whole: i64 = seen.iter().filter(|(d, _)| *d > day).map(|(_, n)| n).sum();
+                let whole: Count = seen.iter().filter(|(d, _)| *d > day).map(|(_, n)| n).sum();
                 whole
-                    + snap
-                        .partial
-                        .get(&(kind.to_owned(), cutoff))
-                        .copied()
-                        .unwrap_or(0)
+                    + Count::from(
+                        snap.partial
+                            .get(&(kind.to_owned(), cutoff))
+                            .copied()
+                            .unwrap_or(0),
+                    )
             };
             Windows {
                 total,
@@ -203,8 +213,9 @@ impl Stats {
                 .unwrap_or_default();
             v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
             if v.len() > TOP {
-                let other: i64 = v[TOP..].iter().map(|e| e.count).sum();
+                // The store reads the top entries only; the rest is the spread's sum less them.
                 v.truncate(TOP);
+                let other = get("sum", scope) - v.iter().map(|e| e.count).sum::<Count>();
                 v.push(Entry {
                     name: "other".into(),
                     count: other,
@@ -271,6 +282,7 @@ impl Stats {
                 binary_versions: spread("cli_version"),
                 operating_systems: spread("cli_os"),
                 architectures: spread("cli_arch"),
+                without_usage: get("latest", "cli_without_usage"),
             },
             daily,
         })
@@ -291,21 +303,25 @@ mod tests {
     #[test]
     fn long_tails_fold_into_other() {
         let mut snap = Snapshot::default();
-        for i in 0..(TOP as i64 + 10) {
+        for i in 0..(TOP as Count + 10) {
             snap.counters
                 .push(("plan".into(), format!("plan-{i:03}"), 1000 - i));
         }
+        let sum = (0..(TOP as Count + 10)).map(|i| 1000 - i).sum();
+        snap.counters.push(("sum".into(), "plan".into(), sum));
         snap.counters.push(("plan".into(), "gone".into(), -1));
         let now = civil_to_unix_micros(2026, 1, 1, 0);
         let s = Stats::from_snapshot(now, snap).unwrap();
         let plans = &s.gateways_by_frequency_plan;
         assert_eq!(plans.len(), TOP + 1);
         assert_eq!(plans[0].name, "plan-000");
-        assert_eq!(plans[TOP - 1].count, 1000 - (TOP as i64 - 1));
+        assert_eq!(plans[TOP - 1].count, 1000 - (TOP as Count - 1));
         assert_eq!(plans[TOP].name, "other");
         assert_eq!(
             plans[TOP].count,
-            (TOP as i64..TOP as i64 + 10).map(|i| 1000 - i).sum::<i64>()
+            (TOP as Count..TOP as Count + 10)
+                .map(|i| 1000 - i)
+                .sum::<Count>()
         );
         assert!(s.daily.is_empty());
     }

@@ -4,9 +4,11 @@
 //! ```text
 //! collector-driver serve --listen 127.0.0.1:0 [--database-uri URI] [--no-rate-limit]
 //!     prints `listening http://ADDR` once bound, serves until killed or Ctrl-C
-//! collector-driver seed --database-uri URI --deployments N --days D [--cli M] [--batch B]
+//! collector-driver seed --database-uri URI --deployments N --days D [--cli M] [--batch B] [--hostile H]
 //!     stores N deployments × D daily reports (plus M CLI installations) straight into the store,
-//!     back-dated over the last D days, and prints the rate
+//!     back-dated over the last D days, and prints the rate; `--hostile H` adds H reports of
+//!     H deployments received today, each with 1,024 frequency plan ids no other report has
+//!     (the hostile mix of issue 11: H = 900 gives 921,600 distinct plans)
 //! collector-driver post --addr ADDR --count N [--start I] [--plan ID]
 //!     POSTs N reports of deployments I.. (with one extra frequency plan ID) over HTTP
 //! collector-driver load --addr ADDR --requests N --concurrency C
@@ -52,6 +54,11 @@ fn now_micros() -> i64 {
 
 /// Report of deployment `i` on `day` (day-dependent counts so that the daily chart moves).
 fn is_report(i: u64, day: u64, extra_plan: Option<&str>) -> Vec<u8> {
+    is_report_plans(i, day, extra_plan.into_iter().map(str::to_owned).collect())
+}
+
+/// Report of deployment `i` on `day` with `extra` frequency plans (one gateway each).
+fn is_report_plans(i: u64, day: u64, extra: Vec<String>) -> Vec<u8> {
     let mut c = EntitiesCount::default();
     let growth = day / 3;
     c.gateways.total = 2 + i % 9 + growth;
@@ -68,8 +75,12 @@ fn is_report(i: u64, day: u64, extra_plan: Option<&str>) -> Vec<u8> {
     c.gateways
         .gateways_by_frequency_plan_id
         .insert(plans[((i / 5) % 5) as usize].into(), 1);
-    if let Some(p) = extra_plan {
-        c.gateways.gateways_by_frequency_plan_id.insert(p.into(), 1);
+    if extra.len() > 1 {
+        // A hostile report: only its own plan ids (1,024 fill the map).
+        c.gateways.gateways_by_frequency_plan_id.clear();
+    }
+    for p in extra {
+        c.gateways.gateways_by_frequency_plan_id.insert(p, 1);
     }
     c.end_devices.total = 40 + (i * 37) % 500 + 5 * growth;
     let a = &mut c.end_devices.activate_end_devices;
@@ -190,6 +201,18 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
     for i in 0..cli {
         let at = now - ((i % days.max(1)) as i64) * MICROS_PER_DAY - 3_600_000_000;
         pending.push(NewReport::parse(at, cli_report(i))?);
+    }
+    for h in 0..num(args, "--hostile", 0)? {
+        let plans = (0..1024).map(|p| format!("HOSTILE_{h}_{p:04}")).collect();
+        let at = now - 60_000_000 - h as i64;
+        pending.push(NewReport::parse(
+            at,
+            is_report_plans(10_000_000 + h, days, plans),
+        )?);
+        if pending.len() >= 100 {
+            total += pending.len() as u64;
+            store.insert(std::mem::take(&mut pending)).await?;
+        }
     }
     total += pending.len() as u64;
     if !pending.is_empty() {

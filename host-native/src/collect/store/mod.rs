@@ -6,21 +6,54 @@
 //!   (`is` or `cli`), SHA-256 (hex) and the raw body exactly as received. Append-only.
 //! - `latest`: the latest report of each deployment (by uid), pointing into `reports`.
 //! - `day_latest`: the latest report of each deployment per UTC day, pointing into `reports`.
-//! - `counters`: `(scope, name) → value` sums that the aggregates read, updated in the same
-//!   transaction as the reports they come from (see [`plan`]). A stats read therefore touches a
-//!   few hundred rows whatever the number of stored reports.
+//! - `counters`: `(scope, name) → hi·10^18 + value` exact sums that the aggregates read, updated
+//!   in the same transaction as the reports they come from (see [`plan`]).
 //!
 //! Writes go through one writer per store that takes every request waiting in its queue, commits
 //! them in one transaction, and only then answers each request (group commit). An HTTP 2xx is
 //! sent after that answer, so nothing acknowledged can be lost by a crash, and the cost of a
 //! durable commit is shared by everything that arrived while the previous one was running.
+//!
+//! # Decisions where SPEC is silent
+//! - **One report never fails another.** When a batch's transaction fails, the writer stores its
+//!   reports again one per transaction, so a row the database refuses fails alone: a data or
+//!   constraint error is the report's fault ([`Outcome::Unstorable`], HTTP 422, not retried);
+//!   anything else is the store's (HTTP 503, retried later). The core already refuses what no
+//!   store can keep (NUL in a string), so this is the safety net, not the rule.
+//! - **Totals are exact.** Counters are 128-bit sums kept as two 64-bit columns (`hi` counts
+//!   10^18s, `value` is the rest, `0 ≤ value < 10^18`), added in the writer, which is the only
+//!   one that writes (one thread for SQLite; an advisory lock across collectors for
+//!   PostgreSQL). Every count is a u64 and there are fewer than 2^63 reports, so no sum can
+//!   overflow: a report of `u64::MAX` gateways counts as exactly that.
+//! - **Repeats are stored once.** A report whose body has the same SHA-256 as the latest stored
+//!   report of its uid, received on the same UTC day, is a repeat: it is answered with the same
+//!   receipt, marked `"repeat":true`, and nothing is written. That is what an agent does after a
+//!   lost answer (a timeout, or a collector killed between commit and answer). The day bound is
+//!   deliberate: a deployment whose counts do not change sends the same bytes every day, and
+//!   each day's report must count for that day. A body identical to an *older* report (counts
+//!   went A → B → A) is new, since it changes the latest counts.
+//! - **Bounded stats reads.** A stats read reads the fixed totals, the top [`stats::TOP`] + 1
+//!   rows of each spread by an index (with a per-spread sum row for `other`), the seen-day rows
+//!   of the last month and the daily rows of the last [`stats::DAYS`] days: its work does not
+//!   grow with how many distinct names (frequency plans, versions) reporters sent.
+//! - **Schema versions, migrated on open.** Version 2 (this one) rebuilt `counters` in the new
+//!   layout from `latest` and `day_latest`, which the old layout could not be converted from
+//!   exactly (an overflowed SQLite counter had already turned into a float). The rebuild
+//!   runs once, in one transaction, when a store of version 1 (no version mark) is opened; the
+//!   `reports`, `latest` and `day_latest` rows are kept as they are. A stored report that the
+//!   current core refuses (an upper-case CLI uid, a NUL, accepted by older collectors) stays
+//!   stored byte for byte but counts in no aggregate. SQLite keeps the version in
+//!   `PRAGMA user_version`; PostgreSQL in the table `collector_schema`.
+//!
+//! [`stats::TOP`]: super::stats::TOP
+//! [`stats::DAYS`]: super::stats::DAYS
 
 pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use ttn_telemetry_core::{MICROS_PER_DAY, Payload, Report, parse_report, sha256_hex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -30,11 +63,65 @@ use super::stats::Stats;
 /// File name of the embedded store when no `--database-uri` is given (in the working directory).
 pub const DEFAULT_SQLITE_FILE: &str = "ttn-lw-telemetry-collector.sqlite3";
 
-/// Each count is clamped to this before it is added to an aggregate. A report may carry any u64
-/// (the core accepts them, and the raw body is kept untouched), but sums over many deployments
-/// must fit a signed 64-bit column in both databases: 10^12 per report times 10^6 deployments
-/// still fits. No real deployment has a trillion gateways.
-pub const AGGREGATE_CLAMP: u64 = 1_000_000_000_000;
+/// The schema version this collector writes (see the module docs).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// A counter is stored as `hi · COUNTER_BASE + value` with `0 ≤ value < COUNTER_BASE`.
+pub const COUNTER_BASE: i128 = 1_000_000_000_000_000_000;
+
+/// Splits an exact counter into its `(hi, value)` columns; their order is the counter's order.
+pub fn split_counter(v: i128) -> (i64, i64) {
+    // |v| < 2^127 / 10^18 · … : every real sum is far below; saturate rather than wrap if not.
+    let hi = v.div_euclid(COUNTER_BASE);
+    let lo = v.rem_euclid(COUNTER_BASE);
+    (
+        i64::try_from(hi).unwrap_or(if hi < 0 { i64::MIN } else { i64::MAX }),
+        lo as i64,
+    )
+}
+
+/// Joins the `(hi, value)` columns of a counter.
+pub fn join_counter(hi: i64, value: i64) -> i128 {
+    i128::from(hi) * COUNTER_BASE + i128::from(value)
+}
+
+/// The scopes whose names come from reports (and so can be many): the stats read their top
+/// entries only, and the scope `sum` holds each one's total under the scope's name.
+pub const SPREAD_SCOPES: [&str; 7] = [
+    "plan",
+    "is_version",
+    "is_os",
+    "is_arch",
+    "cli_version",
+    "cli_os",
+    "cli_arch",
+];
+
+/// The names of each day's counters (scope [`day_scope`]); a day has at most this many rows.
+pub const DAY_FIELDS: [&str; 10] = [
+    "deployments",
+    "cli_installations",
+    "gateways",
+    "end_devices",
+    "active_last_day",
+    "active_last_week",
+    "active_last_month",
+    "applications",
+    "users",
+    "organizations",
+];
+
+/// What became of one report handed to [`Store::insert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now.
+    Stored,
+    /// The same bytes from the same uid were already stored that UTC day: nothing was written.
+    Repeat,
+    /// The database refused this report's data (the report's fault: sending it again cannot
+    /// help). The message is the database's, for the log.
+    Unstorable(String),
+}
 
 /// A report that passed validation, with the time it was received.
 #[derive(Debug, Clone)]
@@ -87,7 +174,7 @@ pub struct StoredReport {
 pub fn kind_of(report: &Report) -> &'static str {
     match report.payload {
         Payload::Entities(_) => "is",
-        Payload::Cli(_) => "cli",
+        Payload::Cli(_) | Payload::CliWithoutUsage => "cli",
     }
 }
 
@@ -136,8 +223,10 @@ impl Store {
         }
     }
 
-    /// Stores `reports` in one transaction and returns after it committed.
-    pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<()> {
+    /// Stores `reports` (in one transaction when it can) and returns after the commit, with what
+    /// became of each report, in order. An error means the store failed: nothing of it may be
+    /// assumed stored, and sending again later is right.
+    pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<Vec<Outcome>> {
         match self {
             Store::Sqlite(s) => s.insert(reports).await,
             Store::Postgres(s) => s.insert(reports).await,
@@ -146,11 +235,15 @@ impl Store {
 
     /// The aggregates at time `now` (Unix microseconds).
     pub async fn stats(&self, now: i64) -> anyhow::Result<Stats> {
-        let snapshot = match self {
-            Store::Sqlite(s) => s.snapshot(now).await?,
-            Store::Postgres(s) => s.snapshot(now).await?,
-        };
-        Stats::from_snapshot(now, snapshot)
+        Stats::from_snapshot(now, self.snapshot(now).await?)
+    }
+
+    /// What the aggregates at `now` are computed from: a bounded read (see the module docs).
+    pub async fn snapshot(&self, now: i64) -> anyhow::Result<Snapshot> {
+        match self {
+            Store::Sqlite(s) => s.snapshot(now).await,
+            Store::Postgres(s) => s.snapshot(now).await,
+        }
     }
 
     /// Every stored report, in commit order. For tests and audits of small stores.
@@ -170,11 +263,13 @@ impl Store {
     }
 }
 
-/// What the stats read from a store: every non-zero counter and the partial-day window counts.
+/// What the stats read from a store: the counters they need (see the module docs: the totals,
+/// the top rows of each spread with their sums, recent seen days and recent daily rows) and the
+/// partial-day window counts.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// `(scope, name, value)` rows of the counters table.
-    pub counters: Vec<(String, String, i64)>,
+    /// `(scope, name, value)` rows of the counters table, zeros left out.
+    pub counters: Vec<(String, String, i128)>,
     /// For each of the day, week and month cut-offs, and each kind (`is`, `cli`): how many
     /// deployments' latest report falls on the cut-off's own UTC day at or after the cut-off.
     /// Whole days after it come from the `seen_day` counters.
@@ -188,21 +283,51 @@ pub struct Prev {
     pub id: i64,
     /// Received time of that report.
     pub received_at: i64,
-    /// The report (parsed from its stored body).
-    pub report: Report,
+    /// SHA-256 of its body, hex.
+    pub sha256: String,
+    /// The report, parsed from its stored body; `None` when the current core refuses it (stored
+    /// by an older collector): such a report counts in no aggregate.
+    pub report: Option<Report>,
 }
 
 impl Prev {
     /// Rebuilds a previous row from what the store holds.
-    pub fn from_row(id: i64, received_at: i64, body: &[u8]) -> anyhow::Result<Prev> {
-        let report =
-            parse_report(body).with_context(|| format!("stored report {id} no longer parses"))?;
-        Ok(Prev {
+    pub fn from_row(id: i64, received_at: i64, sha256: String, body: &[u8]) -> Prev {
+        Prev {
             id,
             received_at,
-            report,
-        })
+            sha256,
+            report: parse_report(body).ok(),
+        }
     }
+}
+
+/// Splits a batch into repeats and reports to store. `latest` holds the store's latest row of
+/// each uid of the batch; it is updated as the batch goes, so a repeat within one batch is
+/// found too. Returns each report's outcome (in order) and the indices to insert.
+pub fn dedupe(batch: &[&NewReport], latest: &HashMap<String, Prev>) -> (Vec<Outcome>, Vec<usize>) {
+    let mut cur: HashMap<&str, (&str, i64)> = latest
+        .iter()
+        .map(|(uid, p)| (uid.as_str(), (p.sha256.as_str(), p.received_at)))
+        .collect();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut fresh = Vec::with_capacity(batch.len());
+    for (i, r) in batch.iter().enumerate() {
+        let uid = r.report.uid.as_str();
+        match cur.get(uid) {
+            Some(&(sha, at)) if sha == r.sha256 && day_of(at) == day_of(r.received_at) => {
+                outcomes.push(Outcome::Repeat);
+            }
+            c => {
+                if c.is_none_or(|&(_, at)| r.received_at >= at) {
+                    cur.insert(uid, (r.sha256.as_str(), r.received_at));
+                }
+                outcomes.push(Outcome::Stored);
+                fresh.push(i);
+            }
+        }
+    }
+    (outcomes, fresh)
 }
 
 /// The row changes one batch makes besides inserting its reports.
@@ -213,7 +338,7 @@ pub struct Plan {
     /// `(day, uid) → (report id, received_at)` for `day_latest`.
     pub day_latest: BTreeMap<(i64, String), (i64, i64)>,
     /// `(scope, name) → delta` for `counters`, zeros left out.
-    pub counters: BTreeMap<(String, String), i64>,
+    pub counters: BTreeMap<(String, String), i128>,
 }
 
 /// Works out what a batch changes: which reports become the latest of their deployment (overall
@@ -227,45 +352,39 @@ pub fn plan(
     mut prev_day: HashMap<(i64, String), Prev>,
 ) -> Plan {
     let mut out = Plan::default();
-    let mut deltas: BTreeMap<(String, String), i64> = BTreeMap::new();
-    *deltas.entry(("meta".into(), "reports".into())).or_default() += new.len() as i64;
+    let mut deltas: BTreeMap<(String, String), i128> = BTreeMap::new();
+    *deltas.entry(("meta".into(), "reports".into())).or_default() += new.len() as i128;
     for &(id, r) in new {
         let uid = r.report.uid.clone();
         let newer = |p: &Prev| (r.received_at, id) > (p.received_at, p.id);
         let cur = prev_latest.get(&uid);
         if cur.is_none_or(newer) {
-            if let Some(p) = cur {
-                add_latest(&mut deltas, &p.report, p.received_at, -1);
+            if let Some(Prev {
+                report: Some(p),
+                received_at,
+                ..
+            }) = cur
+            {
+                add_latest(&mut deltas, p, *received_at, -1);
             }
             add_latest(&mut deltas, &r.report, r.received_at, 1);
             out.latest
                 .insert(uid.clone(), (r.kind(), id, r.received_at));
-            prev_latest.insert(
-                uid.clone(),
-                Prev {
-                    id,
-                    received_at: r.received_at,
-                    report: r.report.clone(),
-                },
-            );
+            prev_latest.insert(uid.clone(), Prev::of(id, r));
         }
         let day = day_of(r.received_at);
         let key = (day, uid);
         let cur = prev_day.get(&key);
         if cur.is_none_or(newer) {
-            if let Some(p) = cur {
-                add_daily(&mut deltas, &p.report, day, -1);
+            if let Some(Prev {
+                report: Some(p), ..
+            }) = cur
+            {
+                add_daily(&mut deltas, p, day, -1);
             }
             add_daily(&mut deltas, &r.report, day, 1);
             out.day_latest.insert(key.clone(), (id, r.received_at));
-            prev_day.insert(
-                key,
-                Prev {
-                    id,
-                    received_at: r.received_at,
-                    report: r.report.clone(),
-                },
-            );
+            prev_day.insert(key, Prev::of(id, r));
         }
     }
     deltas.retain(|_, v| *v != 0);
@@ -273,36 +392,61 @@ pub fn plan(
     out
 }
 
-fn clamp(n: u64) -> i64 {
-    n.min(AGGREGATE_CLAMP) as i64
+impl Prev {
+    fn of(id: i64, r: &NewReport) -> Prev {
+        Prev {
+            id,
+            received_at: r.received_at,
+            sha256: r.sha256.clone(),
+            report: Some(r.report.clone()),
+        }
+    }
 }
 
-fn bump(d: &mut BTreeMap<(String, String), i64>, scope: &str, name: &str, v: i64) {
+/// Counter deltas by `(scope, name)`.
+pub type Deltas = BTreeMap<(String, String), i128>;
+
+fn bump(d: &mut Deltas, scope: &str, name: &str, v: i128) {
     if v != 0 {
         *d.entry((scope.to_owned(), name.to_owned())).or_default() += v;
     }
 }
 
+/// Bumps a spread's entry and its sum (scope `sum`, named after the spread).
+fn bump_spread(d: &mut Deltas, scope: &str, name: &str, v: i128) {
+    bump(d, scope, name, v);
+    bump(d, "sum", scope, v);
+}
+
 /// Scope of the per-day counters of `day`: `day:` and the day number, zero-padded so that the
 /// scopes of a range of days are a range of the primary key.
 pub fn day_scope(day: i64) -> String {
-    format!("day:{day:07}")
+    format!("day:{}", day_name(day))
+}
+
+/// A day number as a counter name: zero-padded, so that a range of days is a range of names.
+pub fn day_name(day: i64) -> String {
+    format!("{day:07}")
 }
 
 /// The counters one report adds (sign 1) or removes (sign −1) as the latest of its deployment.
-fn add_latest(d: &mut BTreeMap<(String, String), i64>, r: &Report, received_at: i64, sign: i64) {
+fn add_latest(d: &mut Deltas, r: &Report, received_at: i64, sign: i128) {
     let kind = kind_of(r);
-    bump(d, &format!("{kind}_version"), &r.os.binary_version, sign);
-    bump(d, &format!("{kind}_os"), &r.os.operating_system, sign);
-    bump(d, &format!("{kind}_arch"), &r.os.arch, sign);
+    bump_spread(d, &format!("{kind}_version"), &r.os.binary_version, sign);
+    bump_spread(d, &format!("{kind}_os"), &r.os.operating_system, sign);
+    bump_spread(d, &format!("{kind}_arch"), &r.os.arch, sign);
     bump(
         d,
         &format!("{kind}_seen_day"),
-        &day_of(received_at).to_string(),
+        &day_name(day_of(received_at)),
         sign,
     );
     match &r.payload {
         Payload::Cli(_) => bump(d, "latest", "cli_installations", sign),
+        Payload::CliWithoutUsage => {
+            bump(d, "latest", "cli_installations", sign);
+            bump(d, "latest", "cli_without_usage", sign);
+        }
         Payload::Entities(e) => {
             bump(d, "latest", "deployments", sign);
             let a = &e.end_devices.activate_end_devices;
@@ -318,33 +462,34 @@ fn add_latest(d: &mut BTreeMap<(String, String), i64>, r: &Report, received_at: 
                 ("users_admin", e.accounts.users.admin),
                 ("organizations", e.accounts.organizations.total),
             ] {
-                bump(d, "latest", name, sign * clamp(n));
+                bump(d, "latest", name, sign * i128::from(n));
             }
             for (plan, n) in &e.gateways.gateways_by_frequency_plan_id {
-                bump(d, "plan", plan, sign * clamp(*n));
+                bump_spread(d, "plan", plan, sign * i128::from(*n));
             }
         }
     }
 }
 
 /// The counters one report adds or removes as the latest of its deployment on `day`.
-fn add_daily(d: &mut BTreeMap<(String, String), i64>, r: &Report, day: i64, sign: i64) {
+fn add_daily(d: &mut Deltas, r: &Report, day: i64, sign: i128) {
     let scope = day_scope(day);
     match &r.payload {
-        Payload::Cli(_) => bump(d, &scope, "cli_installations", sign),
+        Payload::Cli(_) | Payload::CliWithoutUsage => bump(d, &scope, "cli_installations", sign),
         Payload::Entities(e) => {
             bump(d, &scope, "deployments", sign);
             let a = &e.end_devices.activate_end_devices;
-            let users = clamp(e.accounts.users.standard) + clamp(e.accounts.users.admin);
+            let n = i128::from;
+            let users = n(e.accounts.users.standard) + n(e.accounts.users.admin);
             for (name, n) in [
-                ("gateways", clamp(e.gateways.total)),
-                ("end_devices", clamp(e.end_devices.total)),
-                ("active_last_day", clamp(a.last_day)),
-                ("active_last_week", clamp(a.last_week)),
-                ("active_last_month", clamp(a.last_month)),
-                ("applications", clamp(e.applications.total)),
+                ("gateways", n(e.gateways.total)),
+                ("end_devices", n(e.end_devices.total)),
+                ("active_last_day", n(a.last_day)),
+                ("active_last_week", n(a.last_week)),
+                ("active_last_month", n(a.last_month)),
+                ("applications", n(e.applications.total)),
                 ("users", users),
-                ("organizations", clamp(e.accounts.organizations.total)),
+                ("organizations", n(e.accounts.organizations.total)),
             ] {
                 bump(d, &scope, name, sign * n);
             }
@@ -352,10 +497,14 @@ fn add_daily(d: &mut BTreeMap<(String, String), i64>, r: &Report, day: i64, sign
     }
 }
 
+/// What a store's writer answers for one queued insert: each report's outcome, or the store's
+/// failure.
+type Reply = Result<Vec<Outcome>, String>;
+
 /// A request to a store's single writer (group commit: it takes every queued insert, commits
 /// them in one transaction, then answers each).
 enum Msg {
-    Insert(Vec<NewReport>, oneshot::Sender<Result<(), String>>),
+    Insert(Vec<NewReport>, oneshot::Sender<Reply>),
     Close(oneshot::Sender<()>),
 }
 
@@ -363,7 +512,7 @@ enum Msg {
 const MAX_BATCH: usize = 4096;
 
 /// Queued reports and where to answer once their commit is done.
-type Job = (Vec<NewReport>, oneshot::Sender<Result<(), String>>);
+type Job = (Vec<NewReport>, oneshot::Sender<Reply>);
 
 /// Takes `first` and whatever else is already queued (up to [`MAX_BATCH`] inserts, stopping at
 /// a close request), so that one commit serves them all.
@@ -385,11 +534,18 @@ fn take_batch(
     (jobs, None)
 }
 
-/// Answers every job of a batch with the result of its one commit.
-fn answer(jobs: Vec<Job>, result: Result<(), String>) {
-    for (_, reply) in jobs {
+/// The result of storing one report: its outcome, or the store's failure.
+type One = Result<Outcome, String>;
+
+/// Answers every job of a batch from the per-report results, in batch order. A job whose
+/// reports include a store failure gets that failure (and is retried whole by its sender).
+fn answer(jobs: Vec<Job>, results: Vec<One>) {
+    let mut results = results.into_iter();
+    for (reports, reply) in jobs {
+        let mine: Vec<One> = results.by_ref().take(reports.len()).collect();
+        let reply_value = mine.into_iter().collect::<Result<Vec<_>, _>>();
         // A client that hung up no longer needs the answer; the reports are stored regardless.
-        let _ = reply.send(result.clone());
+        let _ = reply.send(reply_value);
     }
 }
 
@@ -398,7 +554,7 @@ async fn enqueue(
     tx: &mpsc::UnboundedSender<Msg>,
     reports: Vec<NewReport>,
     store: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Outcome>> {
     let (reply, wait) = oneshot::channel();
     let stopped = || anyhow::anyhow!("the {store} writer has stopped");
     tx.send(Msg::Insert(reports, reply))
@@ -406,6 +562,55 @@ async fn enqueue(
     wait.await
         .map_err(|_| stopped())?
         .map_err(|e| anyhow::anyhow!("storing reports in {store}: {e}"))
+}
+
+/// The result of a batch for each report: `Ok` outcomes of the one transaction, or, when it
+/// failed, `retry_alone` for each report so that one that cannot be stored fails alone.
+fn isolate(
+    batch: &[&NewReport],
+    whole: anyhow::Result<Vec<Outcome>>,
+    mut retry_alone: impl FnMut(&NewReport) -> One,
+) -> Vec<One> {
+    match whole {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(e) if batch.len() == 1 => vec![Err(format!("{e:#}"))],
+        Err(_) => batch.iter().map(|r| retry_alone(r)).collect(),
+    }
+}
+
+/// Rebuilds every counter from the store's rows (a schema migration): feed it each `latest`
+/// row's report with [`Rebuild::latest`] and each `day_latest` row's with [`Rebuild::daily`],
+/// then write [`Rebuild::finish`]. Reports the core now refuses count in nothing.
+#[derive(Debug)]
+pub struct Rebuild(Deltas);
+
+impl Rebuild {
+    /// Starts from the number of stored reports.
+    pub fn new(reports: i64) -> Rebuild {
+        let mut d = Deltas::new();
+        bump(&mut d, "meta", "reports", i128::from(reports));
+        Rebuild(d)
+    }
+
+    /// Adds the latest report of a uid, received at `received_at`.
+    pub fn latest(&mut self, received_at: i64, body: &[u8]) {
+        if let Ok(r) = parse_report(body) {
+            add_latest(&mut self.0, &r, received_at, 1);
+        }
+    }
+
+    /// Adds the latest report of a uid on `day`.
+    pub fn daily(&mut self, day: i64, body: &[u8]) {
+        if let Ok(r) = parse_report(body) {
+            add_daily(&mut self.0, &r, day, 1);
+        }
+    }
+
+    /// The counters, zeros left out.
+    pub fn finish(mut self) -> Deltas {
+        self.0.retain(|_, v| *v != 0);
+        self.0
+    }
 }
 
 #[cfg(test)]
@@ -435,7 +640,7 @@ mod tests {
         NewReport::parse(at, body).unwrap()
     }
 
-    fn counter(p: &Plan, scope: &str, name: &str) -> i64 {
+    fn counter(p: &Plan, scope: &str, name: &str) -> i128 {
         p.counters
             .get(&(scope.to_owned(), name.to_owned()))
             .copied()
@@ -467,14 +672,7 @@ mod tests {
 
         // A report older than what the store holds changes neither `latest` nor the totals,
         // but still counts as stored and as that day's report.
-        let prev = HashMap::from([(
-            a1.report.uid.clone(),
-            Prev {
-                id: 2,
-                received_at: 10 * d + 2,
-                report: a2.report.clone(),
-            },
-        )]);
+        let prev = HashMap::from([(a1.report.uid.clone(), Prev::of(2, &a2))]);
         let old = report("a", 1, "0.9", 3 * d);
         let p = plan(&[(4, &old)], prev, HashMap::new());
         assert!(p.latest.is_empty());
@@ -482,20 +680,13 @@ mod tests {
         assert_eq!(counter(&p, &day_scope(3), "gateways"), 1);
 
         // A newer one moves the totals by the difference only.
-        let prev = HashMap::from([(
-            a1.report.uid.clone(),
-            Prev {
-                id: 2,
-                received_at: 10 * d + 2,
-                report: a2.report.clone(),
-            },
-        )]);
+        let prev = HashMap::from([(a1.report.uid.clone(), Prev::of(2, &a2))]);
         let a3 = report("a", 9, "1.1", 12 * d);
         let p = plan(&[(5, &a3)], prev, HashMap::new());
         assert_eq!(counter(&p, "latest", "gateways"), 2);
         assert_eq!(counter(&p, "latest", "deployments"), 0);
-        assert_eq!(counter(&p, "is_seen_day", "10"), -1);
-        assert_eq!(counter(&p, "is_seen_day", "12"), 1);
+        assert_eq!(counter(&p, "is_seen_day", "0000010"), -1);
+        assert_eq!(counter(&p, "is_seen_day", "0000012"), 1);
         assert!(
             !p.counters
                 .contains_key(&("is_version".into(), "1.1".into()))
@@ -503,9 +694,56 @@ mod tests {
     }
 
     #[test]
-    fn counts_are_clamped_in_aggregates() {
+    fn counts_are_exact_in_aggregates() {
         let r = report("big", u64::MAX, "1", 0);
         let p = plan(&[(1, &r)], HashMap::new(), HashMap::new());
-        assert_eq!(counter(&p, "latest", "gateways"), AGGREGATE_CLAMP as i64);
+        assert_eq!(counter(&p, "latest", "gateways"), i128::from(u64::MAX));
+        assert_eq!(counter(&p, "sum", "plan"), i128::from(u64::MAX));
+    }
+
+    #[test]
+    fn counters_split_in_order() {
+        let vals = [
+            0i128,
+            1,
+            COUNTER_BASE - 1,
+            COUNTER_BASE,
+            i128::from(u64::MAX) * 3,
+            i128::from(i64::MAX) + 1,
+            -1,
+        ];
+        for v in vals {
+            let (hi, lo) = split_counter(v);
+            assert!((0..1_000_000_000_000_000_000).contains(&lo));
+            assert_eq!(join_counter(hi, lo), v);
+        }
+        let mut sorted = vals;
+        sorted.sort();
+        let mut by_cols = vals.map(split_counter);
+        by_cols.sort();
+        assert_eq!(by_cols.map(|(h, l)| join_counter(h, l)), sorted);
+    }
+
+    #[test]
+    fn repeats_are_found_within_a_day_and_a_batch() {
+        let d = MICROS_PER_DAY;
+        let a = report("a", 5, "1.0", 10 * d + 1);
+        let mut again = a.clone();
+        again.received_at = 10 * d + 500;
+        let mut tomorrow = a.clone();
+        tomorrow.received_at = 11 * d;
+        let b = report("a", 6, "1.0", 10 * d + 2);
+        // In one batch: the second copy is a repeat; another body is not.
+        let (o, fresh) = dedupe(&[&a, &again, &b], &HashMap::new());
+        assert_eq!(o, [Outcome::Stored, Outcome::Repeat, Outcome::Stored]);
+        assert_eq!(fresh, [0, 2]);
+        // Against the store's latest: same day repeats, the next day is a new daily report,
+        // and A after B (counts went back) is new.
+        let latest = HashMap::from([(a.report.uid.clone(), Prev::of(1, &a))]);
+        let (o, _) = dedupe(&[&again, &tomorrow], &latest);
+        assert_eq!(o, [Outcome::Repeat, Outcome::Stored]);
+        let latest = HashMap::from([(a.report.uid.clone(), Prev::of(2, &b))]);
+        let (o, _) = dedupe(&[&again], &latest);
+        assert_eq!(o, [Outcome::Stored]);
     }
 }

@@ -15,14 +15,17 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Client;
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
+use super::super::stats::{DAYS, TOP};
 use super::{
-    Msg, NewReport, Prev, Snapshot, StoredReport, answer, day_of, enqueue, plan, take_batch,
+    DAY_FIELDS, Msg, NewReport, Outcome, Prev, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot,
+    StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate, join_counter, plan,
+    split_counter, take_batch,
 };
 
 /// Advisory lock key that serializes batches of collectors sharing a database ("ttnc").
 const LOCK_KEY: i64 = 0x7474_6e63;
 
-const SCHEMA: &str = "
+const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS reports (
     id BIGSERIAL PRIMARY KEY,
     received_at BIGINT NOT NULL,
@@ -45,12 +48,22 @@ CREATE TABLE IF NOT EXISTS day_latest (
     received_at BIGINT NOT NULL,
     PRIMARY KEY (day, uid)
 );
-CREATE TABLE IF NOT EXISTS counters (
-    scope TEXT NOT NULL,
-    name TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS collector_schema (version BIGINT NOT NULL);
+";
+
+/// The counters of schema version 2 (see the parent module). Names compare by bytes
+/// (`COLLATE \"C\"`), as in SQLite and in the stats' own ordering, whatever the database's
+/// locale.
+const COUNTERS: &str = "
+DROP TABLE IF EXISTS counters;
+CREATE TABLE counters (
+    scope TEXT COLLATE \"C\" NOT NULL,
+    name TEXT COLLATE \"C\" NOT NULL,
+    hi BIGINT NOT NULL,
     value BIGINT NOT NULL,
     PRIMARY KEY (scope, name)
 );
+CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
 ";
 
 /// An open PostgreSQL store. Clones share the writer and the read connection.
@@ -87,13 +100,17 @@ async fn connect(uri: &str) -> anyhow::Result<Client> {
 impl PgStore {
     /// Connects, creates the schema if needed, and starts the writer task.
     pub async fn open(uri: &str) -> anyhow::Result<PgStore> {
-        let write = connect(uri).await?;
+        let mut write = connect(uri).await?;
         write
-            .batch_execute(&format!(
-                "SELECT pg_advisory_lock({LOCK_KEY}); {SCHEMA} SELECT pg_advisory_unlock({LOCK_KEY});"
-            ))
+            .batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
+            .await?;
+        let migrated = migrate(&mut write)
             .await
-            .context("creating the collector schema")?;
+            .context("creating or migrating the collector schema");
+        write
+            .batch_execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
+            .await?;
+        migrated?;
         let read = connect(uri).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(uri.to_owned(), write, rx));
@@ -105,7 +122,7 @@ impl PgStore {
     }
 
     /// Queues `reports` for the next commit and waits for it.
-    pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<()> {
+    pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<Vec<Outcome>> {
         enqueue(&self.tx, reports, "PostgreSQL").await
     }
 
@@ -121,15 +138,52 @@ impl PgStore {
             .start()
             .await?;
         let mut snap = Snapshot::default();
-        for row in tx
-            .query(
-                "SELECT scope, name, value FROM counters WHERE value <> 0",
+        let mut push = |rows: Vec<tokio_postgres::Row>| {
+            for r in rows {
+                let v = join_counter(r.get(2), r.get(3));
+                if v != 0 {
+                    snap.counters.push((r.get(0), r.get(1), v));
+                }
+            }
+        };
+        // The fixed totals and each spread's sum.
+        push(
+            tx.query(
+                "SELECT scope, name, hi, value FROM counters WHERE scope IN ('meta', 'latest', 'sum')",
                 &[],
             )
-            .await?
-        {
-            snap.counters.push((row.get(0), row.get(1), row.get(2)));
+            .await?,
+        );
+        // The largest entries of each spread, by the index.
+        let q = tx
+            .prepare(
+                "SELECT scope, name, hi, value FROM counters
+                 WHERE scope = $1 AND (hi > 0 OR value > 0)
+                 ORDER BY hi DESC, value DESC, name LIMIT $2",
+            )
+            .await?;
+        for scope in SPREAD_SCOPES {
+            push(tx.query(&q, &[&scope, &(TOP as i64 + 1)]).await?);
         }
+        // Seen days from the month cut-off's day on.
+        let q = tx
+            .prepare("SELECT scope, name, hi, value FROM counters WHERE scope = $1 AND name >= $2")
+            .await?;
+        for kind in ["is", "cli"] {
+            let scope = format!("{kind}_seen_day");
+            let from = day_name(day_of(c.last_month));
+            push(tx.query(&q, &[&scope, &from]).await?);
+        }
+        // The daily rows of the latest DAYS days.
+        push(
+            tx.query(
+                "SELECT scope, name, hi, value FROM counters
+                 WHERE scope > 'day:' AND scope < 'day;' AND (hi <> 0 OR value <> 0)
+                 ORDER BY scope DESC LIMIT $1",
+                &[&((DAYS * DAY_FIELDS.len()) as i64)],
+            )
+            .await?,
+        );
         let q = tx
             .prepare(
                 "SELECT count(*) FROM latest WHERE kind = $1 AND received_at >= $2 AND received_at < $3",
@@ -192,12 +246,29 @@ async fn writer(uri: String, mut client: Client, mut rx: mpsc::UnboundedReceiver
         let (jobs, close) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
-            let result = match reconnect(&uri, &mut client).await {
+            let whole = match reconnect(&uri, &mut client).await {
                 Ok(()) => write_batch(&mut client, &batch).await,
                 Err(e) => Err(e),
-            }
-            .map_err(|e| format!("{e:#}"));
-            answer(jobs, result);
+            };
+            // One report at a time when the batch failed, so that one that cannot be stored
+            // fails alone (the closure form of `isolate` cannot await).
+            let results = if whole.is_err() && batch.len() > 1 {
+                let mut one = Vec::with_capacity(batch.len());
+                for r in &batch {
+                    one.push(
+                        write_batch(&mut client, &[r])
+                            .await
+                            .map(|mut o| o.remove(0))
+                            .or_else(|e| unstorable(&e).ok_or_else(|| format!("{e:#}"))),
+                    );
+                }
+                one
+            } else {
+                isolate(&batch, whole, |_| {
+                    unreachable!("a batch of one is not retried")
+                })
+            };
+            answer(jobs, results);
         }
         if let Some(reply) = close {
             let _ = reply.send(());
@@ -206,11 +277,138 @@ async fn writer(uri: String, mut client: Client, mut rx: mpsc::UnboundedReceiver
     }
 }
 
-async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Result<()> {
+/// A database error that is the report's fault (data exception or integrity violation, SQLSTATE
+/// classes 22 and 23), as an outcome.
+fn unstorable(e: &anyhow::Error) -> Option<Outcome> {
+    let db = e.downcast_ref::<tokio_postgres::Error>()?.as_db_error()?;
+    let class = db.code().code().get(..2)?;
+    matches!(class, "22" | "23").then(|| Outcome::Unstorable(db.message().to_owned()))
+}
+
+/// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`]. The caller
+/// holds the advisory lock, so collectors that share the database migrate it once.
+async fn migrate(client: &mut Client) -> anyhow::Result<()> {
+    client.batch_execute(TABLES).await?;
+    let version: Option<i64> = client
+        .query_one("SELECT max(version) FROM collector_schema", &[])
+        .await?
+        .get(0);
+    let version = version.unwrap_or(1);
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the store has schema version {version}, newer than this collector's ({SCHEMA_VERSION}): \
+             run a newer ttn-lw-telemetry"
+        );
+    }
+    let tx = client.transaction().await?;
+    tx.batch_execute(COUNTERS).await?;
+    let reports: i64 = tx
+        .query_one("SELECT count(*) FROM reports", &[])
+        .await?
+        .get(0);
+    let mut rebuild = Rebuild::new(reports);
+    // Read in pages through a portal: a large store does not fit in memory at once.
+    let latest = tx
+        .bind(
+            "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id",
+            &[],
+        )
+        .await?;
+    loop {
+        let rows = tx.query_portal(&latest, 5000).await?;
+        for r in &rows {
+            rebuild.latest(r.get(0), r.get(1));
+        }
+        if rows.len() < 5000 {
+            break;
+        }
+    }
+    let daily = tx
+        .bind(
+            "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id",
+            &[],
+        )
+        .await?;
+    loop {
+        let rows = tx.query_portal(&daily, 5000).await?;
+        for r in &rows {
+            rebuild.daily(r.get(0), r.get(1));
+        }
+        if rows.len() < 5000 {
+            break;
+        }
+    }
+    let deltas: Vec<_> = rebuild.finish().into_iter().collect();
+    for chunk in deltas.chunks(10_000) {
+        write_counters(
+            &tx,
+            chunk.iter().map(|((s, n), v)| (s.as_str(), n.as_str(), *v)),
+        )
+        .await?;
+    }
+    tx.batch_execute(&format!(
+        "DELETE FROM collector_schema; INSERT INTO collector_schema VALUES ({SCHEMA_VERSION})"
+    ))
+    .await?;
+    tx.commit()
+        .await
+        .context("committing the schema migration")?;
+    Ok(())
+}
+
+/// Writes counters' new values (upsert).
+async fn write_counters<'a>(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: impl Iterator<Item = (&'a str, &'a str, i128)>,
+) -> anyhow::Result<()> {
+    let (mut s, mut n, mut h, mut v) = (vec![], vec![], vec![], vec![]);
+    for (scope, name, value) in rows {
+        let (hi, lo) = split_counter(value);
+        s.push(scope);
+        n.push(name);
+        h.push(hi);
+        v.push(lo);
+    }
+    tx.execute(
+        "INSERT INTO counters (scope, name, hi, value)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (scope, name) DO UPDATE SET hi = excluded.hi, value = excluded.value",
+        &[&s, &n, &h, &v],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Result<Vec<Outcome>> {
     let tx = client.transaction().await?;
     tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
         .await?;
-    let n = i32::try_from(batch.len())?;
+    let uids: Vec<&str> = batch.iter().map(|r| r.report.uid.as_str()).collect();
+    let mut prev_latest = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT l.uid, l.report_id, l.received_at, r.sha256, r.body FROM latest l
+             JOIN reports r ON r.id = l.report_id WHERE l.uid = ANY($1)",
+            &[&uids],
+        )
+        .await?
+    {
+        let body: &[u8] = row.get(4);
+        prev_latest.insert(
+            row.get(0),
+            Prev::from_row(row.get(1), row.get(2), row.get(3), body),
+        );
+    }
+    let (outcomes, fresh) = dedupe(batch, &prev_latest);
+    let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
+    if fresh.is_empty() {
+        tx.commit().await?;
+        return Ok(outcomes);
+    }
+    let n = i32::try_from(fresh.len())?;
     let mut ids: Vec<i64> = tx
         .query(
             "SELECT nextval('reports_id_seq') FROM generate_series(1, $1::int)",
@@ -221,36 +419,24 @@ async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Resul
         .map(|r| r.get(0))
         .collect();
     ids.sort_unstable();
-    let received: Vec<i64> = batch.iter().map(|r| r.received_at).collect();
-    let uids: Vec<&str> = batch.iter().map(|r| r.report.uid.as_str()).collect();
-    let kinds: Vec<&str> = batch.iter().map(|r| r.kind()).collect();
-    let digests: Vec<&str> = batch.iter().map(|r| r.sha256.as_str()).collect();
-    let bodies: Vec<&[u8]> = batch.iter().map(|r| r.body.as_slice()).collect();
+    let received: Vec<i64> = fresh.iter().map(|r| r.received_at).collect();
+    let uids: Vec<&str> = fresh.iter().map(|r| r.report.uid.as_str()).collect();
+    let kinds: Vec<&str> = fresh.iter().map(|r| r.kind()).collect();
+    let digests: Vec<&str> = fresh.iter().map(|r| r.sha256.as_str()).collect();
+    let bodies: Vec<&[u8]> = fresh.iter().map(|r| r.body.as_slice()).collect();
     tx.execute(
         "INSERT INTO reports (id, received_at, uid, kind, sha256, body)
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
         &[&ids, &received, &uids, &kinds, &digests, &bodies],
     )
     .await?;
-    let with_ids: Vec<(i64, &NewReport)> = ids.iter().copied().zip(batch.iter().copied()).collect();
+    let with_ids: Vec<(i64, &NewReport)> = ids.iter().copied().zip(fresh.iter().copied()).collect();
 
-    let mut prev_latest = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT l.uid, l.report_id, l.received_at, r.body FROM latest l
-             JOIN reports r ON r.id = l.report_id WHERE l.uid = ANY($1)",
-            &[&uids],
-        )
-        .await?
-    {
-        let body: &[u8] = row.get(3);
-        prev_latest.insert(row.get(0), Prev::from_row(row.get(1), row.get(2), body)?);
-    }
-    let days: Vec<i64> = batch.iter().map(|r| day_of(r.received_at)).collect();
+    let days: Vec<i64> = fresh.iter().map(|r| day_of(r.received_at)).collect();
     let mut prev_day = HashMap::new();
     for row in tx
         .query(
-            "SELECT d.day, d.uid, d.report_id, d.received_at, r.body FROM day_latest d
+            "SELECT d.day, d.uid, d.report_id, d.received_at, r.sha256, r.body FROM day_latest d
              JOIN (SELECT DISTINCT * FROM UNNEST($1::bigint[], $2::text[]) AS k(day, uid)) k
                ON d.day = k.day AND d.uid = k.uid
              JOIN reports r ON r.id = d.report_id",
@@ -258,10 +444,10 @@ async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Resul
         )
         .await?
     {
-        let body: &[u8] = row.get(4);
+        let body: &[u8] = row.get(5);
         prev_day.insert(
             (row.get::<_, i64>(0), row.get::<_, String>(1)),
-            Prev::from_row(row.get(2), row.get(3), body)?,
+            Prev::from_row(row.get(2), row.get(3), row.get(4), body),
         );
     }
     let plan = plan(&with_ids, prev_latest, prev_day);
@@ -296,19 +482,39 @@ async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Resul
         &[&d, &u, &id, &at],
     )
     .await?;
-    let (mut s, mut nm, mut v) = (vec![], vec![], vec![]);
-    for ((scope, name), value) in &plan.counters {
+    // Exact sums: read, add in 128 bits, write back (the advisory lock makes this batch the
+    // only writer).
+    let (mut s, mut nm) = (vec![], vec![]);
+    for (scope, name) in plan.counters.keys() {
         s.push(scope.as_str());
         nm.push(name.as_str());
-        v.push(*value);
     }
-    tx.execute(
-        "INSERT INTO counters (scope, name, value)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
-         ON CONFLICT (scope, name) DO UPDATE SET value = counters.value + excluded.value",
-        &[&s, &nm, &v],
+    let mut old: HashMap<(String, String), i128> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT c.scope, c.name, c.hi, c.value FROM counters c
+             JOIN UNNEST($1::text[], $2::text[]) AS k(scope, name)
+               ON c.scope = k.scope AND c.name = k.name",
+            &[&s, &nm],
+        )
+        .await?
+    {
+        old.insert(
+            (row.get(0), row.get(1)),
+            join_counter(row.get(2), row.get(3)),
+        );
+    }
+    write_counters(
+        &tx,
+        plan.counters.iter().map(|((scope, name), delta)| {
+            let was = old
+                .get(&(scope.clone(), name.clone()))
+                .copied()
+                .unwrap_or(0);
+            (scope.as_str(), name.as_str(), was + delta)
+        }),
     )
     .await?;
     tx.commit().await.context("committing a batch of reports")?;
-    Ok(())
+    Ok(outcomes)
 }

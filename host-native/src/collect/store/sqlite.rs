@@ -17,11 +17,14 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 
+use super::super::stats::{DAYS, TOP};
 use super::{
-    Msg, NewReport, Prev, Snapshot, StoredReport, answer, day_of, enqueue, plan, take_batch,
+    DAY_FIELDS, Msg, NewReport, Outcome, Prev, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot,
+    StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate, join_counter, plan,
+    split_counter, take_batch,
 };
 
-const SCHEMA: &str = "
+const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS reports (
     id INTEGER PRIMARY KEY,
     received_at INTEGER NOT NULL,
@@ -44,12 +47,20 @@ CREATE TABLE IF NOT EXISTS day_latest (
     received_at INTEGER NOT NULL,
     PRIMARY KEY (day, uid)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters (
+";
+
+/// The counters of schema version 2 (see the parent module): exact sums as `hi · 10^18 + value`,
+/// and an index that yields a spread's largest entries first.
+const COUNTERS: &str = "
+DROP TABLE IF EXISTS counters;
+CREATE TABLE counters (
     scope TEXT NOT NULL,
     name TEXT NOT NULL,
+    hi INTEGER NOT NULL,
     value INTEGER NOT NULL,
     PRIMARY KEY (scope, name)
 ) WITHOUT ROWID;
+CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
 ";
 
 /// An open SQLite store. Clones share the writer and the read connection.
@@ -86,15 +97,13 @@ impl SqliteStore {
         let path = path.to_path_buf();
         let p = path.clone();
         let (write, read) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let write = open_conn(&p)?;
+            let mut write = open_conn(&p)?;
             let mode: String = write.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 anyhow::bail!("SQLite {} refused WAL mode (got {mode})", p.display());
             }
             write.execute_batch("PRAGMA synchronous=FULL;")?;
-            write
-                .execute_batch(SCHEMA)
-                .context("creating the collector schema")?;
+            migrate(&mut write).context("creating or migrating the collector schema")?;
             let read = open_conn(&p)?;
             read.execute_batch("PRAGMA query_only=ON;")?;
             Ok((write, read))
@@ -113,7 +122,7 @@ impl SqliteStore {
     }
 
     /// Queues `reports` for the next commit and waits for it.
-    pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<()> {
+    pub async fn insert(&self, reports: Vec<NewReport>) -> anyhow::Result<Vec<Outcome>> {
         enqueue(&self.tx, reports, "SQLite").await
     }
 
@@ -125,13 +134,45 @@ impl SqliteStore {
             let tx = conn.transaction()?;
             let mut snap = Snapshot::default();
             {
-                let mut q =
-                    tx.prepare_cached("SELECT scope, name, value FROM counters WHERE value <> 0")?;
-                let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                for row in rows {
-                    snap.counters.push(row?);
-                }
                 let c = cutoffs(now)?;
+                let mut push = |rows: &mut rusqlite::Rows<'_>| -> anyhow::Result<()> {
+                    while let Some(r) = rows.next()? {
+                        let v = join_counter(r.get(2)?, r.get(3)?);
+                        if v != 0 {
+                            snap.counters.push((r.get(0)?, r.get(1)?, v));
+                        }
+                    }
+                    Ok(())
+                };
+                // The fixed totals and each spread's sum.
+                let mut q = tx.prepare_cached(
+                    "SELECT scope, name, hi, value FROM counters WHERE scope IN ('meta', 'latest', 'sum')",
+                )?;
+                push(&mut q.query([])?)?;
+                // The largest entries of each spread, by the index.
+                let mut q = tx.prepare_cached(
+                    "SELECT scope, name, hi, value FROM counters
+                     WHERE scope = ?1 AND (hi > 0 OR value > 0)
+                     ORDER BY hi DESC, value DESC, name LIMIT ?2",
+                )?;
+                for scope in SPREAD_SCOPES {
+                    push(&mut q.query(params![scope, TOP as i64 + 1])?)?;
+                }
+                // Seen days from the month cut-off's day on.
+                let mut q = tx.prepare_cached(
+                    "SELECT scope, name, hi, value FROM counters WHERE scope = ?1 AND name >= ?2",
+                )?;
+                for kind in ["is", "cli"] {
+                    let scope = format!("{kind}_seen_day");
+                    push(&mut q.query(params![scope, day_name(day_of(c.last_month))])?)?;
+                }
+                // The daily rows of the latest DAYS days.
+                let mut q = tx.prepare_cached(
+                    "SELECT scope, name, hi, value FROM counters
+                     WHERE scope > 'day:' AND scope < 'day;' AND (hi <> 0 OR value <> 0)
+                     ORDER BY scope DESC LIMIT ?1",
+                )?;
+                push(&mut q.query(params![(DAYS * DAY_FIELDS.len()) as i64])?)?;
                 let mut q = tx.prepare_cached(
                     "SELECT count(*) FROM latest WHERE kind = ?1 AND received_at >= ?2 AND received_at < ?3",
                 )?;
@@ -186,8 +227,13 @@ fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let (jobs, close) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
-            let result = write_batch(&mut conn, &batch).map_err(|e| format!("{e:#}"));
-            answer(jobs, result);
+            let whole = write_batch(&mut conn, &batch);
+            let results = isolate(&batch, whole, |r| {
+                write_batch(&mut conn, &[r])
+                    .map(|mut o| o.remove(0))
+                    .or_else(|e| unstorable(&e).ok_or_else(|| format!("{e:#}")))
+            });
+            answer(jobs, results);
         }
         if let Some(reply) = close {
             let _ = reply.send(());
@@ -196,14 +242,98 @@ fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>) {
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<()> {
+/// A database error that is the report's fault (its data was refused), as an outcome.
+fn unstorable(e: &anyhow::Error) -> Option<Outcome> {
+    use rusqlite::ErrorCode::*;
+    match e.downcast_ref::<rusqlite::Error>()? {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if matches!(f.code, ConstraintViolation | TypeMismatch | TooBig) =>
+        {
+            Some(Outcome::Unstorable(
+                msg.clone().unwrap_or_else(|| f.to_string()),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`].
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the store has schema version {version}, newer than this collector's ({SCHEMA_VERSION}): \
+             run a newer ttn-lw-telemetry"
+        );
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut with_ids = Vec::with_capacity(batch.len());
+    tx.execute_batch(TABLES)?;
+    tx.execute_batch(COUNTERS)?;
+    let deltas = {
+        let reports: i64 = tx.query_row("SELECT count(*) FROM reports", [], |r| r.get(0))?;
+        let mut rebuild = Rebuild::new(reports);
+        let mut q = tx.prepare(
+            "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            rebuild.latest(r.get(0)?, r.get_ref(1)?.as_blob()?);
+        }
+        let mut q = tx.prepare(
+            "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            rebuild.daily(r.get(0)?, r.get_ref(1)?.as_blob()?);
+        }
+        rebuild.finish()
+    };
     {
+        let mut ins =
+            tx.prepare("INSERT INTO counters (scope, name, hi, value) VALUES (?1, ?2, ?3, ?4)")?;
+        for ((scope, name), v) in &deltas {
+            let (hi, lo) = split_counter(*v);
+            ins.execute(params![scope, name, hi, lo])?;
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit().context("committing the schema migration")?;
+    Ok(())
+}
+
+fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<Vec<Outcome>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes;
+    {
+        let mut prev_latest = HashMap::new();
+        let mut q = tx.prepare_cached(
+            "SELECT l.report_id, l.received_at, r.sha256, r.body FROM latest l JOIN reports r ON r.id = l.report_id WHERE l.uid = ?1",
+        )?;
+        for r in batch {
+            let uid = &r.report.uid;
+            if prev_latest.contains_key(uid) {
+                continue;
+            }
+            let row: Option<(i64, i64, String, Vec<u8>)> = q
+                .query_row([uid], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .optional()?;
+            if let Some((id, at, sha, body)) = row {
+                prev_latest.insert(uid.clone(), Prev::from_row(id, at, sha, &body));
+            }
+        }
+        let (o, fresh) = dedupe(batch, &prev_latest);
+        outcomes = o;
+        let mut with_ids = Vec::with_capacity(fresh.len());
         let mut ins = tx.prepare_cached(
             "INSERT INTO reports (received_at, uid, kind, sha256, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for r in batch {
+        for i in fresh {
+            let r = batch[i];
             ins.execute(params![
                 r.received_at,
                 r.report.uid,
@@ -211,40 +341,24 @@ fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<()
                 r.sha256,
                 r.body
             ])?;
-            with_ids.push((tx.last_insert_rowid(), *r));
-        }
-        let mut prev_latest = HashMap::new();
-        let mut q = tx.prepare_cached(
-            "SELECT l.report_id, l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id WHERE l.uid = ?1",
-        )?;
-        for (_, r) in &with_ids {
-            let uid = &r.report.uid;
-            if prev_latest.contains_key(uid) {
-                continue;
-            }
-            let row: Option<(i64, i64, Vec<u8>)> = q
-                .query_row([uid], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-                .optional()?;
-            if let Some((id, at, body)) = row {
-                prev_latest.insert(uid.clone(), Prev::from_row(id, at, &body)?);
-            }
+            with_ids.push((tx.last_insert_rowid(), r));
         }
         let mut prev_day = HashMap::new();
         let mut q = tx.prepare_cached(
-            "SELECT d.report_id, d.received_at, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id WHERE d.day = ?1 AND d.uid = ?2",
+            "SELECT d.report_id, d.received_at, r.sha256, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id WHERE d.day = ?1 AND d.uid = ?2",
         )?;
         for (_, r) in &with_ids {
             let key = (day_of(r.received_at), r.report.uid.clone());
             if prev_day.contains_key(&key) {
                 continue;
             }
-            let row: Option<(i64, i64, Vec<u8>)> = q
+            let row: Option<(i64, i64, String, Vec<u8>)> = q
                 .query_row(params![key.0, key.1], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })
                 .optional()?;
-            if let Some((id, at, body)) = row {
-                prev_day.insert(key, Prev::from_row(id, at, &body)?);
+            if let Some((id, at, sha, body)) = row {
+                prev_day.insert(key, Prev::from_row(id, at, sha, &body));
             }
         }
         let plan = plan(&with_ids, prev_latest, prev_day);
@@ -264,14 +378,22 @@ fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<()
         for ((day, uid), (id, at)) in &plan.day_latest {
             q.execute(params![day, uid, id, at])?;
         }
-        let mut q = tx.prepare_cached(
-            "INSERT INTO counters (scope, name, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (scope, name) DO UPDATE SET value = value + excluded.value",
+        // Exact sums: read, add in 128 bits, write back (this thread is the only writer).
+        let mut get =
+            tx.prepare_cached("SELECT hi, value FROM counters WHERE scope = ?1 AND name = ?2")?;
+        let mut put = tx.prepare_cached(
+            "INSERT INTO counters (scope, name, hi, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (scope, name) DO UPDATE SET hi = excluded.hi, value = excluded.value",
         )?;
-        for ((scope, name), v) in &plan.counters {
-            q.execute(params![scope, name, v])?;
+        for ((scope, name), delta) in &plan.counters {
+            let old: Option<(i64, i64)> = get
+                .query_row(params![scope, name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let (hi, lo) = old.unwrap_or_default();
+            let (hi, lo) = split_counter(join_counter(hi, lo) + delta);
+            put.execute(params![scope, name, hi, lo])?;
         }
     }
     tx.commit().context("committing a batch of reports")?;
-    Ok(())
+    Ok(outcomes)
 }
