@@ -76,6 +76,7 @@ fn state(token: Option<&str>, off: Option<&str>) -> (AdminState, Arc<Counting>, 
         AdminConfig {
             token: token.map(str::to_owned),
             off_reason: off.map(str::to_owned),
+            local_only: false,
             target: "https://user:pa55@collector.example/collect".into(),
             interval: Duration::from_secs(86400),
             loopback_hosts_only: true,
@@ -318,6 +319,7 @@ fn a_counting_failure_is_a_clear_503() {
         AdminConfig {
             token: None,
             off_reason: None,
+            local_only: false,
             target: "https://collector.example/collect".into(),
             interval: Duration::from_secs(3600),
             loopback_hosts_only: true,

@@ -73,6 +73,7 @@ fn config(target: String, interval: Duration, state_dir: &Path) -> DaemonConfig 
     deliver.attempt_timeout = Duration::from_secs(5);
     DaemonConfig {
         off_reason: None,
+        local_only: false,
         deliver,
         interval,
         state_dir: state_dir.to_owned(),
