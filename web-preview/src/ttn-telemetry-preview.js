@@ -233,7 +233,9 @@ class TtnTelemetryPreview extends HTMLElement {
     this.$('sha256').textContent = sha;
     if (body.sha256 && body.sha256.toLowerCase() === sha) {
       mark.className = 'mark ok';
-      mark.textContent = '✓ Matches: the agent sends exactly these bytes.';
+      mark.textContent = body.local_only === true
+        ? '✓ Matches: the agent keeps exactly these bytes (local only: never sent).'
+        : '✓ Matches: the agent sends exactly these bytes.';
     } else {
       mark.className = 'mark bad';
       mark.textContent = body.sha256
