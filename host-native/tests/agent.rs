@@ -1406,6 +1406,23 @@ fn local_only_send_keeps_the_report_says_so_and_sends_nothing() {
     );
     // send is outside the schedule, in local-only mode too.
     assert!(read_state(&state).unwrap().is_none());
+
+    // preview prints the same bytes and says that the agent keeps them.
+    let mut args = vec!["preview".to_owned()];
+    args.extend(f.flags("state", &sink.url(), "24h", "x"));
+    args.push("--telemetry.local-only".to_owned());
+    let o = output(f.dir.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(LOCAL_ONLY_NOTE),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "no connection to the target"
+    );
 }
 
 /// Off wins over local-only: nothing counted, written or connected.
