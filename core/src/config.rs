@@ -147,6 +147,14 @@ pub const KEYS: &[KeySpec] = &[
         slot: slot!(Text, target),
     },
     KeySpec {
+        key: "telemetry.local-only",
+        default: "false",
+        form: Form::Bool,
+        secret: false,
+        doc: "Count and keep every report in the state directory, and never send it (this project's own key).",
+        slot: slot!(Bool, local_only),
+    },
+    KeySpec {
         key: "telemetry.uid-elements",
         default: "",
         form: Form::List,
@@ -311,6 +319,9 @@ pub fn env_var_name(key: &str) -> String {
     s
 }
 
+/// What `status` and the Console page say in local-only mode (`telemetry.local-only`).
+pub const LOCAL_ONLY_NOTE: &str = "local only: reports are kept here and never sent";
+
 /// Whether a `DO_NOT_TRACK` value asks for telemetry to be off.
 pub fn do_not_track(value: &str) -> bool {
     let v = value.trim();
@@ -366,6 +377,9 @@ pub struct Config {
     pub enable: bool,
     /// `telemetry.target`.
     pub target: String,
+    /// `telemetry.local-only`: reports are counted and kept, never sent. Off still wins: see
+    /// [`Config::off_reason`] and [`Config::local_only`].
+    pub local_only: bool,
     /// `telemetry.uid-elements` (empty: Console base URLs).
     pub uid_elements: Vec<String>,
     /// `telemetry.entity-count-telemetry.enable`.
@@ -424,6 +438,7 @@ impl Default for Config {
         let mut c = Config {
             enable: false,
             target: String::new(),
+            local_only: false,
             uid_elements: Vec::new(),
             entity_count_enable: false,
             interval: Duration::ZERO,
@@ -674,7 +689,14 @@ impl Config {
             })
     }
 
-    /// Why telemetry is off, or `None` when reports are sent.
+    /// Whether reports are counted and kept but never sent: `telemetry.local-only` is true and
+    /// telemetry is on. Off wins: with [`Config::off_reason`] set, nothing is counted at all.
+    pub fn local_only(&self) -> bool {
+        self.local_only && self.off_reason().is_none()
+    }
+
+    /// Why telemetry is off, or `None` when reports are counted (and sent, unless
+    /// [`Config::local_only`]).
     pub fn off_reason(&self) -> Option<&'static str> {
         if self.do_not_track {
             Some("DO_NOT_TRACK is set")
@@ -936,13 +958,55 @@ mod tests {
         c.check().unwrap();
     }
 
+    /// `telemetry.local-only`: off by default, read as every boolean is, and never stronger than
+    /// off (`telemetry.enable: false`, the entity-count key, or `DO_NOT_TRACK`).
+    #[test]
+    fn local_only_is_a_boolean_key_that_off_overrides() {
+        let spec = key_spec("telemetry.local-only").unwrap();
+        assert_eq!(
+            (spec.default, spec.form, spec.secret),
+            ("false", Form::Bool, false)
+        );
+        assert_eq!(env_var_name(spec.key), "TTN_LW_TELEMETRY_LOCAL_ONLY");
+        let mut c = Config::default();
+        assert!(!c.local_only && !c.local_only());
+        c.set("telemetry.local-only", &s("True")).unwrap();
+        assert!(c.local_only());
+        assert_eq!(c.off_reason(), None, "local-only is on, not off");
+        assert_eq!(c.display("telemetry.local-only").as_deref(), Some("true"));
+        let mut off = c.clone();
+        off.set("telemetry.enable", &s("false")).unwrap();
+        assert!(!off.local_only());
+        assert_eq!(off.off_reason(), Some("telemetry.enable is false"));
+        let mut off = c.clone();
+        off.set("telemetry.entity-count-telemetry.enable", &s("0"))
+            .unwrap();
+        assert!(!off.local_only());
+        let mut off = c.clone();
+        off.do_not_track = true;
+        assert!(!off.local_only());
+        assert_eq!(off.off_reason(), Some("DO_NOT_TRACK is set"));
+        // Text Go does not read as a boolean is false, with the warning: never local-only by
+        // accident, never an error.
+        c.set("telemetry.local-only", &s("yes")).unwrap();
+        assert!(!c.local_only());
+        assert_eq!(c.warnings().len(), 1);
+        assert!(c.warnings()[0].starts_with("telemetry.local-only: \"yes\""));
+        assert_eq!(
+            LOCAL_ONLY_NOTE,
+            "local only: reports are kept here and never sent"
+        );
+    }
+
     /// One row of [`KEYS`] per key: each key writes and shows its own field, and no other.
     #[test]
     fn each_key_sets_and_shows_its_own_field() {
         let defaults = Config::default();
         for spec in KEYS {
             let sample = match spec.form {
-                Form::Bool => "false",
+                // The opposite of the default, so that the change shows.
+                Form::Bool if spec.default == "true" => "false",
+                Form::Bool => "true",
                 Form::HttpUrl => "https://k.example/x",
                 Form::PositiveDuration => "7s",
                 Form::List => "k1 k2",

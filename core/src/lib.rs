@@ -90,9 +90,9 @@ pub use calendar::{
     days_in_month, format_rfc3339, format_rfc3339_micros, is_leap_year,
 };
 pub use config::{
-    Config, ConfigError, DurationError, Form, KEYS, KeySpec, REFERENCE_DEFAULT_REDIS_ADDRESS,
-    RawValue, RedisSettings, Slot, do_not_track, env_var_name, format_duration, key_spec,
-    parse_bool, parse_duration,
+    Config, ConfigError, DurationError, Form, KEYS, KeySpec, LOCAL_ONLY_NOTE,
+    REFERENCE_DEFAULT_REDIS_ADDRESS, RawValue, RedisSettings, Slot, do_not_track, env_var_name,
+    format_duration, key_spec, parse_bool, parse_duration,
 };
 pub use conninfo::{ConninfoError, is_postgres_uri, parse_conninfo};
 pub use digest::{content_digest, parse_content_digest, sha256, sha256_hex};

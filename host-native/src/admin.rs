@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /api/v1/telemetry/inputs` | JSON in the shape the Console widget reads (web-preview/README.md): `inputs` (the core's `Inputs::to_json` bytes as they are), `inputs_json` (the same text as a string), `sha256`, `enabled`, `off_reason`, `target`, `interval`, `last_send {time,status}`, `next_due`; plus `size`, `last_success`, `last_sha256`, `consecutive_failures` |
+//! | `GET /api/v1/telemetry/inputs` | JSON in the shape the Console widget reads (web-preview/README.md): `inputs` (the core's `Inputs::to_json` bytes as they are), `inputs_json` (the same text as a string), `sha256`, `enabled`, `off_reason`, `target`, `interval`, `last_send {time,status}`, `next_due`; plus `size`, `last_success`, `last_sha256`, `consecutive_failures`; and for `telemetry.local-only`: `local_only`, `note` (core `LOCAL_ONLY_NOTE` in local-only mode, else null), `last_kept`, `kept_total` |
 //! | `GET /api/v1/telemetry/report` | the exact report bytes built by the core, with `Content-Digest` |
 //! | `GET /metrics` | Prometheus text (see [`crate::metrics`]) |
 //! | `GET /console/telemetry[/…]` | the Console page's static assets, when a [`ConsoleAssets`] is plugged in |
@@ -176,6 +176,8 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Why telemetry is off (core `Config::off_reason`), `None` when reports are sent.
     pub off_reason: Option<String>,
+    /// `telemetry.local-only` with telemetry on: reports are kept, never sent.
+    pub local_only: bool,
     /// `telemetry.target`; shown redacted.
     pub target: String,
     /// The report interval.
@@ -368,6 +370,10 @@ async fn inputs(State(s): State<AdminState>) -> Result<Response, AdminError> {
         "last_success": status.last_success.map(rfc3339),
         "last_sha256": status.last_sha256,
         "consecutive_failures": status.consecutive_failures,
+        "local_only": s.cfg.local_only,
+        "note": s.cfg.local_only.then_some(ttn_telemetry_core::LOCAL_ONLY_NOTE),
+        "last_kept": status.last_kept.map(rfc3339),
+        "kept_total": status.kept_total,
     });
     // The core's own bytes of the inputs, embedded as they are (counts stay exact u64 JSON
     // numbers, keys in the core's order), and the same text as a JSON string for readers whose

@@ -11,6 +11,13 @@
 //! cannot be read in the middle of the file is counted too, never fatal, so `history` always
 //! shows what it can. Targets are stored redacted (core `redact_uri`); bodies hold no secrets.
 //!
+//! # Local-only mode (`telemetry.local-only`)
+//! A report that is kept and never sent ([`keep_locally`]) is recorded as one line with the
+//! outcome [`KEPT_LOCALLY`] (attempt 1, an empty target: it went nowhere), after its body has
+//! replaced the last body. `history` lists it as every other line; [`History::last_attempt`]
+//! and [`History::last_success`] skip it (nothing was attempted), [`History::last_kept`]
+//! finds it.
+//!
 //! # Decision where SPEC is silent: no report leaves without its audit line
 //! The audit trail is what the product promises the operator, so [`deliver_audited`] refuses to
 //! send what it cannot record. Before the first attempt it writes the last body, and before each
@@ -34,6 +41,9 @@ use crate::metrics::SharedStatus;
 
 /// File name of the audit log in the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+/// The outcome of a report kept in local-only mode and never sent.
+pub const KEPT_LOCALLY: &str = "kept locally";
+
 /// File name of the last body sent.
 pub const LAST_BODY_FILE: &str = "last-body.json";
 
@@ -94,6 +104,18 @@ impl AuditEntry {
         e
     }
 
+    /// The line of a report kept in local-only mode at `at`: never sent, so no target.
+    pub fn kept(body: &[u8], at: SystemTime) -> Self {
+        let mut e = AuditEntry::sending("", body, 1, at);
+        e.outcome = KEPT_LOCALLY.into();
+        e
+    }
+
+    /// Whether this line records a report kept in local-only mode.
+    pub fn kept_locally(&self) -> bool {
+        self.outcome == KEPT_LOCALLY
+    }
+
     /// Whether this line records a 2xx.
     pub fn delivered(&self) -> bool {
         self.outcome == "delivered"
@@ -104,6 +126,13 @@ impl AuditEntry {
 /// target.
 impl std::fmt::Display for AuditEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kept_locally() {
+            return write!(
+                f,
+                "{} {} sha256 {} {} bytes (local only: never sent)",
+                self.time, self.outcome, self.sha256, self.size
+            );
+        }
         write!(f, "{} attempt {} {}", self.time, self.attempt, self.outcome)?;
         if let Some(s) = self.status {
             write!(f, " HTTP {s}")?;
@@ -242,9 +271,21 @@ pub struct History {
 }
 
 impl History {
-    /// The last line that records a finished attempt (not `sending`).
+    /// The last line that records a finished attempt (not `sending`, not a report kept
+    /// locally).
     pub fn last_attempt(&self) -> Option<&AuditEntry> {
-        self.entries.iter().rev().find(|e| e.outcome != "sending")
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.outcome != "sending" && !e.kept_locally())
+    }
+    /// The last report kept in local-only mode.
+    pub fn last_kept(&self) -> Option<&AuditEntry> {
+        self.entries.iter().rev().find(|e| e.kept_locally())
+    }
+    /// How many reports were kept in local-only mode.
+    pub fn kept(&self) -> usize {
+        self.entries.iter().filter(|e| e.kept_locally()).count()
     }
     /// The last 2xx.
     pub fn last_success(&self) -> Option<&AuditEntry> {
@@ -411,6 +452,25 @@ impl Observer for Recorder<'_> {
     }
 }
 
+/// Keeps `body` in local-only mode: it replaces the last body, then its [`KEPT_LOCALLY`] line
+/// is appended (stamped `at`) and the shared status, if any, counts it. Nothing is sent and no
+/// connection is made. An error means the report is not fully recorded.
+pub fn keep_locally(
+    log: &AuditLog,
+    body: &[u8],
+    at: SystemTime,
+    status: Option<&SharedStatus>,
+) -> anyhow::Result<()> {
+    log.write_last_body(body)?;
+    log.append(&AuditEntry::kept(body, at))?;
+    if let Some(s) = status {
+        s.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record_kept(at, sha256_hex(body));
+    }
+    Ok(())
+}
+
 /// Delivers `body` as [`deliver::deliver`] does, keeping the last body and auditing every
 /// attempt: what `send` and the daemon both do. It refuses to make an attempt it cannot
 /// record: see the module docs and [`Unaudited`].
@@ -501,6 +561,30 @@ mod tests {
         assert_eq!(done.receipt.as_deref(), Some("matched"));
         let line = serde_json::to_string(&done).unwrap();
         assert_eq!(serde_json::from_str::<AuditEntry>(&line).unwrap(), done);
+    }
+
+    #[test]
+    fn kept_reports_are_lines_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        log.append(&entry(1)).unwrap();
+        let status = crate::metrics::shared(true);
+        keep_locally(&log, b"{}", from_unix_ms(7_000), Some(&status)).unwrap();
+        let h = read_history(dir.path()).unwrap();
+        assert_eq!(h.kept(), 1);
+        assert!(h.last_attempt().is_none(), "keeping is not an attempt");
+        let kept = h.last_kept().unwrap();
+        assert_eq!(kept.target, "");
+        assert_eq!(
+            kept.to_string(),
+            format!(
+                "1970-01-01T00:00:07.000Z kept locally sha256 {} 2 bytes (local only: never sent)",
+                sha256_hex(b"{}")
+            )
+        );
+        assert_eq!(read_last_body(dir.path()).unwrap().unwrap(), b"{}");
+        let s = status.lock().unwrap();
+        assert_eq!((s.kept_total, s.last_kept), (1, Some(from_unix_ms(7_000))));
     }
 
     #[test]

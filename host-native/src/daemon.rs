@@ -14,6 +14,14 @@
 //! connection is made. The admin listener, if asked for, still answers on loopback that
 //! telemetry is off, so the Console can show it; it never counts.
 //!
+//! # Local only
+//! With `telemetry.local-only` (core `Config::local_only`), the loop claims, counts and builds
+//! on its schedule as always, and then keeps the report ([`audit::keep_locally`]: the last
+//! body and a `kept locally` audit line) instead of delivering it: no connection to the target
+//! is ever made. Off still wins: with an off reason nothing is counted. A report that cannot
+//! be kept (audit log unwritable) is tried again every minute until it is superseded, as a
+//! report that cannot be audited is.
+//!
 //! # No report without its audit line
 //! When the audit trail cannot be written ([`audit::Unaudited`]), the loop does not send: it
 //! logs one error line saying why for every report it holds back, tries again every minute
@@ -72,6 +80,8 @@ impl Clock for ShutdownClock<'_> {
 pub struct DaemonConfig {
     /// Why telemetry is off (core `Config::off_reason`), `None` when it is on.
     pub off_reason: Option<String>,
+    /// `telemetry.local-only` with telemetry on: reports are kept, never sent.
+    pub local_only: bool,
     /// Target and timeouts.
     pub deliver: DeliverConfig,
     /// `telemetry.entity-count-telemetry.interval`.
@@ -116,6 +126,7 @@ impl DaemonConfig {
         };
         Ok(DaemonConfig {
             off_reason: config.off_reason().map(str::to_owned),
+            local_only: config.local_only(),
             deliver: DeliverConfig::new(config.target.clone()),
             interval: config.interval,
             state_dir: PathBuf::from(&config.state_dir),
@@ -246,6 +257,16 @@ pub fn startup_line(cfg: &DaemonConfig) -> String {
         Some(a) => format!("; see the exact report at http://{a}/api/v1/telemetry/report"),
         None => String::new(),
     };
+    if cfg.local_only {
+        return format!(
+            "telemetry is on, {}: every {} this agent counts an anonymous deployment id, its version, OS and architecture, and the number of users, organizations, applications, gateways (per frequency plan) and end devices, and keeps the report in {} (see `ttn-lw-telemetry history`){preview}; \
+             nothing is sent to {}; turn counting off with telemetry.enable=false or DO_NOT_TRACK=1",
+            ttn_telemetry_core::LOCAL_ONLY_NOTE,
+            format_duration(cfg.interval),
+            cfg.state_dir.display(),
+            redact_uri(&cfg.deliver.target),
+        );
+    }
     format!(
         "telemetry is on: every {} this agent sends to {}: an anonymous deployment id, its version, OS and architecture, and the number of users, organizations, applications, gateways (per frequency plan) and end devices (active in the last day, week and month){preview}; \
          turn it off with telemetry.enable=false (env TTN_LW_TELEMETRY_ENABLE=false) or DO_NOT_TRACK=1",
@@ -301,6 +322,7 @@ pub fn run_with_clock(
 ) -> anyhow::Result<()> {
     let mut cfg = cfg;
     let status = metrics::shared(cfg.off_reason.is_none());
+    status.lock().unwrap_or_else(|e| e.into_inner()).local_only = cfg.local_only;
     let admin = match cfg.admin_listen {
         Some(addr) => {
             let (handle, bound) = spawn_admin(
@@ -361,6 +383,7 @@ pub fn spawn_admin(
         AdminConfig {
             token: cfg.admin_token.clone(),
             off_reason: cfg.off_reason.clone(),
+            local_only: cfg.local_only,
             target: cfg.deliver.target.clone(),
             interval: cfg.interval,
             loopback_hosts_only: addr.ip().is_loopback(),
@@ -458,7 +481,15 @@ impl Daemon {
             s.last_success = history
                 .last_success()
                 .map(|e| crate::audit::from_unix_ms(e.unix_ms));
-            s.last_sha256 = history.last_attempt().map(|e| e.sha256.clone());
+            s.last_sha256 = history
+                .entries
+                .iter()
+                .rev()
+                .find(|e| e.outcome != "sending")
+                .map(|e| e.sha256.clone());
+            s.last_kept = history
+                .last_kept()
+                .map(|e| crate::audit::from_unix_ms(e.unix_ms));
         }
         Ok(Daemon {
             cfg,
@@ -575,6 +606,10 @@ impl Daemon {
                 }
             }
         };
+        if self.cfg.local_only {
+            self.keep(grant, &bytes, shutdown);
+            return;
+        }
         let clock = ShutdownClock {
             clock: &*self.clock,
             shutdown,
@@ -656,6 +691,50 @@ impl Daemon {
             other => tracing::warn!(attempts = delivery.attempts, "telemetry report {other}"),
         }
         self.complete(grant);
+    }
+
+    /// Local-only mode: keeps the report instead of sending it, retrying while the audit log
+    /// cannot be written, until the report is superseded.
+    fn keep(&mut self, grant: &Grant, bytes: &[u8], shutdown: &Shutdown) {
+        let mut said = false;
+        loop {
+            match audit::keep_locally(&self.audit, bytes, self.clock.now(), Some(&self.status)) {
+                Ok(()) => {
+                    if self.audit_failing {
+                        tracing::info!("telemetry audit log writable again");
+                        self.audit_failing = false;
+                    }
+                    tracing::info!(
+                        sha256 = %sha256_hex(bytes),
+                        size = bytes.len(),
+                        "telemetry report kept locally ({})",
+                        ttn_telemetry_core::LOCAL_ONLY_NOTE
+                    );
+                    break;
+                }
+                Err(e) => {
+                    self.status
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .audit_failures_total += 1;
+                    self.audit_failing = true;
+                    if !said {
+                        said = true;
+                        tracing::error!(
+                            "telemetry report not kept: {e:#}; trying again every {}",
+                            format_duration(AUDIT_RETRY)
+                        );
+                    }
+                    let retry = self.clock.now() + AUDIT_RETRY;
+                    if retry >= grant.deadline || self.wait_until(retry, shutdown) {
+                        break;
+                    }
+                }
+            }
+        }
+        if !shutdown.is_set() {
+            self.complete(grant);
+        }
     }
 
     fn complete(&mut self, grant: &Grant) {

@@ -30,6 +30,12 @@ pub struct Status {
     pub last_outcome: Option<String>,
     /// Times the audit trail could not be written since start-up.
     pub audit_failures_total: u64,
+    /// `telemetry.local-only` (and telemetry on): reports are kept, never sent.
+    pub local_only: bool,
+    /// When the last report was kept in local-only mode.
+    pub last_kept: Option<SystemTime>,
+    /// Reports kept in local-only mode since start-up.
+    pub kept_total: u64,
 }
 
 /// The shared status.
@@ -61,6 +67,13 @@ impl Status {
         } else {
             self.consecutive_failures += 1;
         }
+    }
+
+    /// Records a report kept in local-only mode.
+    pub fn record_kept(&mut self, at: SystemTime, sha256: String) {
+        self.last_kept = Some(at);
+        self.kept_total += 1;
+        self.last_sha256 = Some(sha256);
     }
 
     /// The Prometheus text exposition (format 0.0.4). Times are Unix seconds; a time that is not
@@ -99,6 +112,16 @@ impl Status {
             "When the next report is due, Unix seconds.",
             self.next_due.map(secs),
         );
+        gauge(
+            "ttn_lw_telemetry_local_only",
+            "Whether reports are kept here and never sent (telemetry.local-only) (1) or not (0).",
+            Some(if self.local_only { 1.0 } else { 0.0 }),
+        );
+        gauge(
+            "ttn_lw_telemetry_last_kept_timestamp_seconds",
+            "When the last report was kept here in local-only mode, Unix seconds.",
+            self.last_kept.map(secs),
+        );
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
                 out,
@@ -109,6 +132,11 @@ impl Status {
             "ttn_lw_telemetry_attempts_total",
             "Delivery attempts since start-up.",
             self.attempts_total,
+        );
+        counter(
+            "ttn_lw_telemetry_reports_kept_total",
+            "Reports kept here and never sent (telemetry.local-only) since start-up.",
+            self.kept_total,
         );
         counter(
             "ttn_lw_telemetry_audit_failures_total",

@@ -76,6 +76,7 @@ fn state(token: Option<&str>, off: Option<&str>) -> (AdminState, Arc<Counting>, 
         AdminConfig {
             token: token.map(str::to_owned),
             off_reason: off.map(str::to_owned),
+            local_only: false,
             target: "https://user:pa55@collector.example/collect".into(),
             interval: Duration::from_secs(86400),
             loopback_hosts_only: true,
@@ -318,6 +319,7 @@ fn a_counting_failure_is_a_clear_503() {
         AdminConfig {
             token: None,
             off_reason: None,
+            local_only: false,
             target: "https://collector.example/collect".into(),
             interval: Duration::from_secs(3600),
             loopback_hosts_only: true,
@@ -593,4 +595,84 @@ fn the_console_page_has_the_dashboards_security_headers() {
         );
     }
     rt.block_on(c.shutdown());
+}
+
+/// `telemetry.local-only`: the inputs JSON says so in the exact words the Console shows, and
+/// carries the kept reports; `/metrics` shows them; the preview still counts (the report is
+/// built, only never sent). Without local-only, the same fields say nothing is kept.
+#[test]
+fn local_only_is_shown_in_the_inputs_and_the_metrics() {
+    let provider = Arc::new(Counting {
+        calls: AtomicUsize::new(0),
+    });
+    let status = metrics::shared(true);
+    let t = |x| SystemTime::UNIX_EPOCH + Duration::from_secs(x);
+    {
+        let mut s = status.lock().unwrap();
+        s.local_only = true;
+        s.record_kept(t(1_900_000_000), "ab".repeat(32));
+        s.record_kept(t(1_900_000_060), "cd".repeat(32));
+        s.next_due = Some(t(1_900_000_120));
+    }
+    let st = AdminState::new(
+        AdminConfig {
+            token: None,
+            off_reason: None,
+            local_only: true,
+            target: "https://collector.example/collect".into(),
+            interval: Duration::from_secs(60),
+            loopback_hosts_only: true,
+            uid_elements: vec!["admin-test".into()],
+        },
+        provider.clone(),
+        status,
+    );
+    let srv = serve(st);
+    let v = json(&get(srv.addr, "/api/v1/telemetry/inputs", None));
+    assert_eq!(v["enabled"], true);
+    assert_eq!(v["local_only"], true);
+    assert_eq!(
+        v["note"],
+        "local only: reports are kept here and never sent"
+    );
+    assert_eq!(v["note"], ttn_telemetry_core::LOCAL_ONLY_NOTE);
+    assert_eq!(v["kept_total"], 2);
+    assert_eq!(v["last_kept"], "2030-03-17T17:47:40.000Z");
+    assert_eq!(v["last_sha256"], "cd".repeat(32));
+    assert_eq!(v["last_send"], serde_json::Value::Null, "nothing was sent");
+    assert_eq!(v["sha256"], sha256_hex(&common::body()));
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+
+    let text = String::from_utf8(get(srv.addr, "/metrics", None).body).unwrap();
+    for line in [
+        "ttn_lw_telemetry_enabled 1",
+        "ttn_lw_telemetry_local_only 1",
+        "ttn_lw_telemetry_last_kept_timestamp_seconds 1900000060",
+        "ttn_lw_telemetry_reports_kept_total 2",
+        "ttn_lw_telemetry_attempts_total 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+
+    // Not local-only: the same fields say so.
+    let (st, _, _) = state(None, None);
+    let srv = serve(st);
+    let v = json(&get(srv.addr, "/api/v1/telemetry/inputs", None));
+    assert_eq!(v["local_only"], false);
+    assert_eq!(v["note"], serde_json::Value::Null);
+    assert_eq!(v["kept_total"], 0);
+    let text = String::from_utf8(get(srv.addr, "/metrics", None).body).unwrap();
+    assert!(text.lines().any(|l| l == "ttn_lw_telemetry_local_only 0"));
+    assert!(
+        text.lines()
+            .any(|l| l == "ttn_lw_telemetry_reports_kept_total 0")
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("ttn_lw_telemetry_last_kept_timestamp_seconds "))
+    );
 }

@@ -1212,3 +1212,244 @@ fn send_deadline_cuts_the_attempt_in_flight() {
     let last = read_history(&state).unwrap();
     assert_eq!(last.last_attempt().unwrap().outcome, "timeout");
 }
+
+// ---- Local-only mode (issue 14 §1) ----
+
+const LOCAL_ONLY_NOTE: &str = "local only: reports are kept here and never sent";
+
+/// Waits until `log` holds `needle` `n` times (the agent has logged that many decisions).
+fn wait_log_count(log: &Path, needle: &str, n: usize, timeout: Duration) -> String {
+    let end = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= n || Instant::now() > end {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+/// `run` with `telemetry.local-only`: it counts on its schedule and keeps every report (audit
+/// line "kept locally", last body), shows them in `status`, `history`, the inputs JSON and
+/// `/metrics`, and never opens a connection to the target, proven by the target's listener
+/// after the agent has logged its decisions. The control: `send` without local-only reaches
+/// that listener.
+#[test]
+fn local_only_run_keeps_every_report_and_never_connects_to_the_target() {
+    let f = Fixture::new();
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let uid_element = unique("local-only");
+    let state = f.path("state");
+    let mut flags = f.flags("state", &sink.url(), "1s", &uid_element);
+    flags.push("--telemetry.local-only".to_owned());
+    let log = f.path("run.log");
+    let mut agent = spawn_run(f.dir.path(), &flags, &[], &log);
+    let text_log = wait_log_count(
+        &log,
+        "telemetry report kept locally",
+        2,
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        text_log.matches("telemetry report kept locally").count(),
+        2,
+        "two reports kept on a 1 s schedule:\n{text_log}"
+    );
+    assert!(
+        text_log.contains(&format!("telemetry is on, {LOCAL_ONLY_NOTE}")),
+        "{text_log}"
+    );
+
+    // The admin listener shows the kept reports, while the agent runs.
+    let admin = admin_address(&log);
+    let inputs: serde_json::Value = serde_json::from_str(&http_get(&format!(
+        "http://{admin}/api/v1/telemetry/inputs"
+    )))
+    .unwrap();
+    assert_eq!(inputs["local_only"], true, "{inputs}");
+    assert_eq!(inputs["enabled"], true, "{inputs}");
+    assert_eq!(inputs["note"], LOCAL_ONLY_NOTE, "{inputs}");
+    assert!(inputs["kept_total"].as_u64().unwrap() >= 2, "{inputs}");
+    assert!(inputs["last_kept"].is_string(), "{inputs}");
+    assert!(inputs["last_send"].is_null(), "nothing was sent: {inputs}");
+    let metrics = http_get(&format!("http://{admin}/metrics"));
+    assert!(
+        metrics.contains("\nttn_lw_telemetry_local_only 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ttn_lw_telemetry_last_kept_timestamp_seconds ")),
+        "{metrics}"
+    );
+    let kept_metric: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ttn_lw_telemetry_reports_kept_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(kept_metric >= 2, "{metrics}");
+    assert!(
+        metrics.contains("\nttn_lw_telemetry_attempts_total 0\n"),
+        "{metrics}"
+    );
+    terminate(&mut agent);
+
+    // No connection reached the target, ever.
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "no connection to the target"
+    );
+
+    // Every report is in the audit log as kept, none as sent; the last body is a valid report
+    // of this deployment.
+    let h = read_history(&state).unwrap();
+    assert!(h.entries.len() >= 2, "{:?}", h.entries);
+    assert!(
+        h.entries.iter().all(AuditEntry::kept_locally),
+        "only kept lines: {:?}",
+        h.entries
+    );
+    let body = read_last_body(&state).unwrap().unwrap();
+    let report = parse_report(&body).unwrap();
+    assert_eq!(
+        report.uid,
+        compute_uid(std::slice::from_ref(&uid_element)).unwrap()
+    );
+    assert_eq!(
+        h.entries.last().unwrap().sha256,
+        ttn_telemetry_core::sha256_hex(&body)
+    );
+
+    // history lists each kept report; status says local only and counts them.
+    let mut args = vec!["history".to_owned()];
+    args.extend(flags.iter().cloned());
+    let o = output(f.dir.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), h.entries.len(), "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.contains(" kept locally sha256 ") && l.ends_with("(local only: never sent)")),
+        "{out}"
+    );
+    let mut args = vec!["status".to_owned()];
+    args.extend(flags.iter().cloned());
+    let o = output(f.dir.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.lines().next().unwrap().contains(LOCAL_ONLY_NOTE),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "reports kept locally: {}; last: ",
+            h.entries.len()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("last attempt: none"), "{out}");
+    assert!(out.contains("last body kept: "), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("telemetry.local-only")
+                && l.contains("true  [command line]")),
+        "{out}"
+    );
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "status connects nowhere"
+    );
+
+    // The control: the same flags without local-only reach the target.
+    let mut args = vec!["send".to_owned()];
+    args.extend(f.flags("state", &sink.url(), "1s", &uid_element));
+    let o = output(f.dir.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(sink.requests().len(), 1);
+}
+
+/// `send` with `telemetry.local-only` builds and keeps the report, says so, exits 0 and
+/// connects nowhere.
+#[test]
+fn local_only_send_keeps_the_report_says_so_and_sends_nothing() {
+    let f = Fixture::new();
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let mut args = vec!["send".to_owned()];
+    args.extend(f.flags("state", &sink.url(), "24h", &unique("local-send")));
+    args.push("--telemetry.local-only=true".to_owned());
+    let o = output(f.dir.path(), &args, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.starts_with(LOCAL_ONLY_NOTE), "{out}");
+    assert!(out.contains("sent nowhere"), "{out}");
+    let state = f.path("state");
+    let body = read_last_body(&state).unwrap().unwrap();
+    assert!(parse_report(&body).is_ok());
+    assert!(
+        out.contains(&ttn_telemetry_core::sha256_hex(&body)),
+        "{out}"
+    );
+    let h = read_history(&state).unwrap();
+    assert_eq!(h.entries.len(), 1);
+    assert!(h.entries[0].kept_locally());
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "no connection to the target"
+    );
+    // send is outside the schedule, in local-only mode too.
+    assert!(read_state(&state).unwrap().is_none());
+
+    // preview prints the same bytes and says that the agent keeps them.
+    let mut args = vec!["preview".to_owned()];
+    args.extend(f.flags("state", &sink.url(), "24h", "x"));
+    args.push("--telemetry.local-only".to_owned());
+    let o = output(f.dir.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(LOCAL_ONLY_NOTE),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "no connection to the target"
+    );
+}
+
+/// Off wins over local-only: nothing counted, written or connected.
+#[test]
+fn off_by_telemetry_enable_false_wins_over_local_only() {
+    off_means_off(
+        &["--telemetry.enable=false", "--telemetry.local-only"],
+        &[],
+        "telemetry.enable is false",
+    );
+}
+
+#[test]
+fn off_by_do_not_track_wins_over_local_only() {
+    off_means_off(
+        &[],
+        &[
+            ("DO_NOT_TRACK", "1"),
+            ("TTN_LW_TELEMETRY_LOCAL_ONLY", "true"),
+        ],
+        "DO_NOT_TRACK is set",
+    );
+}

@@ -73,6 +73,7 @@ fn config(target: String, interval: Duration, state_dir: &Path) -> DaemonConfig 
     deliver.attempt_timeout = Duration::from_secs(5);
     DaemonConfig {
         off_reason: None,
+        local_only: false,
         deliver,
         interval,
         state_dir: state_dir.to_owned(),
@@ -354,6 +355,58 @@ fn off_means_no_counting_no_connection_nothing_written() {
     assert!(!log.contains("telemetry is on"));
 }
 
+/// `telemetry.local-only` on a virtual clock: one report counted and kept per interval, each
+/// exactly when its slot is due, and no connection to the target (the sink's settled count,
+/// read once the daemon is idle after its last kept report).
+#[test]
+fn local_only_keeps_one_report_per_interval_and_connects_nowhere() {
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_secs(24 * 3600);
+    let mut cfg = config(sink.url(), interval, dir.path());
+    cfg.local_only = true;
+    let provider = Arc::new(Counting(AtomicUsize::new(0)));
+    let logs = Logs::default();
+    let clock = Arc::new(VirtualClock::stepped(t0()));
+    run_driven(
+        cfg,
+        &clock,
+        local(dir.path(), interval, t0()),
+        provider.clone(),
+        &logs,
+        move |clock| step_to(clock, 1, t0() + interval * 3 + Duration::from_secs(60)),
+    );
+    assert_eq!(
+        provider.0.load(Ordering::SeqCst),
+        3,
+        "counted once per slot"
+    );
+    let h = read_history(dir.path()).unwrap();
+    let kept: Vec<u64> = h.entries.iter().map(|e| e.unix_ms).collect();
+    assert_eq!(
+        kept,
+        [1, 2, 3].map(|n| unix_ms(t0() + interval * n)),
+        "one kept report per slot, when due"
+    );
+    assert!(h.entries.iter().all(|e| e.kept_locally()));
+    assert_eq!(read_last_body(dir.path()).unwrap().unwrap(), common::body());
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "no connection to the target"
+    );
+    let log = logs.text();
+    assert!(
+        log.contains("telemetry is on, local only: reports are kept here and never sent"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("telemetry report kept locally").count(),
+        3,
+        "{log}"
+    );
+}
+
 fn redis_url() -> String {
     std::env::var("TTN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
@@ -467,6 +520,17 @@ fn from_core_maps_the_effective_configuration() {
         d.off_reason.as_deref(),
         Some("telemetry.entity-count-telemetry.enable is false")
     );
+    assert!(!d.local_only);
+    c.set("telemetry.local-only", &RawValue::Scalar("true".into()))
+        .unwrap();
+    assert!(
+        !DaemonConfig::from_core(&c).unwrap().local_only,
+        "off wins over local-only"
+    );
+    let mut on = Config::default();
+    on.set("telemetry.local-only", &RawValue::Scalar("true".into()))
+        .unwrap();
+    assert!(DaemonConfig::from_core(&on).unwrap().local_only);
     // The start-up line names the target and how to turn telemetry off.
     let line = daemon::startup_line(&DaemonConfig::from_core(&Config::default()).unwrap());
     assert!(line.contains("every 24h0m0s"), "{line}");

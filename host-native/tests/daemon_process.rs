@@ -81,6 +81,7 @@ fn mini_agent() -> anyhow::Result<()> {
     let state_dir = var("MINI_AGENT_STATE_DIR").unwrap_or_else(|| ".ttn-lw-telemetry".into());
     let cfg = DaemonConfig {
         off_reason: var("MINI_AGENT_OFF"),
+        local_only: false,
         deliver,
         interval,
         state_dir: state_dir.clone().into(),

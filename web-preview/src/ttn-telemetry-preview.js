@@ -175,11 +175,20 @@ class TtnTelemetryPreview extends HTMLElement {
 
     const state = this.$('state');
     state.className = `state ${body.enabled ? 'on' : 'off'}`;
-    state.textContent = body.enabled
-      ? `● On: a report is sent${body.target ? ` to ${body.target}` : ''}${body.interval ? ` every ${body.interval}` : ''}.`
-      : `○ Off${body.off_reason ? ` (${body.off_reason})` : ''}: nothing is sent.`;
-    this.$('last-send').textContent = body.last_send
-      ? `${body.last_send.time}: ${body.last_send.status}` : 'Never sent.';
+    // Local-only mode (telemetry.local-only): counted and kept by the agent, never sent; the
+    // agent gives the exact sentence in `note`.
+    const localOnly = body.enabled && body.local_only === true;
+    state.textContent = localOnly
+      ? `● On, ${body.note}${body.interval ? ` (a report every ${body.interval})` : ''}.`
+      : body.enabled
+        ? `● On: a report is sent${body.target ? ` to ${body.target}` : ''}${body.interval ? ` every ${body.interval}` : ''}.`
+        : `○ Off${body.off_reason ? ` (${body.off_reason})` : ''}: nothing is sent.`;
+    this.$('last-send').textContent = localOnly
+      ? (body.last_kept
+        ? `Never sent (local only). Last report kept here: ${body.last_kept} (${body.kept_total} kept since the agent started).`
+        : 'Never sent (local only). No report kept yet.')
+      : body.last_send
+        ? `${body.last_send.time}: ${body.last_send.status}` : 'Never sent.';
     this.$('next-due').textContent = body.enabled
       ? (body.next_due || 'Not scheduled yet.') : 'None: nothing is sent while telemetry is off.';
 
@@ -196,7 +205,9 @@ class TtnTelemetryPreview extends HTMLElement {
       return;
     }
     section.hidden = false;
-    this.$('report-intro').textContent = body.enabled
+    this.$('report-intro').textContent = body.enabled && body.local_only === true
+      ? 'Built in this browser by the telemetry core, from the counts the agent gathered for its next report, which it keeps here and never sends.'
+      : body.enabled
       ? 'Built in this browser by the telemetry core, from the counts the agent gathered for its next report.'
       : 'Telemetry is off, so this is not sent: it shows what would be sent if it were on.';
     const mark = this.$('digest-mark');
@@ -222,7 +233,9 @@ class TtnTelemetryPreview extends HTMLElement {
     this.$('sha256').textContent = sha;
     if (body.sha256 && body.sha256.toLowerCase() === sha) {
       mark.className = 'mark ok';
-      mark.textContent = '✓ Matches: the agent sends exactly these bytes.';
+      mark.textContent = body.local_only === true
+        ? '✓ Matches: the agent keeps exactly these bytes (local only: never sent).'
+        : '✓ Matches: the agent sends exactly these bytes.';
     } else {
       mark.className = 'mark bad';
       mark.textContent = body.sha256

@@ -156,3 +156,27 @@ test('the real agent with telemetry off: the page says nothing is sent', async (
   await page.screenshot({ path: join(ARTIFACTS, 'console-off.png'), fullPage: true });
   await page.close();
 });
+
+test('the real agent in local-only mode: the page says reports are kept here and never sent', async () => {
+  const base = await startAgent(['--telemetry.local-only', '--telemetry.state-dir', join(dir, 'state-local'),
+    '--telemetry.entity-count-telemetry.interval', '1s']);
+  // Wait for the agent's first kept report (its decision), not for time.
+  let body;
+  for (let i = 0; i < 200; i++) {
+    body = await (await fetch(`${base}/api/v1/telemetry/inputs`)).json();
+    if (body.kept_total >= 1) break;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  assert.ok(body.kept_total >= 1, `no report kept: ${JSON.stringify(body)}`);
+  assert.equal(body.local_only, true);
+  assert.equal(body.note, 'local only: reports are kept here and never sent');
+  const page = await open(base);
+  assert.equal(await page.locator('#state').textContent(),
+    '● On, local only: reports are kept here and never sent (a report every 1s).');
+  assert.match(await page.locator('#last-send').textContent(),
+    /^Never sent \(local only\)\. Last report kept here: \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ kept since the agent started\)\.$/);
+  assert.match(await page.locator('#digest-mark').textContent(), /^✓ Matches: the agent keeps exactly these bytes/);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'console-local-only.png'), fullPage: true });
+  await page.close();
+});

@@ -63,6 +63,11 @@ pub fn run(
     }
     match loaded.config.off_reason() {
         Some(reason) => note(&format!("telemetry is off ({reason}): nothing is sent")),
+        None if loaded.config.local_only() => note(&format!(
+            "preview only: nothing was kept or sent; the agent keeps this every {} ({})",
+            ttn_telemetry_core::format_duration(loaded.config.interval),
+            ttn_telemetry_core::LOCAL_ONLY_NOTE
+        )),
         None => note(&format!(
             "preview only: nothing was sent; the agent sends this to {} every {}",
             ttn_telemetry_core::redact_uri(&loaded.config.target),

@@ -20,6 +20,13 @@
 //! report (a 4xx other than 408/429, a redirect) or does not take it before the deadline, when
 //! the audit trail cannot be written, or when counting fails.
 //!
+//! With `telemetry.local-only` (and telemetry on) it counts and builds the report as always,
+//! keeps it (the last body and a `kept locally` audit line, as the agent does), prints one
+//! line starting with "local only: reports are kept here and never sent" with the size and
+//! digest, and exits 0 without connecting to the target. Decision where the issue is silent:
+//! exit 0, because keeping the report is what the operator asked for; a report that cannot be
+//! kept (audit log unwritable) exits 1, like a report that cannot be audited.
+//!
 //! With telemetry off it prints the one line that says why, and exits 0 without counting,
 //! writing or connecting anywhere.
 
@@ -49,6 +56,22 @@ pub fn run(loaded: &Loaded, deadline: Duration, out: &mut dyn Write) -> anyhow::
         .build()
         .context("building the report from the counted inputs")?
         .to_bytes();
+    if c.local_only() {
+        let dir = std::path::Path::new(&c.state_dir);
+        let log = crate::audit::AuditLog::open(dir)?;
+        crate::audit::keep_locally(&log, &bytes, crate::clock::SystemClock.now(), None)
+            .context("keeping the report (telemetry.local-only)")?;
+        writeln!(
+            out,
+            "{}: kept {} bytes (sha256 {}) in {}, sent nowhere",
+            ttn_telemetry_core::LOCAL_ONLY_NOTE,
+            bytes.len(),
+            sha256_hex(&bytes),
+            dir.join(crate::audit::LAST_BODY_FILE).display()
+        )
+        .context("writing to standard output")?;
+        return Ok(());
+    }
     let cfg = DeliverConfig::new(c.target.clone());
     // One clock for the deadline and the delivery's waits.
     let clock = crate::clock::SystemClock;

@@ -9,6 +9,9 @@
 //! (`*.password`, `telemetry.admin.token`, passwords in URIs) are shown only as
 //! `(set)`/`(empty)` or redacted.
 //!
+//! With `telemetry.local-only` its first line says "local only: reports are kept here and never
+//! sent", and it shows how many reports the audit log holds as kept, and the last one.
+//!
 //! It also lists the configuration files that were read (default locations included), highest
 //! precedence first, and which Redis block the schedule uses.
 
@@ -40,6 +43,13 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
     match c.off_reason() {
         Some(reason) => line(format!(
             "telemetry: off ({reason}): nothing is counted, stored or sent"
+        )),
+        None if c.local_only() => line(format!(
+            "telemetry: on, {}: counted every {}, kept in {}; nothing goes to {}",
+            ttn_telemetry_core::LOCAL_ONLY_NOTE,
+            format_duration(c.interval),
+            dir.display(),
+            redact_uri(&c.target)
         )),
         None => line(format!(
             "telemetry: on, every {} to {}",
@@ -113,17 +123,29 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     line(format!("last attempt: {}", show(h.last_attempt())));
     line(format!("last success: {}", show(h.last_success())));
+    if c.local_only() || h.kept() > 0 {
+        line(format!(
+            "reports kept locally: {}; last: {}",
+            h.kept(),
+            show(h.last_kept())
+        ));
+    }
     if h.torn_tail {
         line("note: the audit log's last line was cut short (a crash while writing)".into());
     }
+    let body_label = if c.local_only() {
+        "last body kept"
+    } else {
+        "last body sent"
+    };
     match read_last_body(dir)? {
         Some(b) => line(format!(
-            "last body sent: {} bytes, sha256 {} ({})",
+            "{body_label}: {} bytes, sha256 {} ({})",
             b.len(),
             sha256_hex(&b),
             dir.join(crate::audit::LAST_BODY_FILE).display()
         )),
-        None => line("last body sent: none".into()),
+        None => line(format!("{body_label}: none")),
     }
     // The widget is build output embedded by build.rs: say plainly when this binary lacks it.
     if EmbeddedConsole.has_pkg() {
