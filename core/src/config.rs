@@ -351,6 +351,16 @@ pub enum ConfigError {
     },
     /// No such key.
     UnknownKey(String),
+    /// A node of a configuration file has the wrong shape for its key: a mapping or a list
+    /// where a value is expected, or a value where a section of nested keys is expected.
+    Shape {
+        /// The dotted key of the node.
+        key: String,
+        /// What was found ("a mapping", "a boolean", …).
+        found: &'static str,
+        /// What is expected there.
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -364,6 +374,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid value {value:?} for {key}: expected {expected}")
             }
             ConfigError::UnknownKey(k) => write!(f, "unknown configuration key {k:?}"),
+            ConfigError::Shape {
+                key,
+                found,
+                expected,
+            } => write!(f, "{key} is {found}: expected {expected}"),
         }
     }
 }

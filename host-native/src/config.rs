@@ -122,11 +122,11 @@ impl Loaded {
         key: &'static str,
         value: &str,
         why: &'static str,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), LoadError> {
         let source = Source::Program(why);
         self.config
             .set(key, &RawValue::Scalar(value.to_owned()))
-            .map_err(|error| ConfigError::Value {
+            .map_err(|error| LoadError::Value {
                 source: source.clone(),
                 error,
             })?;
@@ -225,9 +225,11 @@ pub fn split_list_flag(value: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
-/// The configuration cannot be used. Each one is shown as one line and exits with code 2.
+/// The configuration cannot be loaded: a file cannot be read or parsed, or a value is refused by
+/// the core (the one configuration error type, [`ttn_telemetry_core::ConfigError`], here with
+/// its source). Each one is shown as one line and exits with code 2.
 #[derive(Debug)]
-pub enum ConfigError {
+pub enum LoadError {
     /// A configuration file cannot be read.
     Read {
         /// The file.
@@ -242,52 +244,48 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
-    /// A YAML node has the wrong shape for its key (a mapping where a value is expected, …).
-    Shape {
-        /// Where the node came from.
-        source: Source,
-        /// The dotted key of the node.
-        key: String,
-        /// What was found.
-        found: &'static str,
-        /// What is expected there.
-        expected: &'static str,
-    },
-    /// A value was refused by the core.
+    /// A value, or the shape of a file's node, was refused by the core's one configuration
+    /// error type; this adds where it came from.
     Value {
         /// Where the value came from.
         source: Source,
-        /// The core's error: key, value (secrets masked) and expected form.
+        /// The core's error: key, value (secrets masked) or shape, and the expected form.
         error: ttn_telemetry_core::ConfigError,
     },
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Read { path, error } => write!(
+            LoadError::Read { path, error } => write!(
                 f,
                 "config file {}: cannot be read ({error}): expected a readable YAML file",
                 path.display()
             ),
-            ConfigError::Parse { path, reason } => write!(
+            LoadError::Parse { path, reason } => write!(
                 f,
                 "config file {}: cannot be parsed ({}): expected YAML as ttn-lw-stack reads it",
                 path.display(),
                 one_line(reason)
             ),
-            ConfigError::Shape {
-                source,
-                key,
-                found,
-                expected,
-            } => write!(f, "{source}: {key} is {found}: expected {expected}"),
-            ConfigError::Value { source, error } => write!(f, "{source}: {error}"),
+            LoadError::Value { source, error } => write!(f, "{source}: {error}"),
         }
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for LoadError {}
+
+/// A node of `source` with the wrong shape for `key`.
+fn shape(source: &Source, key: String, found: &'static str, expected: &'static str) -> LoadError {
+    LoadError::Value {
+        source: source.clone(),
+        error: ttn_telemetry_core::ConfigError::Shape {
+            key,
+            found,
+            expected,
+        },
+    }
+}
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -367,18 +365,18 @@ fn working_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 ///
 /// `env` is a lookup so that tests need not touch the process environment; it is also where
 /// `HOME`, `XDG_CONFIG_HOME`, `PWD` and `TTN_LW_CONFIG` are read.
-pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded, LoadError> {
     let mut config = Config::default();
     let mut sources: Sources = KEYS.iter().map(|k| (k.key, Source::Default)).collect();
     let mut apply = |spec: &'static KeySpec, value: RawValue, source: Source| {
         config
             .set(spec.key, &value)
-            .map_err(|error| ConfigError::Value {
+            .map_err(|error| LoadError::Value {
                 source: source.clone(),
                 error,
             })?;
         sources.insert(spec.key, source);
-        Ok::<(), ConfigError>(())
+        Ok::<(), LoadError>(())
     };
 
     // Lowest precedence first: the file listed first is applied last and so wins.
@@ -424,7 +422,7 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
         sources.insert("telemetry.enable", Source::DoNotTrack);
     }
     check_database_uri(&config, &sources)?;
-    config.check().map_err(|error| ConfigError::Value {
+    config.check().map_err(|error| LoadError::Value {
         source: sources
             .get("telemetry.uid-elements")
             .cloned()
@@ -442,7 +440,7 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
 /// also hold settings the driver accepts (port, `sslmode`, TLS files given in pairs…), so that a
 /// typo stops start-up (exit 2) instead of failing at the first count. The line names the key at
 /// fault and shows the string with its password masked.
-fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
+fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), LoadError> {
     let uri = &config.database_uri;
     if uri.starts_with("sqlite:") {
         return Ok(());
@@ -450,7 +448,7 @@ fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), ConfigEr
     let Err(why) = crate::pgconn::PgTarget::parse(uri) else {
         return Ok(());
     };
-    Err(ConfigError::Value {
+    Err(LoadError::Value {
         source: sources
             .get("is.database-uri")
             .cloned()
@@ -469,13 +467,13 @@ fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), ConfigEr
 }
 
 /// Reads one YAML file and returns the values it sets for keys of [`KEYS`], in [`KEYS`] order.
-pub fn read_file(path: &Path) -> Result<Vec<(&'static KeySpec, RawValue)>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+pub fn read_file(path: &Path) -> Result<Vec<(&'static KeySpec, RawValue)>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
         path: path.to_owned(),
         error,
     })?;
     read_yaml(&text, &Source::File(path.to_owned())).map_err(|e| match e {
-        YamlError::Syntax(reason) => ConfigError::Parse {
+        YamlError::Syntax(reason) => LoadError::Parse {
             path: path.to_owned(),
             reason,
         },
@@ -487,7 +485,7 @@ pub fn read_file(path: &Path) -> Result<Vec<(&'static KeySpec, RawValue)>, Confi
 #[derive(Debug)]
 enum YamlError {
     Syntax(String),
-    Config(ConfigError),
+    Config(LoadError),
 }
 
 fn read_yaml(text: &str, source: &Source) -> Result<Vec<(&'static KeySpec, RawValue)>, YamlError> {
@@ -519,7 +517,7 @@ fn lookup(
     doc: &Value,
     spec: &'static KeySpec,
     source: &Source,
-) -> Result<Option<RawValue>, ConfigError> {
+) -> Result<Option<RawValue>, LoadError> {
     let segments: Vec<&str> = spec.key.split('.').collect();
     let mut node = doc;
     for (i, seg) in segments.iter().enumerate() {
@@ -531,12 +529,12 @@ fn lookup(
                 None => return Ok(None),
             },
             other => {
-                return Err(ConfigError::Shape {
-                    source: source.clone(),
-                    key: here,
-                    found: kind(other),
-                    expected: "a mapping of nested keys, as ttn-lw-stack writes them",
-                });
+                return Err(shape(
+                    source,
+                    here,
+                    kind(other),
+                    "a mapping of nested keys, as ttn-lw-stack writes them",
+                ));
             }
         }
     }
@@ -548,13 +546,8 @@ fn raw_value(
     spec: &'static KeySpec,
     node: &Value,
     source: &Source,
-) -> Result<Option<RawValue>, ConfigError> {
-    let shape_error = |found| ConfigError::Shape {
-        source: source.clone(),
-        key: spec.key.to_owned(),
-        found,
-        expected: spec.form.expected(),
-    };
+) -> Result<Option<RawValue>, LoadError> {
+    let shape_error = |found| shape(source, spec.key.to_owned(), found, spec.form.expected());
     match node {
         Value::Null => Ok(None),
         Value::Tagged(t) => raw_value(spec, &t.value, source),

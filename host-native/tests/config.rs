@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ttn_lw_telemetry::config::{Args, ConfigError, FileOrigin, Source, load};
+use ttn_lw_telemetry::config::{Args, FileOrigin, LoadError, Source, load};
 
 fn stack_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ttn-lw-stack.yml")
@@ -220,7 +220,7 @@ fn the_first_bad_value_names_its_source_key_value_and_form() {
         env_of(&[("TTN_LW_TELEMETRY_ENTITY_COUNT_TELEMETRY_INTERVAL", "1 day")]),
     )
     .unwrap_err();
-    assert!(matches!(err, ConfigError::Value { .. }));
+    assert!(matches!(err, LoadError::Value { .. }));
     assert_eq!(
         err.to_string(),
         "env TTN_LW_TELEMETRY_ENTITY_COUNT_TELEMETRY_INTERVAL: invalid value \"1 day\" for telemetry.entity-count-telemetry.interval: expected a positive duration such as 90s, 1h30m or 24h"

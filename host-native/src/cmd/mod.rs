@@ -44,7 +44,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, ArgMatches};
 use ttn_telemetry_core::{Form, KEYS};
 
-use crate::config::{self, ConfigError, Loaded};
+use crate::config::{self, LoadError, Loaded};
 use crate::redact;
 
 /// A command and its own options.
@@ -499,7 +499,7 @@ pub fn init_logging_at(level: tracing::Level) {
 
 /// The exit code of a failed command: 2 for bad input, 1 for everything else.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
-    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<InputError>().is_some() {
+    if e.downcast_ref::<LoadError>().is_some() || e.downcast_ref::<InputError>().is_some() {
         2
     } else {
         1
