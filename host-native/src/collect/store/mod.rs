@@ -66,6 +66,18 @@ pub const DEFAULT_SQLITE_FILE: &str = "ttn-lw-telemetry-collector.sqlite3";
 /// The schema version this collector writes (see the module docs).
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// Whether a store at schema `version` needs migrating to [`SCHEMA_VERSION`]; a store newer
+/// than this collector is an error, never touched.
+fn needs_migration(version: i64) -> anyhow::Result<bool> {
+    if version > SCHEMA_VERSION {
+        anyhow::bail!(
+            "the store has schema version {version}, newer than this collector's ({SCHEMA_VERSION}): \
+             run a newer ttn-lw-telemetry"
+        );
+    }
+    Ok(version < SCHEMA_VERSION)
+}
+
 /// A counter is stored as `hi · COUNTER_BASE + value` with `0 ≤ value < COUNTER_BASE`.
 pub const COUNTER_BASE: i128 = 1_000_000_000_000_000_000;
 

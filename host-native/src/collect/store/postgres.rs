@@ -294,14 +294,8 @@ async fn migrate(client: &mut Client) -> anyhow::Result<()> {
         .await?
         .get(0);
     let version = version.unwrap_or(1);
-    if version == SCHEMA_VERSION {
+    if !super::needs_migration(version)? {
         return Ok(());
-    }
-    if version > SCHEMA_VERSION {
-        anyhow::bail!(
-            "the store has schema version {version}, newer than this collector's ({SCHEMA_VERSION}): \
-             run a newer ttn-lw-telemetry"
-        );
     }
     let tx = client.transaction().await?;
     tx.batch_execute(COUNTERS).await?;

@@ -260,14 +260,8 @@ fn unstorable(e: &anyhow::Error) -> Option<Outcome> {
 /// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`].
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version == SCHEMA_VERSION {
+    if !super::needs_migration(version)? {
         return Ok(());
-    }
-    if version > SCHEMA_VERSION {
-        anyhow::bail!(
-            "the store has schema version {version}, newer than this collector's ({SCHEMA_VERSION}): \
-             run a newer ttn-lw-telemetry"
-        );
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(TABLES)?;
