@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark and prints its figures: criterion for the core, then each
-# scripts/bench.d/*.sh (database counting, daemon resources, wasm sizes, collector load).
+# scripts/bench.d/*.sh (database counting, daemon resources, wasm sizes, collector load, the
+# collector against its ingest floor).
 # Usage: scripts/bench.sh [NAME-FILTER]   e.g. scripts/bench.sh core
 set -euo pipefail
 cd "$(dirname "$0")/.."

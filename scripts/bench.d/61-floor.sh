@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Ingest near the floor (issue 13), on loopback. The floor is what the hardware allows for
+# "read a POST body, append it durably, answer 200": a minimal axum server
+# (tests/src/bin/ingest-floor.rs) on SQLite (WAL, synchronous=FULL) and on PostgreSQL
+# (synchronous_commit=on), with batched group commits like the collector's stores. Each floor
+# and the collector (collect::start, the code of `ttn-lw-telemetry collect`, rate limits off)
+# run alternately, ROUNDS times each, under the same load: wrk -t2 -c64 for SECS seconds,
+# POSTing distinct valid reports (each run on a fresh database). Prints reports/s, p50, p99
+# per run, then per store the mean reports/s, the worst p99 and the ratio collector/floor of
+# the means.
+# Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (400000),
+# BENCH_CONCURRENCY (64). Needs wrk (apt package wrk; installed when missing).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ttn-lw-telemetry/target}"
+export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback
+secs="${BENCH_FLOOR_SECS:-8}"
+rounds="${BENCH_FLOOR_ROUNDS:-2}"
+nbodies="${BENCH_FLOOR_BODIES:-400000}"
+concurrency="${BENCH_CONCURRENCY:-64}"
+threads=2
+pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
+
+source scripts/lib.sh
+need wrk wrk
+cargo build --release --locked -q -p ttn-telemetry-tests --bin ingest-floor
+bin="$CARGO_TARGET_DIR/release/ingest-floor"
+work=$(mktemp -d /tmp/ttn-bench-floor.XXXXXX)
+pid=""
+dbs=()
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  wait 2>/dev/null || true
+  for d in "${dbs[@]}"; do psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || echo "warning: could not drop the bench database $d" >&2; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin" bodies --count "$nbodies" >"$work/bodies"
+run=0
+fresh() { # fresh STORE -> sets $db to a new SQLite file or PostgreSQL database URI
+  run=$((run + 1))
+  if [ "$1" = sqlite ]; then db="$work/run$run.sqlite3"; return; fi
+  local name="ttn_bench_floor_${run}_$$"
+  psql -q "$pg_admin" -c "CREATE DATABASE $name" >/dev/null || {
+    echo "PostgreSQL is unreachable at $pg_admin: start it or set TTN_TEST_PG_URL" >&2; exit 1; }
+  dbs+=("$name")
+  db="${pg_admin%/*}/$name"
+}
+
+measure() { # measure STORE WHAT ROUND -> appends "rps p50 p99" to $work/STORE.WHAT
+  local store=$1 what=$2 url=""
+  fresh "$store"
+  case "$what.$store" in
+    floor.sqlite) "$bin" sqlite --path "$db" >"$work/serve.out" 2>&1 & ;;
+    floor.postgres) "$bin" postgres --uri "$db" >"$work/serve.out" 2>&1 & ;;
+    collector.sqlite) "$bin" collector --database-uri "sqlite:$db" >"$work/serve.out" 2>&1 & ;;
+    collector.postgres) "$bin" collector --database-uri "$db" >"$work/serve.out" 2>&1 & ;;
+  esac
+  pid=$!
+  for _ in $(seq 100); do
+    url=$(sed -n 's/^listening //p' "$work/serve.out"); [ -n "$url" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "the $what on $store did not start" >&2; cat "$work/serve.out" >&2; exit 1; }
+  local out
+  out=$(wrk -t"$threads" -c"$concurrency" -d"${secs}s" --timeout 10s -s scripts/bench.d/wrk-post.lua "$url" -- "$work/bodies" "$threads")
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  read -r _ n dur p50 p99 errors <<<"$(grep '^RESULT' <<<"$out")"
+  [ "$errors" = 0 ] || { echo "$what on $store: $errors failed or non-2xx requests" >&2; echo "$out" >&2; tail -n 5 "$work/serve.out" >&2; exit 1; }
+  local rps
+  rps=$(awk -v n="$n" -v d="$dur" 'BEGIN { printf "%.0f", n / d }')
+  printf '%-8s %-9s round %s: %7s reports/s, p50 %6.2f ms, p99 %6.2f ms (%s requests in %.1f s)%s\n' \
+    "$store" "$what" "$3" "$rps" "$p50" "$p99" "$n" "$dur" \
+    "$([ "$n" -gt "$nbodies" ] && echo ", bodies reused: raise BENCH_FLOOR_BODIES")"
+  echo "$rps $p50 $p99" >>"$work/$store.$what"
+}
+
+echo "wrk -t$threads -c$concurrency -d${secs}s, $nbodies distinct reports, $rounds rounds each, alternating"
+for store in sqlite postgres; do
+  for r in $(seq "$rounds"); do
+    measure "$store" floor "$r"
+    measure "$store" collector "$r"
+  done
+done
+for store in sqlite postgres; do
+  paste "$work/$store.collector" "$work/$store.floor" | awk -v s="$store" '
+    { c += $1; f += $4; k++; if ($3 > cp) cp = $3; if ($6 > fp) fp = $6 }
+    END { printf "%-8s collector %.0f reports/s (worst p99 %.2f ms), floor %.0f reports/s (worst p99 %.2f ms): collector/floor = %.2f\n",
+      s, c / k, cp, f / k, fp, c / f }'
+done
