@@ -756,3 +756,99 @@ async fn connections_are_capped() {
     drop(hog);
     c.shutdown().await;
 }
+
+both!(k_anonymity_folds_rare_values_into_other);
+/// Issue 14 §4: with k = 5, a plan id, version or arch seen from 4 deployments appears nowhere
+/// public (stats, open data), one seen from 5 does, and every total stays exact (`other` carries
+/// what was folded). A fifth deployment makes the rare plan public.
+async fn k_anonymity_folds_rare_values_into_other(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "kanon").await;
+    let c = start_k(&uri, unlimited(), None, 5).await;
+    let addr = c.local_addr();
+    // uids plan-0..4: plan PLAN_K (5 deployments); plan-10..13: PLAN_RARE (4 deployments).
+    for i in (0..5).chain(10..14) {
+        let plan = if i < 10 { "PLAN_K" } else { "PLAN_RARE" };
+        assert_eq!(
+            post_json(addr, is_report_with_plan(i, plan)).await.status,
+            200
+        );
+    }
+    let public = |addr| async move {
+        let mut all = String::new();
+        for path in ["/api/v1/stats", "/api/v1/daily.json", "/api/v1/daily.csv"] {
+            let r = request(addr, "GET", path, &[], vec![]).await.unwrap();
+            assert_eq!(r.status, 200, "{path}");
+            all.push_str(&String::from_utf8(r.body).unwrap());
+        }
+        all
+    };
+    let s = stats(addr).await;
+    assert_eq!(s["k_anonymity"], 5);
+    let entries = |v: &serde_json::Value| -> Vec<(String, i64)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    e["count"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let e = |n: &str, c: i64| (n.to_owned(), c);
+    assert_eq!(
+        entries(&s["gateways_by_frequency_plan"]),
+        [e("PLAN_K", 5), e("other", 4)]
+    );
+    // Versions cycle by i % 3: 3, 4 and 2 deployments, all below k.
+    assert_eq!(entries(&s["binary_versions"]), [e("other", 9)]);
+    // Arch cycles by i % 2: amd64 from 5, arm64 from 4.
+    assert_eq!(entries(&s["architectures"]), [e("amd64", 5), e("other", 4)]);
+    assert_eq!(entries(&s["operating_systems"]), [e("linux", 9)]);
+    assert_eq!(s["deployments"]["total"], 9);
+    assert_eq!(s["entities"]["gateways"], 9);
+    let text = public(addr).await;
+    for hidden in ["PLAN_RARE", "arm64", "3.33.1", "3.34.0", "3.32.0"] {
+        assert!(!text.contains(hidden), "{hidden} is public: {text}");
+    }
+    // The open data: the documented columns, exact daily totals, the threshold.
+    let daily = request(addr, "GET", "/api/v1/daily.json", &[], vec![])
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(daily["k_anonymity"], 5);
+    assert_eq!(daily["days"].as_array().unwrap().len(), 1);
+    assert_eq!(daily["days"][0]["deployments"], 9);
+    assert_eq!(daily["days"][0]["gateways"], 9);
+    let csv = request(addr, "GET", "/api/v1/daily.csv", &[], vec![])
+        .await
+        .unwrap();
+    let ct = csv.headers.get("content-type").unwrap().to_str().unwrap();
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    let csv = String::from_utf8(csv.body).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "date,deployments,cli_installations,gateways,end_devices,active_last_day,\
+         active_last_week,active_last_month,applications,users,organizations"
+    );
+    assert_eq!(lines.len(), 2);
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((row[1], row[3]), ("9", "9"), "{csv}");
+
+    // A fifth deployment of the rare plan: now it is seen from k and is public.
+    assert_eq!(
+        post_json(addr, is_report_with_plan(14, "PLAN_RARE"))
+            .await
+            .status,
+        200
+    );
+    let s = stats(addr).await;
+    assert_eq!(
+        entries(&s["gateways_by_frequency_plan"]),
+        [e("PLAN_K", 5), e("PLAN_RARE", 5)]
+    );
+    assert!(public(addr).await.contains("PLAN_RARE"));
+    c.shutdown().await;
+}

@@ -2,7 +2,8 @@
 //!
 //! Without `--database-uri` reports are stored in `ttn-lw-telemetry-collector.sqlite3` in the
 //! working directory; `sqlite:PATH` and `postgresql://…` select another store. It runs until
-//! Ctrl-C or SIGTERM.
+//! Ctrl-C or SIGTERM. `--k-anonymity N` (default 5) folds every frequency-plan id, version, OS
+//! and arch seen from fewer than N deployments into `other` in everything public.
 
 use crate::collect::{self, CollectOptions};
 
@@ -11,9 +12,11 @@ use crate::collect::{self, CollectOptions};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1887";
 
 /// Serves `POST /collect`, `/` and `/api/v1/stats` until stopped.
-pub fn run(listen: &str, database_uri: Option<String>) -> anyhow::Result<()> {
+pub fn run(listen: &str, database_uri: Option<String>, k_anonymity: u64) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(collect::serve(CollectOptions::new(listen, database_uri)))
+    let mut opts = CollectOptions::new(listen, database_uri);
+    opts.k_anonymity = k_anonymity;
+    rt.block_on(collect::serve(opts))
 }

@@ -76,6 +76,8 @@ pub enum Command {
         listen: String,
         /// Store URI (`sqlite:PATH`, `postgresql://…`); `None` is SQLite in the working dir.
         database_uri: Option<String>,
+        /// k-anonymity threshold of the public data.
+        k_anonymity: u64,
     },
     /// `send [--deadline DUR]`: count, build and deliver once, now.
     Send {
@@ -272,6 +274,14 @@ pub fn cli() -> clap::Command {
                     .long("database-uri")
                     .value_name("URI")
                     .help("sqlite:PATH or postgresql://… [default: ./ttn-lw-telemetry-collector.sqlite3]"),
+            )
+            .arg(
+                Arg::new("k-anonymity")
+                    .long("k-anonymity")
+                    .value_name("N")
+                    .default_value("5")
+                    .value_parser(clap::value_parser!(u64))
+                    .help("Fold every plan id, version, OS and arch seen from fewer than N deployments into `other` in the public data"),
             ),
         clap::Command::new("demo")
             .about(
@@ -354,6 +364,10 @@ where
                 .cloned()
                 .unwrap_or_else(|| collect::DEFAULT_LISTEN.to_owned()),
             database_uri: sub.get_one::<String>("database-uri").cloned(),
+            k_anonymity: sub
+                .get_one::<u64>("k-anonymity")
+                .copied()
+                .unwrap_or(crate::collect::DEFAULT_K_ANONYMITY),
         },
         "send" => Command::Send {
             deadline: sub
@@ -377,7 +391,7 @@ where
         if before.files.is_some() || !before.flags.is_empty() {
             return Err(cli().error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "`collect` takes no agent configuration (-c or --<key>): its options are --listen and --database-uri",
+                "`collect` takes no agent configuration (-c or --<key>): its options are --listen, --database-uri and --k-anonymity",
             ));
         }
         config::Args::default()
@@ -450,11 +464,12 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
         Command::Collect {
             listen,
             database_uri,
+            k_anonymity,
         } => {
             if let Some(uri) = &database_uri {
                 redact::register(redact::secrets_of(uri));
             }
-            collect::run(&listen, database_uri)
+            collect::run(&listen, database_uri, k_anonymity)
         }
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;

@@ -103,7 +103,12 @@ pub struct CollectOptions {
     pub limits: Limits,
     /// Source of received times.
     pub clock: Clock,
+    /// k-anonymity threshold of everything public (see [`stats`]).
+    pub k_anonymity: u64,
 }
+
+/// The default k-anonymity threshold (`collect --k-anonymity`).
+pub const DEFAULT_K_ANONYMITY: u64 = 5;
 
 impl std::fmt::Debug for CollectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,6 +134,7 @@ impl CollectOptions {
             database_uri,
             limits: Limits::default(),
             clock: system_clock(),
+            k_anonymity: DEFAULT_K_ANONYMITY,
         }
     }
 }
@@ -176,6 +182,7 @@ struct App {
     accepted: watch::Sender<u64>,
     clock: Clock,
     limits: Limits,
+    k: u64,
     by_addr: Buckets<std::net::IpAddr>,
     by_uid: Buckets<String>,
 }
@@ -228,6 +235,7 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
         store: store.clone(),
         accepted: watch::Sender::new(0),
         clock: opts.clock,
+        k: opts.k_anonymity,
         by_addr: Buckets::new(opts.limits.per_addr, opts.limits.max_tracked),
         by_uid: Buckets::new(opts.limits.per_uid, opts.limits.max_tracked),
         limits: opts.limits,
@@ -278,6 +286,8 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/collect", post(collect))
         .route("/api/v1/stats", get(api_stats))
+        .route("/api/v1/daily.json", get(api_daily_json))
+        .route("/api/v1/daily.csv", get(api_daily_csv))
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
@@ -547,8 +557,35 @@ async fn collect(
     Ok(resp)
 }
 
+/// Open data: the daily totals, under the same threshold, as JSON (see README).
+async fn api_daily_json(State(app): State<Arc<App>>) -> Response {
+    match app.store.stats((app.clock)(), app.k).await {
+        Ok(s) => (StatusCode::OK, json_headers(), s.daily_json()).into_response(),
+        Err(e) => Refusal::Storage(e).into_response(),
+    }
+}
+
+/// Open data: the daily totals as CSV (see README).
+async fn api_daily_csv(State(app): State<Arc<App>>) -> Response {
+    match app.store.stats((app.clock)(), app.k).await {
+        Ok(s) => (
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/csv; charset=utf-8; header=present",
+                ),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            s.daily_csv(),
+        )
+            .into_response(),
+        Err(e) => Refusal::Storage(e).into_response(),
+    }
+}
+
 async fn api_stats(State(app): State<Arc<App>>) -> Response {
-    match app.store.stats((app.clock)()).await {
+    match app.store.stats((app.clock)(), app.k).await {
         Ok(s) => (
             StatusCode::OK,
             json_headers(),

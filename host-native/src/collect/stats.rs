@@ -17,6 +17,14 @@
 //!   latest report was of that form.
 //! - Daily totals: for each UTC day, the latest report of each deployment received that day,
 //!   summed. The last [`DAYS`] days that have any report are returned, oldest first.
+//! - **k-anonymity** (issue 14 §4). The period is the stats' own window: the latest report of
+//!   each deployment (or CLI installation). A frequency-plan id, version, OS or arch reported by
+//!   fewer than `k` distinct uids in that window is folded into `other`, which carries its
+//!   counts, so every total stays exact. For versions, OS and arch the entry's count *is* its
+//!   number of uids; for plans the store keeps a separate count of deployments per plan id
+//!   (scope `plan_deployments`), read for the top plans only. A reporter's own value `other`
+//!   is folded into the bucket as well. Daily totals
+//!   carry no category value, so the threshold leaves them as they are.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +46,8 @@ pub const DAYS: usize = 400;
 pub struct Stats {
     /// When these stats were computed (RFC 3339, UTC).
     pub generated_at: String,
+    /// The k-anonymity threshold applied: a value seen from fewer uids is counted as `other`.
+    pub k_anonymity: u64,
     /// Every report ever accepted.
     pub reports_stored: Count,
     /// Identity Server deployments by their latest report.
@@ -155,8 +165,9 @@ pub struct Day {
 }
 
 impl Stats {
-    /// Computes the stats at `now` (Unix microseconds) from a store snapshot.
-    pub fn from_snapshot(now: i64, snap: Snapshot) -> anyhow::Result<Stats> {
+    /// Computes the stats at `now` (Unix microseconds) from a store snapshot, folding values
+    /// seen from fewer than `k` uids into `other`.
+    pub fn from_snapshot(now: i64, snap: Snapshot, k: u64) -> anyhow::Result<Stats> {
         let cut = cutoffs(now)?;
         let mut scopes: BTreeMap<&str, Vec<(&str, Count)>> = BTreeMap::new();
         for (scope, name, value) in &snap.counters {
@@ -199,6 +210,17 @@ impl Stats {
             }
         };
         let spread = |scope: &str| -> Vec<Entry> {
+            // How many uids reported each name: the entry itself, but for plans (gateways).
+            let uids = |name: &str, count: Count| -> Count {
+                if scope == "plan" {
+                    scopes
+                        .get("plan_deployments")
+                        .and_then(|v| v.iter().find(|(n, _)| *n == name))
+                        .map_or(0, |(_, v)| *v)
+                } else {
+                    count
+                }
+            };
             let mut v: Vec<Entry> = scopes
                 .get(scope)
                 .map(|v| {
@@ -212,10 +234,18 @@ impl Stats {
                 })
                 .unwrap_or_default();
             v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
-            if v.len() > TOP {
-                // The store reads the top entries only; the rest is the spread's sum less them.
-                v.truncate(TOP);
-                let other = get("sum", scope) - v.iter().map(|e| e.count).sum::<Count>();
+            let all: Count = v.iter().map(|e| e.count).sum();
+            // The store reads the top entries only; the rest is the spread's sum less them.
+            let total = if v.len() > TOP {
+                get("sum", scope)
+            } else {
+                all
+            };
+            v.truncate(TOP);
+            // Every shown entry was reported by at least one uid: k ≤ 1 folds nothing.
+            v.retain(|e| e.name != "other" && (k <= 1 || uids(&e.name, e.count) >= Count::from(k)));
+            let other = total - v.iter().map(|e| e.count).sum::<Count>();
+            if other != 0 {
                 v.push(Entry {
                     name: "other".into(),
                     count: other,
@@ -257,6 +287,7 @@ impl Stats {
         }
         Ok(Stats {
             generated_at: format_rfc3339(now, 0),
+            k_anonymity: k,
             reports_stored: get("meta", "reports"),
             deployments: windows("is", get("latest", "deployments")),
             cli_installations: windows("cli", get("latest", "cli_installations")),
@@ -289,6 +320,71 @@ impl Stats {
     }
 }
 
+/// The columns of the open data (`/api/v1/daily.csv` and `.json`), in order; see [`Day`].
+pub const DAILY_COLUMNS: [&str; 11] = [
+    "date",
+    "deployments",
+    "cli_installations",
+    "gateways",
+    "end_devices",
+    "active_last_day",
+    "active_last_week",
+    "active_last_month",
+    "applications",
+    "users",
+    "organizations",
+];
+
+/// The open data document (`/api/v1/daily.json`).
+#[derive(Serialize)]
+struct DailyDoc<'a> {
+    generated_at: &'a str,
+    k_anonymity: u64,
+    columns: &'a [&'a str],
+    days: &'a [Day],
+}
+
+impl Stats {
+    /// `/api/v1/daily.json`: the threshold, the column names and one object per day.
+    pub fn daily_json(&self) -> String {
+        serde_json::to_string(&DailyDoc {
+            generated_at: &self.generated_at,
+            k_anonymity: self.k_anonymity,
+            columns: &DAILY_COLUMNS,
+            days: &self.daily,
+        })
+        .unwrap_or_default()
+    }
+
+    /// `/api/v1/daily.csv`: a header row of [`DAILY_COLUMNS`], then one row per day, oldest
+    /// first (every field is a date or an integer, so nothing needs quoting).
+    pub fn daily_csv(&self) -> String {
+        let mut out = DAILY_COLUMNS.join(",");
+        out.push_str("\r\n");
+        for d in &self.daily {
+            let row = [
+                d.deployments,
+                d.cli_installations,
+                d.gateways,
+                d.end_devices,
+                d.active_last_day,
+                d.active_last_week,
+                d.active_last_month,
+                d.applications,
+                d.users,
+                d.organizations,
+            ];
+            out.push_str(&d.date);
+            for v in row {
+                out.push(',');
+                out.push_str(&v.to_string());
+            }
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
 /// `YYYY-MM-DD` of a day number.
 pub fn date_of_day(day: i64) -> String {
     let (y, m, d) = ttn_telemetry_core::civil_from_days(day);
@@ -311,7 +407,7 @@ mod tests {
         snap.counters.push(("sum".into(), "plan".into(), sum));
         snap.counters.push(("plan".into(), "gone".into(), -1));
         let now = civil_to_unix_micros(2026, 1, 1, 0);
-        let s = Stats::from_snapshot(now, snap).unwrap();
+        let s = Stats::from_snapshot(now, snap, 1).unwrap();
         let plans = &s.gateways_by_frequency_plan;
         assert_eq!(plans.len(), TOP + 1);
         assert_eq!(plans[0].name, "plan-000");
@@ -324,6 +420,34 @@ mod tests {
                 .sum::<Count>()
         );
         assert!(s.daily.is_empty());
+    }
+
+    #[test]
+    fn values_from_fewer_than_k_uids_fold_into_other() {
+        let mut snap = Snapshot::default();
+        for (scope, name, v) in [
+            ("plan", "COMMON", 100),
+            ("plan_deployments", "COMMON", 5),
+            ("plan", "RARE", 1000),
+            ("plan_deployments", "RARE", 4),
+            ("is_version", "3.34.0", 5),
+            ("is_version", "9.9.9-custom", 4),
+            ("is_version", "other", 7),
+        ] {
+            snap.counters.push((scope.into(), name.into(), v));
+        }
+        let now = civil_to_unix_micros(2026, 1, 1, 0);
+        let s = Stats::from_snapshot(now, snap, 5).unwrap();
+        let e = |name: &str, count: Count| Entry {
+            name: name.into(),
+            count,
+        };
+        assert_eq!(s.k_anonymity, 5);
+        assert_eq!(
+            s.gateways_by_frequency_plan,
+            [e("COMMON", 100), e("other", 1000)]
+        );
+        assert_eq!(s.binary_versions, [e("3.34.0", 5), e("other", 11)]);
     }
 
     #[test]

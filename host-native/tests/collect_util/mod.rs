@@ -205,10 +205,22 @@ impl TestClock {
     }
 }
 
-/// Starts a collector on an ephemeral loopback port.
+/// Starts a collector on an ephemeral loopback port, with k-anonymity 1 (every value shown:
+/// tests about other things post from few deployments; see [`start_k`]).
 pub async fn start(uri: &str, limits: Limits, clock: Option<collect::Clock>) -> Collector {
+    start_k(uri, limits, clock, 1).await
+}
+
+/// [`start`] with k-anonymity `k`.
+pub async fn start_k(
+    uri: &str,
+    limits: Limits,
+    clock: Option<collect::Clock>,
+    k: u64,
+) -> Collector {
     let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri.to_owned()));
     opts.limits = limits;
+    opts.k_anonymity = k;
     if let Some(c) = clock {
         opts.clock = c;
     }

@@ -36,14 +36,16 @@
 //!   rows of each spread by an index (with a per-spread sum row for `other`), the seen-day rows
 //!   of the last month and the daily rows of the last [`stats::DAYS`] days: its work does not
 //!   grow with how many distinct names (frequency plans, versions) reporters sent.
-//! - **Schema versions, migrated on open.** Version 2 (this one) rebuilt `counters` in the new
+//! - **Schema versions, migrated on open.** Version 2 rebuilt `counters` in the new
 //!   layout from `latest` and `day_latest`, which the old layout could not be converted from
 //!   exactly (an overflowed SQLite counter had already turned into a float). The rebuild
 //!   runs once, in one transaction, when a store of version 1 (no version mark) is opened; the
 //!   `reports`, `latest` and `day_latest` rows are kept as they are. A stored report that the
 //!   current core refuses (an upper-case CLI uid, a NUL, accepted by older collectors) stays
 //!   stored byte for byte but counts in no aggregate. SQLite keeps the version in
-//!   `PRAGMA user_version`; PostgreSQL in the table `collector_schema`.
+//!   `PRAGMA user_version`; PostgreSQL in the table `collector_schema`. Version 3 added the
+//!   count of deployments per frequency-plan id (scope `plan_deployments`, for k-anonymity);
+//!   a store of version 1 or 2 gets its counters rebuilt the same way.
 //!
 //! [`stats::TOP`]: super::stats::TOP
 //! [`stats::DAYS`]: super::stats::DAYS
@@ -64,7 +66,7 @@ use super::stats::Stats;
 pub const DEFAULT_SQLITE_FILE: &str = "ttn-lw-telemetry-collector.sqlite3";
 
 /// The schema version this collector writes (see the module docs).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Whether a store at schema `version` needs migrating to [`SCHEMA_VERSION`]; a store newer
 /// than this collector is an error, never touched.
@@ -108,6 +110,16 @@ pub const SPREAD_SCOPES: [&str; 7] = [
     "cli_os",
     "cli_arch",
 ];
+
+/// Reads the deployment count (scope `plan_deployments`) of each of the top [`stats::TOP`] + 1
+/// frequency plans by gateways, for k-anonymity: one query, the same text on both stores
+/// (`$1` is the limit).
+///
+/// [`stats::TOP`]: super::stats::TOP
+pub const PLAN_DEPLOYMENTS_OF_TOP: &str = "SELECT scope, name, hi, value FROM counters
+     WHERE scope = 'plan_deployments' AND name IN (
+         SELECT name FROM counters WHERE scope = 'plan' AND (hi > 0 OR value > 0)
+         ORDER BY hi DESC, value DESC, name LIMIT $1)";
 
 /// The names of each day's counters (scope [`day_scope`]); a day has at most this many rows.
 pub const DAY_FIELDS: [&str; 10] = [
@@ -245,9 +257,10 @@ impl Store {
         }
     }
 
-    /// The aggregates at time `now` (Unix microseconds).
-    pub async fn stats(&self, now: i64) -> anyhow::Result<Stats> {
-        Stats::from_snapshot(now, self.snapshot(now).await?)
+    /// The aggregates at time `now` (Unix microseconds), every value seen from fewer than `k`
+    /// uids folded into `other` (see [`Stats`]).
+    pub async fn stats(&self, now: i64, k: u64) -> anyhow::Result<Stats> {
+        Stats::from_snapshot(now, self.snapshot(now).await?, k)
     }
 
     /// What the aggregates at `now` are computed from: a bounded read (see the module docs).
@@ -478,6 +491,7 @@ fn add_latest(d: &mut Deltas, r: &Report, received_at: i64, sign: i128) {
             }
             for (plan, n) in &e.gateways.gateways_by_frequency_plan_id {
                 bump_spread(d, "plan", plan, sign * i128::from(*n));
+                bump(d, "plan_deployments", plan, sign);
             }
         }
     }

@@ -17,9 +17,9 @@ use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
 use super::super::stats::{DAYS, TOP};
 use super::{
-    DAY_FIELDS, Msg, NewReport, Outcome, Prev, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot,
-    StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate, join_counter, plan,
-    split_counter, take_batch,
+    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, Rebuild, SCHEMA_VERSION,
+    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate,
+    join_counter, plan, split_counter, take_batch,
 };
 
 /// Advisory lock key that serializes batches of collectors sharing a database ("ttnc").
@@ -165,6 +165,11 @@ impl PgStore {
         for scope in SPREAD_SCOPES {
             push(tx.query(&q, &[&scope, &(TOP as i64 + 1)]).await?);
         }
+        // How many deployments reported each of the top plans (k-anonymity).
+        push(
+            tx.query(PLAN_DEPLOYMENTS_OF_TOP, &[&(TOP as i64 + 1)])
+                .await?,
+        );
         // Seen days from the month cut-off's day on.
         let q = tx
             .prepare("SELECT scope, name, hi, value FROM counters WHERE scope = $1 AND name >= $2")

@@ -19,9 +19,9 @@ use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 
 use super::super::stats::{DAYS, TOP};
 use super::{
-    DAY_FIELDS, Msg, NewReport, Outcome, Prev, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot,
-    StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate, join_counter, plan,
-    split_counter, take_batch,
+    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, Rebuild, SCHEMA_VERSION,
+    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate,
+    join_counter, plan, split_counter, take_batch,
 };
 
 const TABLES: &str = "
@@ -158,6 +158,9 @@ impl SqliteStore {
                 for scope in SPREAD_SCOPES {
                     push(&mut q.query(params![scope, TOP as i64 + 1])?)?;
                 }
+                // How many deployments reported each of the top plans (k-anonymity).
+                let mut q = tx.prepare_cached(PLAN_DEPLOYMENTS_OF_TOP)?;
+                push(&mut q.query(params![TOP as i64 + 1])?)?;
                 // Seen days from the month cut-off's day on.
                 let mut q = tx.prepare_cached(
                     "SELECT scope, name, hi, value FROM counters WHERE scope = ?1 AND name >= ?2",
