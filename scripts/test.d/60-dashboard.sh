@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The collector's Telemetry Dashboard in real Chromium (issue 6), on the embedded store and on
 # PostgreSQL. Seeds a collector with 40 days of reports (straight into its store) plus a few over
-# HTTP, one with the frequency-plan id `<script>alert(1)</script>`, then runs
+# HTTP: from 5 deployments (= k, the collector's default k-anonymity threshold) with the
+# frequency-plan id `<script>alert(1)</script>`, which must show as text, and from 4 (k − 1)
+# with the plan id RARE_PLAN_K_MINUS_1, which must appear nowhere public. Then runs
 # host-native/tests/collect-dashboard with node's test runner (node >= 20). Screenshots:
 # ${ARTIFACTS_DIR:-/tmp/ttn-artifacts}/dashboard.png and dashboard-postgres.png.
 set -euo pipefail
@@ -52,6 +54,7 @@ for store in sqlite postgres; do
   done
   [ -n "$url" ] || { echo "the collector did not start" >&2; cat "$work/serve.out" >&2; exit 1; }
   "$bin" post --addr "$url" --count 5 --start 1000 --plan '<script>alert(1)</script>'
+  "$bin" post --addr "$url" --count 4 --start 2000 --plan 'RARE_PLAN_K_MINUS_1'
   (cd "$dir" && COLLECTOR_URL="$url/" SCREENSHOT=$shot node --test dashboard.test.mjs)
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   echo "dashboard screenshot ($store): ${ARTIFACTS_DIR:-/tmp/ttn-artifacts}/$shot"

@@ -14,6 +14,9 @@ import { chromium } from 'playwright-core';
 const base = process.env.COLLECTOR_URL;
 const artifacts = process.env.ARTIFACTS_DIR || '/tmp/ttn-artifacts';
 const XSS_PLAN = '<script>alert(1)</script>';
+// Issue 14 §4: the seed posts this plan id from k − 1 = 4 deployments (XSS_PLAN from k = 5).
+const K = 5;
+const RARE_PLAN = 'RARE_PLAN_K_MINUS_1';
 
 let browser, page, stats;
 const problems = [];
@@ -193,4 +196,28 @@ test('the charts are plots', async () => {
   assert.ok(await page.$$eval('svg rect.bar', s => s.length) >= 20);
   assert.ok(await page.$$eval('svg polyline.line', s => s.length) >= 6);
   assert.ok(await page.$$eval('svg line.line.partial', s => s.length) >= 6);
+});
+
+test('a value seen from k − 1 deployments is nowhere public; the threshold is stated', async () => {
+  assert.equal(stats.k_anonymity, K);
+  assert.ok(stats.gateways_by_frequency_plan.some(e => e.name === 'other'), 'the rare plan is folded into other');
+  const html = await page.content();
+  const visible = await page.evaluate(() => document.body.innerText);
+  assert.ok(!html.includes(RARE_PLAN) && !visible.includes(RARE_PLAN), 'not on the page');
+  const note = await page.$eval('#k-anonymity', e => e.textContent.replace(/\s+/g, ' '));
+  assert.match(note, new RegExp(`fewer than ${K} deployments`));
+  for (const path of ['api/v1/stats', 'api/v1/daily.json', 'api/v1/daily.csv']) {
+    const r = await fetch(new URL(path, base));
+    assert.equal(r.status, 200, path);
+    assert.ok(!(await r.text()).includes(RARE_PLAN), `not in ${path}`);
+  }
+  const daily = await (await fetch(new URL('api/v1/daily.json', base))).json();
+  assert.equal(daily.k_anonymity, K);
+  assert.deepEqual(daily.days, stats.daily, 'the open data are the daily totals');
+  const csv = (await (await fetch(new URL('api/v1/daily.csv', base))).text()).trim().split(/\r?\n/);
+  assert.equal(csv[0], daily.columns.join(','));
+  assert.equal(csv.length, daily.days.length + 1);
+  // The open-data section documents every column.
+  const documented = await page.$$eval('#open-data dt code', cs => cs.map(c => c.textContent));
+  assert.deepEqual([...documented].sort(), [...daily.columns].sort());
 });
