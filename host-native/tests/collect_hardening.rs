@@ -749,3 +749,53 @@ async fn old_stores_are_migrated_on_open(b: Backend) {
     assert_eq!(s["deployments"]["total"], 3);
     c.shutdown().await;
 }
+
+both!(version_2_stores_gain_plan_deployment_counts);
+/// Schema version 3 (issue 14 §4) counts deployments per frequency-plan id. A version-2 store
+/// (no such counters) has its counters rebuilt on open, so a plan reported by k deployments is
+/// public at once; without the rebuild it would be folded into `other`.
+async fn version_2_stores_gain_plan_deployment_counts(b: Backend) {
+    let now = civil_to_unix_micros(2026, 7, 1, 0);
+    let (uri, _guard) = fresh_store(b, "v2to3").await;
+    let store = Store::open(Some(&uri)).await.unwrap();
+    let plans = ["PLAN_FIVE".to_owned()];
+    let batch = (0..5u64)
+        .map(|i| NewReport::parse(now, report_with(&format!("d{i}"), 2, &plans)).unwrap())
+        .collect();
+    store.insert(batch).await.unwrap();
+    let name = |s: &ttn_lw_telemetry::collect::stats::Stats| {
+        s.gateways_by_frequency_plan
+            .iter()
+            .map(|e| (e.name.clone(), e.count))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![("PLAN_FIVE".to_owned(), 10)];
+    assert_eq!(name(&store.stats(now + 1, 5).await.unwrap()), want);
+    store.close().await;
+    // What a version-2 collector left behind: no plan deployment counts.
+    let downgrade = "DELETE FROM counters WHERE scope = 'plan_deployments'";
+    match b {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
+            conn.execute_batch(&format!("{downgrade}; PRAGMA user_version = 2;"))
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!(
+                    "{downgrade}; DELETE FROM collector_schema; INSERT INTO collector_schema VALUES (2)"
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    let store = Store::open(Some(&uri)).await.unwrap();
+    let s = store.stats(now + 1, 5).await.unwrap();
+    assert_eq!(name(&s), want);
+    assert_eq!(s.entities.gateways, 10);
+    store.close().await;
+}
