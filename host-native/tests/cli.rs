@@ -467,7 +467,11 @@ fn collect_help_lists_only_the_collectors_options() {
         .filter(|w| w.starts_with("--"))
         .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
         .collect();
-    assert_eq!(flags, ["--listen", "--database-uri", "--help"], "{text}");
+    assert_eq!(
+        flags,
+        ["--listen", "--database-uri", "--k-anonymity", "--help"],
+        "{text}"
+    );
     // Agent configuration before `collect` would be ignored, so it is a usage error.
     for args in [
         &[

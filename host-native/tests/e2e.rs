@@ -27,12 +27,21 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Starts `collect` on a free loopback port; returns the process and its base URL.
+/// Starts `collect` on a free loopback port with `--k-anonymity 1` (one deployment reports
+/// here, and its values are compared with the stats); returns the process and its base URL.
 // The child is returned to the caller, which waits for it in `stop`; the failure path waits too.
 #[allow(clippy::zombie_processes)]
 fn start_collector(dir: &Path, uri: &str) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["collect", "--listen", "127.0.0.1:0", "--database-uri", uri])
+        .args([
+            "collect",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-uri",
+            uri,
+            "--k-anonymity",
+            "1",
+        ])
         .current_dir(dir)
         .env_clear()
         .stdout(Stdio::null())
@@ -139,6 +148,10 @@ fn agent_to_collector(backend: Backend) {
     let e = &report["entities_count"];
     let stats = get_json(&format!("{base}/api/v1/stats"));
     assert_eq!(stats["reports_stored"], 1, "{stats}");
+    assert_eq!(
+        stats["k_anonymity"], 1,
+        "the option reaches the stats: {stats}"
+    );
     let totals = &stats["entities"];
     assert_eq!(totals["gateways"], e["gateways"]["total"], "{stats}");
     assert_eq!(totals["end_devices"], e["end_devices"]["total"]);
