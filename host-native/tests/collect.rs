@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use collect_util::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use ttn_lw_telemetry::collect::Limits;
 use ttn_lw_telemetry::collect::ratelimit::RateLimit;
+use ttn_lw_telemetry::collect::{self, CollectOptions, Limits};
 use ttn_telemetry_core::{civil_to_unix_micros, content_digest, parse_report, sha256_hex};
 
 /// Runs a test body once on SQLite and once on PostgreSQL.
@@ -754,5 +754,60 @@ async fn connections_are_capped() {
         t.elapsed()
     );
     drop(hog);
+    c.shutdown().await;
+}
+
+both!(trusted_proxy_separates_clients);
+/// Behind a trusted proxy (the test's loopback peer), clients named by `X-Forwarded-For` or
+/// `Forwarded` get their own buckets; an untrusted peer sending the same headers keeps its own.
+async fn trusted_proxy_separates_clients(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "proxy").await;
+    let limits = Limits {
+        per_addr: Some(RateLimit {
+            burst: 2,
+            per_second: 0.001,
+        }),
+        per_uid: None,
+        ..Limits::default()
+    };
+    let post_as = |addr, header: &'static str, client: &'static str, i: u64| async move {
+        request(
+            addr,
+            "POST",
+            "/collect",
+            &[("content-type", "application/json"), (header, client)],
+            is_report(i, 0),
+        )
+        .await
+        .expect("request completes")
+        .status
+    };
+
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri.clone()));
+    opts.limits = limits.clone();
+    opts.trusted_proxies = "127.0.0.0/8,::1".parse().unwrap();
+    let c = collect::start(opts).await.unwrap();
+    let a = c.local_addr();
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        codes.push(post_as(a, "x-forwarded-for", "6.6.6.6, 198.51.100.1", 300 + i).await);
+        codes.push(post_as(a, "forwarded", r#"for="[2001:db8::1]:4711""#, 310 + i).await);
+    }
+    // Each client: two allowed, then its own bucket is empty; the other is unaffected.
+    assert_eq!(codes, [200, 200, 200, 200, 429, 429]);
+    c.shutdown().await;
+
+    // Loopback is not trusted here: the headers are ignored and the peer's one bucket counts.
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri));
+    opts.limits = limits;
+    opts.trusted_proxies = "10.0.0.0/8".parse().unwrap();
+    let c = collect::start(opts).await.unwrap();
+    let a = c.local_addr();
+    let codes = [
+        post_as(a, "x-forwarded-for", "198.51.100.1", 320).await,
+        post_as(a, "x-forwarded-for", "198.51.100.2", 321).await,
+        post_as(a, "forwarded", "for=198.51.100.3", 322).await,
+    ];
+    assert_eq!(codes, [200, 200, 429]);
     c.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! `collect --listen HOST:PORT [--database-uri URI]`: the collector and its dashboard (SPEC §9).
+//! `collect --listen HOST:PORT [--database-uri URI] [--trusted-proxies CIDR,…]`: the collector and its dashboard (SPEC §9).
 //!
 //! Without `--database-uri` reports are stored in `ttn-lw-telemetry-collector.sqlite3` in the
 //! working directory; `sqlite:PATH` and `postgresql://…` select another store. It runs until
@@ -11,9 +11,15 @@ use crate::collect::{self, CollectOptions};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1887";
 
 /// Serves `POST /collect`, `/` and `/api/v1/stats` until stopped.
-pub fn run(listen: &str, database_uri: Option<String>) -> anyhow::Result<()> {
+pub fn run(
+    listen: &str,
+    database_uri: Option<String>,
+    trusted_proxies: collect::client_addr::TrustedProxies,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(collect::serve(CollectOptions::new(listen, database_uri)))
+    let mut opts = CollectOptions::new(listen, database_uri);
+    opts.trusted_proxies = trusted_proxies;
+    rt.block_on(collect::serve(opts))
 }

@@ -76,6 +76,8 @@ pub enum Command {
         listen: String,
         /// Store URI (`sqlite:PATH`, `postgresql://…`); `None` is SQLite in the working dir.
         database_uri: Option<String>,
+        /// Reverse proxies whose forwarding headers name the client.
+        trusted_proxies: crate::collect::client_addr::TrustedProxies,
     },
     /// `send [--deadline DUR]`: count, build and deliver once, now.
     Send {
@@ -272,6 +274,13 @@ pub fn cli() -> clap::Command {
                     .long("database-uri")
                     .value_name("URI")
                     .help("sqlite:PATH or postgresql://… [default: ./ttn-lw-telemetry-collector.sqlite3]"),
+            )
+            .arg(
+                Arg::new("trusted-proxies")
+                    .long("trusted-proxies")
+                    .value_name("CIDR,…")
+                    .value_parser(|s: &str| s.parse::<crate::collect::client_addr::TrustedProxies>())
+                    .help("Reverse proxies (IPv4/IPv6 CIDRs, comma-separated) whose Forwarded or X-Forwarded-For names the client for the per-address rate limit [default: none]"),
             ),
         clap::Command::new("demo")
             .about(
@@ -354,6 +363,10 @@ where
                 .cloned()
                 .unwrap_or_else(|| collect::DEFAULT_LISTEN.to_owned()),
             database_uri: sub.get_one::<String>("database-uri").cloned(),
+            trusted_proxies: sub
+                .get_one::<crate::collect::client_addr::TrustedProxies>("trusted-proxies")
+                .cloned()
+                .unwrap_or_default(),
         },
         "send" => Command::Send {
             deadline: sub
@@ -450,11 +463,12 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
         Command::Collect {
             listen,
             database_uri,
+            trusted_proxies,
         } => {
             if let Some(uri) = &database_uri {
                 redact::register(redact::secrets_of(uri));
             }
-            collect::run(&listen, database_uri)
+            collect::run(&listen, database_uri, trusted_proxies)
         }
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;

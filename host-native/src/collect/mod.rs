@@ -31,8 +31,9 @@
 //! within [`Limits::header_timeout`] and the body within [`Limits::body_timeout`] (then 408), so
 //! a slow or stalled client holds a connection and a small buffer, never a worker thread. Rate
 //! limits are token buckets per client address (checked before the body is read) and per uid
-//! (checked after it is parsed). The address is the TCP peer: behind a reverse proxy, every
-//! client shares the proxy's bucket, so raise [`Limits::per_addr`] there.
+//! (checked after it is parsed). The address is the TCP peer, or, for a peer in
+//! [`CollectOptions::trusted_proxies`], the client named by its forwarding headers
+//! ([`client_addr`]).
 //!
 //! Durability: a 2xx is sent only after the report's transaction committed (SQLite WAL with
 //! `synchronous=FULL`, PostgreSQL with its default `synchronous_commit`); see [`store`]. A store
@@ -51,6 +52,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod client_addr;
 pub mod ratelimit;
 pub mod stats;
 pub mod store;
@@ -103,6 +105,8 @@ pub struct CollectOptions {
     pub limits: Limits,
     /// Source of received times.
     pub clock: Clock,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client (default none).
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 impl std::fmt::Debug for CollectOptions {
@@ -117,6 +121,7 @@ impl std::fmt::Debug for CollectOptions {
                     .map(ttn_telemetry_core::redact_uri),
             )
             .field("limits", &self.limits)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +134,7 @@ impl CollectOptions {
             database_uri,
             limits: Limits::default(),
             clock: system_clock(),
+            trusted_proxies: client_addr::TrustedProxies::default(),
         }
     }
 }
@@ -177,6 +183,7 @@ struct App {
     clock: Clock,
     limits: Limits,
     by_addr: Buckets<std::net::IpAddr>,
+    trusted_proxies: client_addr::TrustedProxies,
     by_uid: Buckets<String>,
 }
 
@@ -231,6 +238,7 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
         by_addr: Buckets::new(opts.limits.per_addr, opts.limits.max_tracked),
         by_uid: Buckets::new(opts.limits.per_uid, opts.limits.max_tracked),
         limits: opts.limits,
+        trusted_proxies: opts.trusted_proxies,
     });
     let accepted = app.accepted.subscribe();
     let (stop, stopped) = oneshot::channel();
@@ -464,8 +472,9 @@ async fn collect(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
+    let client = client_addr::client_ip(peer.ip(), &headers, &app.trusted_proxies);
     app.by_addr
-        .take(ratelimit::addr_key(peer.ip()), Instant::now())
+        .take(ratelimit::addr_key(client), Instant::now())
         .map_err(Refusal::RateLimited)?;
     check_codings(&headers)?;
     check_type(&headers)?;
