@@ -54,6 +54,8 @@ pub mod os;
 pub mod pgconn;
 #[cfg(feature = "plugin")]
 pub mod plugin;
+#[cfg(feature = "http-server")]
+pub mod prom;
 pub mod receipt;
 #[cfg(feature = "agent")]
 pub mod redact;

@@ -469,7 +469,13 @@ fn collect_help_lists_only_the_collectors_options() {
         .collect();
     assert_eq!(
         flags,
-        ["--listen", "--database-uri", "--trusted-proxies", "--help"],
+        [
+            "--listen",
+            "--database-uri",
+            "--trusted-proxies",
+            "--metrics-listen",
+            "--help"
+        ],
         "{text}"
     );
     // A bad trusted-proxy list is a usage error naming the bad member.

@@ -811,3 +811,113 @@ async fn trusted_proxy_separates_clients(b: Backend) {
     assert_eq!(codes, [200, 200, 429]);
     c.shutdown().await;
 }
+
+both!(metrics_count_reports_apart_from_the_public_port);
+/// `/metrics` on the metrics address counts accepted and refused reports, batches and commit
+/// times; the public port does not serve it.
+async fn metrics_count_reports_apart_from_the_public_port(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "metrics").await;
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri));
+    opts.limits = Limits {
+        per_uid: Some(RateLimit {
+            burst: 1,
+            per_second: 0.001,
+        }),
+        per_addr: None,
+        ..Limits::default()
+    };
+    opts.metrics_listen = Some("127.0.0.1:0".into());
+    let c = collect::start(opts).await.unwrap();
+    let (a, m) = (c.local_addr(), c.metrics_addr().expect("a metrics address"));
+    assert_ne!(a, m);
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        codes.push(post_json(a, is_report(400 + i, 0)).await.status);
+    }
+    codes.push(post_json(a, is_report(400, 0)).await.status); // same uid again: 429
+    codes.push(post_json(a, b"{}".to_vec()).await.status);
+    codes.push(post_json(a, b"{not json".to_vec()).await.status);
+    codes.push(
+        request(
+            a,
+            "POST",
+            "/collect",
+            &[("content-type", "text/plain")],
+            b"x".to_vec(),
+        )
+        .await
+        .unwrap()
+        .status,
+    );
+    codes.push(post_json(a, vec![b' '; 2 << 20]).await.status);
+    assert_eq!(codes, [200, 200, 200, 429, 400, 400, 415, 413]);
+
+    let r = request(m, "GET", "/metrics", &[], vec![]).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let p = "ttn_lw_telemetry_collector_";
+    assert_eq!(
+        value(&format!("{p}reports_accepted_total{{repeat=\"false\"}}")),
+        3.0
+    );
+    assert_eq!(
+        value(&format!("{p}reports_accepted_total{{repeat=\"true\"}}")),
+        0.0
+    );
+    for (labels, n) in [
+        ("status=\"429\",reason=\"rate_limited\"", 1.0),
+        ("status=\"400\",reason=\"invalid\"", 2.0),
+        ("status=\"415\",reason=\"content_type\"", 1.0),
+        ("status=\"413\",reason=\"too_large\"", 1.0),
+    ] {
+        assert_eq!(
+            value(&format!("{p}reports_refused_total{{{labels}}}")),
+            n,
+            "{labels}"
+        );
+    }
+    // Three reports in one to three group commits; each commit took some time.
+    assert_eq!(value(&format!("{p}batch_size_sum")), 3.0);
+    let batches = value(&format!("{p}batch_size_count"));
+    assert!((1.0..=3.0).contains(&batches), "{batches}");
+    assert_eq!(value(&format!("{p}commit_seconds_count")), batches);
+    assert_eq!(
+        value(&format!("{p}commit_seconds_bucket{{le=\"+Inf\"}}")),
+        batches
+    );
+    assert!(value(&format!("{p}commit_seconds_sum")) > 0.0);
+    assert_eq!(value(&format!("{p}store_errors_total")), 0.0);
+    assert!(text.contains(&format!("# TYPE {p}batch_size histogram\n")));
+
+    // The public port has no /metrics, and the metrics port nothing else.
+    assert_eq!(
+        request(a, "GET", "/metrics", &[], vec![])
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        request(m, "GET", "/", &[], vec![]).await.unwrap().status,
+        404
+    );
+    assert_eq!(
+        request(m, "POST", "/collect", &[], vec![])
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    c.shutdown().await;
+}

@@ -78,6 +78,8 @@ pub enum Command {
         database_uri: Option<String>,
         /// Reverse proxies whose forwarding headers name the client.
         trusted_proxies: crate::collect::client_addr::TrustedProxies,
+        /// `HOST:PORT` for `GET /metrics`; `None`: no metrics listener.
+        metrics_listen: Option<String>,
     },
     /// `send [--deadline DUR]`: count, build and deliver once, now.
     Send {
@@ -281,6 +283,12 @@ pub fn cli() -> clap::Command {
                     .value_name("CIDR,…")
                     .value_parser(|s: &str| s.parse::<crate::collect::client_addr::TrustedProxies>())
                     .help("Reverse proxies (IPv4/IPv6 CIDRs, comma-separated) whose Forwarded or X-Forwarded-For names the client for the per-address rate limit [default: none]"),
+            )
+            .arg(
+                Arg::new("metrics-listen")
+                    .long("metrics-listen")
+                    .value_name("HOST:PORT")
+                    .help("Serve Prometheus metrics at GET /metrics on this address, apart from the public port [default: off]"),
             ),
         clap::Command::new("demo")
             .about(
@@ -367,6 +375,7 @@ where
                 .get_one::<crate::collect::client_addr::TrustedProxies>("trusted-proxies")
                 .cloned()
                 .unwrap_or_default(),
+            metrics_listen: sub.get_one::<String>("metrics-listen").cloned(),
         },
         "send" => Command::Send {
             deadline: sub
@@ -464,11 +473,17 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
             listen,
             database_uri,
             trusted_proxies,
+            metrics_listen,
         } => {
             if let Some(uri) = &database_uri {
                 redact::register(redact::secrets_of(uri));
             }
-            collect::run(&listen, database_uri, trusted_proxies)
+            collect::run(collect::Options {
+                listen,
+                database_uri,
+                trusted_proxies,
+                metrics_listen,
+            })
         }
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;
