@@ -921,3 +921,52 @@ async fn metrics_count_reports_apart_from_the_public_port(b: Backend) {
     );
     c.shutdown().await;
 }
+
+/// A store failure (here a trigger that raises) is answered 503 and counted as a store error
+/// and as a refusal; once the store works again, reports are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_store_errors() {
+    let (uri, _db) = fresh_store(Backend::Postgres, "metrics_err").await;
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri.clone()));
+    opts.limits = unlimited();
+    opts.metrics_listen = Some("127.0.0.1:0".into());
+    let c = collect::start(opts).await.unwrap();
+    let (db, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute(
+        "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS \
+         $$BEGIN RAISE EXCEPTION 'the disk is on fire'; END$$; \
+         CREATE TRIGGER fail BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION fail();",
+    )
+    .await
+    .unwrap();
+    let r = post_json(c.local_addr(), is_report(500, 0)).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    db.batch_execute("DROP TRIGGER fail ON reports")
+        .await
+        .unwrap();
+    assert_eq!(
+        post_json(c.local_addr(), is_report(500, 0)).await.status,
+        200
+    );
+
+    let m = c.metrics_addr().unwrap();
+    let text = String::from_utf8(
+        request(m, "GET", "/metrics", &[], vec![])
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    for line in [
+        "ttn_lw_telemetry_collector_store_errors_total 1\n",
+        "ttn_lw_telemetry_collector_reports_refused_total{status=\"503\",reason=\"store_failed\"} 1\n",
+        "ttn_lw_telemetry_collector_reports_accepted_total{repeat=\"false\"} 1\n",
+        "ttn_lw_telemetry_collector_batch_size_count 2\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    c.shutdown().await;
+}
