@@ -1,4 +1,4 @@
-//! Prometheus text exposition (format 0.0.4), shared by the agent's metrics ([`crate::metrics`])
+//! Prometheus text exposition (format 0.0.4), shared by the agent's metrics (`crate::metrics`)
 //! and the collector's (`collect::metrics`).
 
 use std::fmt::Write as _;
