@@ -415,15 +415,7 @@ async fn report(State(s): State<AdminState>) -> Result<Response, AdminError> {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    let text = s.status.lock().unwrap_or_else(|e| e.into_inner()).render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        text,
-    )
-        .into_response()
+    crate::prom::response(s.status.lock().unwrap_or_else(|e| e.into_inner()).render())
 }
 
 fn no_store(h: &mut HeaderMap) {

@@ -5,7 +5,8 @@
 //!
 //! Modules follow the flow of a report: `config` → `count` → `inputs` → (core builds) →
 //! `schedule` → `deliver` → `audit`; `admin` serves the preview, `collect` receives reports
-//! (both through `server`, their shared accept loop and headers), `clock` is the one source of
+//! (both through `server`, their shared accept loop and headers, and `prom`, their Prometheus
+//! text format), `clock` is the one source of
 //! time (system or virtual), `cmd` holds the command-line entry points, `os` the build and platform facts, and `plugin`
 //! (feature `plugin`) builds reports through the core's wasm plugin under wasmtime.
 //!
@@ -54,6 +55,8 @@ pub mod os;
 pub mod pgconn;
 #[cfg(feature = "plugin")]
 pub mod plugin;
+#[cfg(feature = "http-server")]
+pub mod prom;
 pub mod receipt;
 #[cfg(feature = "agent")]
 pub mod redact;

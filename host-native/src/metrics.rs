@@ -5,7 +5,6 @@
 //! could not be written (a report held back, or an attempt left without its outcome line), so
 //! an alert can fire on it.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -81,11 +80,7 @@ impl Status {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, value: Option<f64>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            if let Some(v) = value {
-                let _ = writeln!(out, "{name} {v}");
-            }
+            crate::prom::gauge(&mut out, name, help, value);
         };
         gauge(
             "ttn_lw_telemetry_enabled",
@@ -123,10 +118,7 @@ impl Status {
             self.last_kept.map(secs),
         );
         let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            crate::prom::counter(&mut out, name, help, value);
         };
         counter(
             "ttn_lw_telemetry_attempts_total",

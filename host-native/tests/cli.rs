@@ -469,8 +469,27 @@ fn collect_help_lists_only_the_collectors_options() {
         .collect();
     assert_eq!(
         flags,
-        ["--listen", "--database-uri", "--k-anonymity", "--help"],
+        [
+            "--listen",
+            "--database-uri",
+            "--k-anonymity",
+            "--trusted-proxies",
+            "--metrics-listen",
+            "--help"
+        ],
         "{text}"
+    );
+    // A bad trusted-proxy list is a usage error naming the bad member.
+    let o = run(
+        dir.path(),
+        &["collect", "--trusted-proxies", "10.0.0.0/8,192.0.2.0/33"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("\"192.0.2.0/33\": the prefix length must be 0 to 32"),
+        "{}",
+        stderr(&o)
     );
     // Agent configuration before `collect` would be ignored, so it is a usage error.
     for args in [

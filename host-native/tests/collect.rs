@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use collect_util::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use ttn_lw_telemetry::collect::Limits;
 use ttn_lw_telemetry::collect::ratelimit::RateLimit;
+use ttn_lw_telemetry::collect::{self, CollectOptions, Limits};
 use ttn_telemetry_core::{civil_to_unix_micros, content_digest, parse_report, sha256_hex};
 
 /// Runs a test body once on SQLite and once on PostgreSQL.
@@ -850,5 +850,219 @@ async fn k_anonymity_folds_rare_values_into_other(b: Backend) {
         [e("PLAN_K", 5), e("PLAN_RARE", 5)]
     );
     assert!(public(addr).await.contains("PLAN_RARE"));
+    c.shutdown().await;
+}
+
+both!(trusted_proxy_separates_clients);
+/// Behind a trusted proxy (the test's loopback peer), clients named by `X-Forwarded-For` or
+/// `Forwarded` get their own buckets; an untrusted peer sending the same headers keeps its own.
+async fn trusted_proxy_separates_clients(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "proxy").await;
+    let limits = Limits {
+        per_addr: Some(RateLimit {
+            burst: 2,
+            per_second: 0.001,
+        }),
+        per_uid: None,
+        ..Limits::default()
+    };
+    let post_as = |addr, header: &'static str, client: &'static str, i: u64| async move {
+        request(
+            addr,
+            "POST",
+            "/collect",
+            &[("content-type", "application/json"), (header, client)],
+            is_report(i, 0),
+        )
+        .await
+        .expect("request completes")
+        .status
+    };
+
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri.clone()));
+    opts.limits = limits.clone();
+    opts.trusted_proxies = "127.0.0.0/8,::1".parse().unwrap();
+    let c = collect::start(opts).await.unwrap();
+    let a = c.local_addr();
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        codes.push(post_as(a, "x-forwarded-for", "6.6.6.6, 198.51.100.1", 300 + i).await);
+        codes.push(post_as(a, "forwarded", r#"for="[2001:db8::1]:4711""#, 310 + i).await);
+    }
+    // Each client: two allowed, then its own bucket is empty; the other is unaffected.
+    assert_eq!(codes, [200, 200, 200, 200, 429, 429]);
+    c.shutdown().await;
+
+    // Loopback is not trusted here: the headers are ignored and the peer's one bucket counts.
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri));
+    opts.limits = limits;
+    opts.trusted_proxies = "10.0.0.0/8".parse().unwrap();
+    let c = collect::start(opts).await.unwrap();
+    let a = c.local_addr();
+    let codes = [
+        post_as(a, "x-forwarded-for", "198.51.100.1", 320).await,
+        post_as(a, "x-forwarded-for", "198.51.100.2", 321).await,
+        post_as(a, "forwarded", "for=198.51.100.3", 322).await,
+    ];
+    assert_eq!(codes, [200, 200, 429]);
+    c.shutdown().await;
+}
+
+both!(metrics_count_reports_apart_from_the_public_port);
+/// `/metrics` on the metrics address counts accepted and refused reports, batches and commit
+/// times; the public port does not serve it.
+async fn metrics_count_reports_apart_from_the_public_port(b: Backend) {
+    let (uri, _dir) = fresh_store(b, "metrics").await;
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri));
+    opts.limits = Limits {
+        per_uid: Some(RateLimit {
+            burst: 1,
+            per_second: 0.001,
+        }),
+        per_addr: None,
+        ..Limits::default()
+    };
+    opts.metrics_listen = Some("127.0.0.1:0".into());
+    let c = collect::start(opts).await.unwrap();
+    let (a, m) = (c.local_addr(), c.metrics_addr().expect("a metrics address"));
+    assert_ne!(a, m);
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        codes.push(post_json(a, is_report(400 + i, 0)).await.status);
+    }
+    codes.push(post_json(a, is_report(400, 0)).await.status); // same uid again: 429
+    codes.push(post_json(a, b"{}".to_vec()).await.status);
+    codes.push(post_json(a, b"{not json".to_vec()).await.status);
+    codes.push(
+        request(
+            a,
+            "POST",
+            "/collect",
+            &[("content-type", "text/plain")],
+            b"x".to_vec(),
+        )
+        .await
+        .unwrap()
+        .status,
+    );
+    codes.push(post_json(a, vec![b' '; 64 * 1024 + 1]).await.status);
+    assert_eq!(codes, [200, 200, 200, 429, 400, 400, 415, 413]);
+
+    let r = request(m, "GET", "/metrics", &[], vec![]).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let p = "ttn_lw_telemetry_collector_";
+    assert_eq!(
+        value(&format!("{p}reports_accepted_total{{repeat=\"false\"}}")),
+        3.0
+    );
+    assert_eq!(
+        value(&format!("{p}reports_accepted_total{{repeat=\"true\"}}")),
+        0.0
+    );
+    for (labels, n) in [
+        ("status=\"429\",reason=\"rate_limited\"", 1.0),
+        ("status=\"400\",reason=\"invalid\"", 2.0),
+        ("status=\"415\",reason=\"content_type\"", 1.0),
+        ("status=\"413\",reason=\"too_large\"", 1.0),
+    ] {
+        assert_eq!(
+            value(&format!("{p}reports_refused_total{{{labels}}}")),
+            n,
+            "{labels}"
+        );
+    }
+    // Three reports in one to three group commits; each commit took some time.
+    assert_eq!(value(&format!("{p}batch_size_sum")), 3.0);
+    let batches = value(&format!("{p}batch_size_count"));
+    assert!((1.0..=3.0).contains(&batches), "{batches}");
+    assert_eq!(value(&format!("{p}commit_seconds_count")), batches);
+    assert_eq!(
+        value(&format!("{p}commit_seconds_bucket{{le=\"+Inf\"}}")),
+        batches
+    );
+    assert!(value(&format!("{p}commit_seconds_sum")) > 0.0);
+    assert_eq!(value(&format!("{p}store_errors_total")), 0.0);
+    assert!(text.contains(&format!("# TYPE {p}batch_size histogram\n")));
+
+    // The public port has no /metrics, and the metrics port nothing else.
+    assert_eq!(
+        request(a, "GET", "/metrics", &[], vec![])
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        request(m, "GET", "/", &[], vec![]).await.unwrap().status,
+        404
+    );
+    assert_eq!(
+        request(m, "POST", "/collect", &[], vec![])
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    c.shutdown().await;
+}
+
+/// A store failure (here a trigger that raises) is answered 503 and counted as a store error
+/// and as a refusal; once the store works again, reports are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_store_errors() {
+    let (uri, _db) = fresh_store(Backend::Postgres, "metrics_err").await;
+    let mut opts = CollectOptions::new("127.0.0.1:0", Some(uri.clone()));
+    opts.limits = unlimited();
+    opts.metrics_listen = Some("127.0.0.1:0".into());
+    let c = collect::start(opts).await.unwrap();
+    let (db, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute(
+        "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS \
+         $$BEGIN RAISE EXCEPTION 'the disk is on fire'; END$$; \
+         CREATE TRIGGER fail BEFORE INSERT ON reports FOR EACH ROW EXECUTE FUNCTION fail();",
+    )
+    .await
+    .unwrap();
+    let r = post_json(c.local_addr(), is_report(500, 0)).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    db.batch_execute("DROP TRIGGER fail ON reports")
+        .await
+        .unwrap();
+    assert_eq!(
+        post_json(c.local_addr(), is_report(500, 0)).await.status,
+        200
+    );
+
+    let m = c.metrics_addr().unwrap();
+    let text = String::from_utf8(
+        request(m, "GET", "/metrics", &[], vec![])
+            .await
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    for line in [
+        "ttn_lw_telemetry_collector_store_errors_total 1\n",
+        "ttn_lw_telemetry_collector_reports_refused_total{status=\"503\",reason=\"store_failed\"} 1\n",
+        "ttn_lw_telemetry_collector_reports_accepted_total{repeat=\"false\"} 1\n",
+        "ttn_lw_telemetry_collector_batch_size_count 2\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
     c.shutdown().await;
 }

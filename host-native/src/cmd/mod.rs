@@ -78,6 +78,10 @@ pub enum Command {
         database_uri: Option<String>,
         /// k-anonymity threshold of the public data.
         k_anonymity: u64,
+        /// Reverse proxies whose forwarding headers name the client.
+        trusted_proxies: crate::collect::client_addr::TrustedProxies,
+        /// `HOST:PORT` for `GET /metrics`; `None`: no metrics listener.
+        metrics_listen: Option<String>,
     },
     /// `send [--deadline DUR]`: count, build and deliver once, now.
     Send {
@@ -282,6 +286,19 @@ pub fn cli() -> clap::Command {
                     .default_value("5")
                     .value_parser(clap::value_parser!(u64))
                     .help("Fold every plan id, version, OS and arch seen from fewer than N deployments into `other` in the public data"),
+            )
+            .arg(
+                Arg::new("trusted-proxies")
+                    .long("trusted-proxies")
+                    .value_name("CIDR,…")
+                    .value_parser(|s: &str| s.parse::<crate::collect::client_addr::TrustedProxies>())
+                    .help("Reverse proxies (IPv4/IPv6 CIDRs, comma-separated) whose Forwarded or X-Forwarded-For names the client for the per-address rate limit [default: none]"),
+            )
+            .arg(
+                Arg::new("metrics-listen")
+                    .long("metrics-listen")
+                    .value_name("HOST:PORT")
+                    .help("Serve Prometheus metrics at GET /metrics on this address, apart from the public port [default: off]"),
             ),
         clap::Command::new("demo")
             .about(
@@ -368,6 +385,11 @@ where
                 .get_one::<u64>("k-anonymity")
                 .copied()
                 .unwrap_or(crate::collect::DEFAULT_K_ANONYMITY),
+            trusted_proxies: sub
+                .get_one::<crate::collect::client_addr::TrustedProxies>("trusted-proxies")
+                .cloned()
+                .unwrap_or_default(),
+            metrics_listen: sub.get_one::<String>("metrics-listen").cloned(),
         },
         "send" => Command::Send {
             deadline: sub
@@ -465,11 +487,19 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
             listen,
             database_uri,
             k_anonymity,
+            trusted_proxies,
+            metrics_listen,
         } => {
             if let Some(uri) = &database_uri {
                 redact::register(redact::secrets_of(uri));
             }
-            collect::run(&listen, database_uri, k_anonymity)
+            collect::run(collect::Options {
+                listen,
+                database_uri,
+                trusted_proxies,
+                metrics_listen,
+                k_anonymity,
+            })
         }
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;

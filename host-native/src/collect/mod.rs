@@ -31,8 +31,12 @@
 //! within [`Limits::header_timeout`] and the body within [`Limits::body_timeout`] (then 408), so
 //! a slow or stalled client holds a connection and a small buffer, never a worker thread. Rate
 //! limits are token buckets per client address (checked before the body is read) and per uid
-//! (checked after it is parsed). The address is the TCP peer: behind a reverse proxy, every
-//! client shares the proxy's bucket, so raise [`Limits::per_addr`] there.
+//! (checked after it is parsed). The address is the TCP peer, or, for a peer in
+//! [`CollectOptions::trusted_proxies`], the client named by its forwarding headers
+//! ([`client_addr`]).
+//!
+//! Metrics: with [`CollectOptions::metrics_listen`], `GET /metrics` (Prometheus text, see
+//! [`metrics`]) is served on that address only; the public port answers it 404.
 //!
 //! Durability: a 2xx is sent only after the report's transaction committed (SQLite WAL with
 //! `synchronous=FULL`, PostgreSQL with its default `synchronous_commit`); see [`store`]. A store
@@ -51,6 +55,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod client_addr;
+pub mod metrics;
 pub mod ratelimit;
 pub mod stats;
 pub mod store;
@@ -68,7 +74,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use ttn_telemetry_core::{
     ReportError, content_digest, limits::MAX_REPORT_BYTES, parse_content_digest, sha256,
 };
@@ -105,6 +111,10 @@ pub struct CollectOptions {
     pub clock: Clock,
     /// k-anonymity threshold of everything public (see [`stats`]).
     pub k_anonymity: u64,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` name the client (default none).
+    pub trusted_proxies: client_addr::TrustedProxies,
+    /// `HOST:PORT` of the metrics listener (`GET /metrics`); `None` (the default): no metrics.
+    pub metrics_listen: Option<String>,
 }
 
 /// The default k-anonymity threshold (`collect --k-anonymity`).
@@ -122,6 +132,8 @@ impl std::fmt::Debug for CollectOptions {
                     .map(ttn_telemetry_core::redact_uri),
             )
             .field("limits", &self.limits)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }
 }
@@ -135,6 +147,8 @@ impl CollectOptions {
             limits: Limits::default(),
             clock: system_clock(),
             k_anonymity: DEFAULT_K_ANONYMITY,
+            trusted_proxies: client_addr::TrustedProxies::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -184,6 +198,8 @@ struct App {
     limits: Limits,
     k: u64,
     by_addr: Buckets<std::net::IpAddr>,
+    trusted_proxies: client_addr::TrustedProxies,
+    metrics: metrics::Metrics,
     by_uid: Buckets<String>,
 }
 
@@ -191,16 +207,22 @@ struct App {
 #[derive(Debug)]
 pub struct Collector {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     store: Store,
     accepted: watch::Receiver<u64>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Option<watch::Sender<bool>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Collector {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of its metrics listener, if it has one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Its store (for tests and tools that seed or inspect it).
@@ -217,9 +239,11 @@ impl Collector {
     /// Stops accepting connections, lets the store commit what is queued, and returns.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
-        let _ = (&mut self.task).await;
+        for task in &mut self.tasks {
+            let _ = task.await;
+        }
         self.store.close().await;
     }
 }
@@ -231,6 +255,18 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match &opts.metrics_listen {
+        Some(m) => Some(
+            TcpListener::bind(m.as_str())
+                .await
+                .with_context(|| format!("listening for metrics on {m}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let app = Arc::new(App {
         store: store.clone(),
         accepted: watch::Sender::new(0),
@@ -239,16 +275,35 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
         by_addr: Buckets::new(opts.limits.per_addr, opts.limits.max_tracked),
         by_uid: Buckets::new(opts.limits.per_uid, opts.limits.max_tracked),
         limits: opts.limits,
+        trusted_proxies: opts.trusted_proxies,
+        metrics: metrics::Metrics::default(),
     });
     let accepted = app.accepted.subscribe();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(accept_loop(listener, app, stopped));
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = vec![tokio::spawn(accept_loop(
+        listener,
+        router(app.clone()),
+        app.limits.clone(),
+        "collect",
+        stopped.clone(),
+    ))];
+    if let Some(l) = metrics_listener {
+        let limits = app.limits.clone();
+        tasks.push(tokio::spawn(accept_loop(
+            l,
+            metrics_router(app),
+            limits,
+            "collect-metrics",
+            stopped,
+        )));
+    }
     Ok(Collector {
         addr,
+        metrics_addr,
         store,
         accepted,
         stop: Some(stop),
-        task,
+        tasks,
     })
 }
 
@@ -259,6 +314,9 @@ pub async fn serve(opts: CollectOptions) -> anyhow::Result<()> {
         "collect: listening on http://{} (dashboard at /, reports at POST /collect)",
         collector.local_addr()
     );
+    if let Some(m) = collector.metrics_addr() {
+        eprintln!("collect: metrics at http://{m}/metrics");
+    }
     stop_signal().await?;
     collector.shutdown().await;
     Ok(())
@@ -284,7 +342,7 @@ pub async fn stop_signal() -> anyhow::Result<()> {
 /// The routes, for embedding the collector in another server.
 fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/collect", post(collect))
+        .route("/collect", post(collect_counted))
         .route("/api/v1/stats", get(api_stats))
         .route("/api/v1/daily.json", get(api_daily_json))
         .route("/api/v1/daily.csv", get(api_daily_csv))
@@ -302,15 +360,33 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn accept_loop(listener: TcpListener, app: Arc<App>, stopped: oneshot::Receiver<()>) {
+/// The metrics listener's routes: `GET /metrics` only.
+fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { plain_error(StatusCode::NOT_FOUND, "not found") })
+        .with_state(app)
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    crate::prom::response(app.metrics.render(app.store.writer_metrics()))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    name: &'static str,
+    mut stopped: watch::Receiver<bool>,
+) {
     let limits = ConnLimits {
-        header_timeout: app.limits.header_timeout,
-        max_connections: app.limits.max_connections,
+        header_timeout: limits.header_timeout,
+        max_connections: limits.max_connections,
     };
-    let stop = async {
-        let _ = stopped.await;
+    let stop = async move {
+        let _ = stopped.wait_for(|s| *s).await;
     };
-    crate::server::serve(listener, router(app), limits, "collect", stop).await;
+    crate::server::serve(listener, router, limits, name, stop).await;
 }
 
 /// Why a request was refused; the one place that maps refusals to statuses.
@@ -340,6 +416,26 @@ pub enum Refusal {
     Unstorable,
     /// 503: the store failed; the report was not stored and may be sent again.
     Storage(anyhow::Error),
+}
+
+impl Refusal {
+    /// A short fixed name of the refusal's kind (the metrics' `reason` label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::RateLimited(_) => "rate_limited",
+            Refusal::WrongType => "content_type",
+            Refusal::Charset => "charset",
+            Refusal::Encoding(_) => "content_encoding",
+            Refusal::TransferCoding => "transfer_coding",
+            Refusal::TooLarge => "too_large",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::BadBody(_) => "bad_body",
+            Refusal::Digest(_) => "digest",
+            Refusal::Invalid(_) => "invalid",
+            Refusal::Unstorable => "unstorable",
+            Refusal::Storage(_) => "store_failed",
+        }
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -468,14 +564,36 @@ fn check_codings(headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// `POST /collect`, counted in the metrics.
+async fn collect_counted(
+    State(app): State<Arc<App>>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match collect(State(app.clone()), peer, headers, body).await {
+        Ok((resp, repeat)) => {
+            app.metrics.accepted(repeat);
+            resp
+        }
+        Err(refusal) => {
+            let reason = refusal.reason();
+            let resp = refusal.into_response();
+            app.metrics.refused(resp.status().as_u16(), reason);
+            resp
+        }
+    }
+}
+
 async fn collect(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, Refusal> {
+) -> Result<(Response, bool), Refusal> {
+    let client = client_addr::client_ip(peer.ip(), &headers, &app.trusted_proxies);
     app.by_addr
-        .take(ratelimit::addr_key(peer.ip()), Instant::now())
+        .take(ratelimit::addr_key(client), Instant::now())
         .map_err(Refusal::RateLimited)?;
     check_codings(&headers)?;
     check_type(&headers)?;
@@ -554,7 +672,7 @@ async fn collect(
     if let Ok(v) = HeaderValue::from_str(&digest) {
         resp.headers_mut().insert("content-digest", v);
     }
-    Ok(resp)
+    Ok((resp, repeat))
 }
 
 /// Open data: the daily totals, under the same threshold, as JSON (see README).

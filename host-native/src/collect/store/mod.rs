@@ -60,6 +60,7 @@ use ttn_telemetry_core::{MICROS_PER_DAY, Payload, Report, parse_report, sha256_h
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::WriterMetrics;
 use super::stats::Stats;
 
 /// File name of the embedded store when no `--database-uri` is given (in the working directory).
@@ -276,6 +277,14 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.all_reports().await,
             Store::Postgres(s) => s.all_reports().await,
+        }
+    }
+
+    /// What its writer records about group commits (batch sizes, commit time, failures).
+    pub fn writer_metrics(&self) -> &WriterMetrics {
+        match self {
+            Store::Sqlite(s) => &s.metrics,
+            Store::Postgres(s) => &s.metrics,
         }
     }
 
@@ -562,6 +571,11 @@ fn take_batch(
 
 /// The result of storing one report: its outcome, or the store's failure.
 type One = Result<Outcome, String>;
+
+/// How many reports of a batch the store failed to write (for the metrics).
+fn failed(results: &[One]) -> usize {
+    results.iter().filter(|r| r.is_err()).count()
+}
 
 /// Answers every job of a batch from the per-report results, in batch order. A job whose
 /// reports include a store failure gets that failure (and is retried whole by its sender).

@@ -9,17 +9,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Client;
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
+use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
 use super::{
     DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate,
-    join_counter, plan, split_counter, take_batch,
+    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, failed,
+    isolate, join_counter, plan, split_counter, take_batch,
 };
 
 /// Advisory lock key that serializes batches of collectors sharing a database ("ttnc").
@@ -72,6 +74,7 @@ pub struct PgStore {
     uri: String,
     tx: mpsc::UnboundedSender<Msg>,
     read: Arc<Mutex<Client>>,
+    pub(super) metrics: Arc<WriterMetrics>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -113,11 +116,13 @@ impl PgStore {
         migrated?;
         let read = connect(uri).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(uri.to_owned(), write, rx));
+        let metrics = Arc::new(WriterMetrics::default());
+        tokio::spawn(writer(uri.to_owned(), write, rx, metrics.clone()));
         Ok(PgStore {
             uri: uri.to_owned(),
             tx,
             read: Arc::new(Mutex::new(read)),
+            metrics,
         })
     }
 
@@ -246,11 +251,17 @@ async fn reconnect(uri: &str, client: &mut Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn writer(uri: String, mut client: Client, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn writer(
+    uri: String,
+    mut client: Client,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    metrics: Arc<WriterMetrics>,
+) {
     while let Some(first) = rx.recv().await {
         let (jobs, close) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
+            let started = Instant::now();
             let whole = match reconnect(&uri, &mut client).await {
                 Ok(()) => write_batch(&mut client, &batch).await,
                 Err(e) => Err(e),
@@ -273,6 +284,7 @@ async fn writer(uri: String, mut client: Client, mut rx: mpsc::UnboundedReceiver
                     unreachable!("a batch of one is not retried")
                 })
             };
+            metrics.record(batch.len(), started.elapsed(), failed(&results));
             answer(jobs, results);
         }
         if let Some(reply) = close {

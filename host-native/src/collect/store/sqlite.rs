@@ -11,17 +11,19 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 
+use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
 use super::{
     DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, isolate,
-    join_counter, plan, split_counter, take_batch,
+    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, failed,
+    isolate, join_counter, plan, split_counter, take_batch,
 };
 
 const TABLES: &str = "
@@ -69,6 +71,7 @@ pub struct SqliteStore {
     path: PathBuf,
     tx: mpsc::UnboundedSender<Msg>,
     read: Arc<Mutex<Connection>>,
+    pub(super) metrics: Arc<WriterMetrics>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -110,14 +113,19 @@ impl SqliteStore {
         })
         .await??;
         let (tx, rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(WriterMetrics::default());
         std::thread::Builder::new()
             .name("collect-sqlite-writer".into())
-            .spawn(move || writer(write, rx))
+            .spawn({
+                let metrics = metrics.clone();
+                move || writer(write, rx, &metrics)
+            })
             .context("starting the SQLite writer")?;
         Ok(SqliteStore {
             path,
             tx,
             read: Arc::new(Mutex::new(read)),
+            metrics,
         })
     }
 
@@ -225,17 +233,19 @@ impl SqliteStore {
     }
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>) {
+fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &WriterMetrics) {
     while let Some(first) = rx.blocking_recv() {
         let (jobs, close) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
+            let started = Instant::now();
             let whole = write_batch(&mut conn, &batch);
             let results = isolate(&batch, whole, |r| {
                 write_batch(&mut conn, &[r])
                     .map(|mut o| o.remove(0))
                     .or_else(|e| unstorable(&e).ok_or_else(|| format!("{e:#}")))
             });
+            metrics.record(batch.len(), started.elapsed(), failed(&results));
             answer(jobs, results);
         }
         if let Some(reply) = close {
