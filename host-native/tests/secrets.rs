@@ -263,8 +263,10 @@ fn run_agent(dir: &Path, args: &[String], env: &[(String, String)], sink: &Sink)
         if let Some(s) = child.try_wait().unwrap() {
             break Some(s);
         }
+        // Stop at the agent's decision: the line that says how its report went ("telemetry
+        // report delivered: …" or "… not delivered: …"), or a failure it logs.
         let log = std::fs::read_to_string(&err).unwrap_or_default();
-        if sink.requests().len() > before
+        if log.contains("telemetry report ")
             || log.contains("failed")
             || log.contains("error")
             || Instant::now() > end
@@ -274,8 +276,6 @@ fn run_agent(dir: &Path, args: &[String], env: &[(String, String)], sink: &Sink)
         std::thread::sleep(Duration::from_millis(50));
     };
     let status = status.unwrap_or_else(|| {
-        // Give the agent a moment to write what it is logging, then stop it.
-        std::thread::sleep(Duration::from_millis(300));
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
