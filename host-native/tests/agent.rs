@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Reply, Sink};
+use common::{Reply, Sink, redis_url};
 use ttn_lw_telemetry::audit::{AuditEntry, read_history, read_last_body, rfc3339};
 use ttn_lw_telemetry::console::{EmbeddedConsole, MISSING};
 use ttn_lw_telemetry::schedule::local::read_state;
@@ -202,10 +202,6 @@ impl CountingListener {
 }
 
 // ---- Coordination through Redis ----
-
-fn redis_url() -> String {
-    std::env::var("TTN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 fn redis_conn() -> redis::Connection {
     let url = redis_url();

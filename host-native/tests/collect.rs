@@ -1,6 +1,7 @@
 //! The collector over real HTTP, on embedded SQLite and on PostgreSQL: receipts, every bad input
 //! of SPEC §9, slow bodies, flooding, aggregates and restarts. Each test makes its own store.
 
+#[macro_use]
 mod collect_util;
 
 use std::time::{Duration, Instant};
@@ -11,23 +12,6 @@ use tokio::net::TcpStream;
 use ttn_lw_telemetry::collect::ratelimit::RateLimit;
 use ttn_lw_telemetry::collect::{self, CollectOptions, Limits};
 use ttn_telemetry_core::{civil_to_unix_micros, content_digest, parse_report, sha256_hex};
-
-/// Runs a test body once on SQLite and once on PostgreSQL.
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    };
-}
 
 both!(accepts_with_receipt);
 async fn accepts_with_receipt(b: Backend) {

@@ -3,6 +3,7 @@
 //! exact totals past i64, repeats stored once, codings refused with the right status, one
 //! spelling per CLI uid, bounded stats reads, and stores of the previous schema migrated on open.
 
+#[macro_use]
 mod collect_util;
 
 use std::time::Duration;
@@ -15,22 +16,6 @@ use ttn_telemetry_core::{
     EntitiesCount, Identity, Inputs, MICROS_PER_DAY, OsInfo, Payload, civil_to_unix_micros,
     parse_report, sha256_hex,
 };
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    };
-}
 
 const REFERENCE_CLI: &str = r#"{"uid":"6ba7b810-9dad-41d1-80b4-00c04fd430c8","os":{"operating_system":"linux","arch":"amd64","binary_version":"3.34.0","golang_version":"go1.23.4"},"cli":{},"entities_count":null}"#;
 

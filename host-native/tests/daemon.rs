@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Reply, Sink};
+use common::{Reply, Sink, redis_namespace, redis_url};
 use ttn_lw_telemetry::admin::InputsProvider;
 use ttn_lw_telemetry::audit::{read_history, read_last_body};
 use ttn_lw_telemetry::clock::{Clock as _, VirtualClock};
@@ -407,10 +407,6 @@ fn local_only_keeps_one_report_per_interval_and_connects_nowhere() {
     );
 }
 
-fn redis_url() -> String {
-    std::env::var("TTN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 #[test]
 fn two_replicas_with_redis_send_one_report_per_interval() {
     // Fail clearly, not silently, if Redis is missing.
@@ -418,14 +414,7 @@ fn two_replicas_with_redis_send_one_report_per_interval() {
     redis::Client::open(url.as_str())
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
         .unwrap_or_else(|e| panic!("Redis at {url} (TTN_TEST_REDIS_URL) is unreachable: {e}"));
-    let ns = format!(
-        "ttn-test:{}:{}:daemon-replicas",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let ns = redis_namespace("daemon-replicas");
     let sink = Sink::start(vec![], Reply::Receipt(200));
     let interval = Duration::from_secs(3600);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Reply, Sink};
+use common::{Reply, Sink, redis_namespace, redis_url};
 use ttn_lw_telemetry::audit::read_history;
 use ttn_lw_telemetry::daemon::{self, DaemonConfig, Shutdown};
 use ttn_lw_telemetry::deliver::DeliverConfig;
@@ -109,10 +109,6 @@ fn mini_agent() -> anyhow::Result<()> {
     daemon::run(cfg, coordinator, provider, shutdown)
 }
 
-fn redis_url() -> String {
-    std::env::var("TTN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn spawn_agent(envs: &[(&str, String)], log: &Path) -> std::process::Child {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.env_clear()
@@ -136,14 +132,7 @@ fn redis_process_killed_mid_send_is_taken_over_by_the_other() {
     redis::Client::open(url.as_str())
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
         .unwrap_or_else(|e| panic!("Redis at {url} (TTN_TEST_REDIS_URL) is unreachable: {e}"));
-    let ns = format!(
-        "ttn-test:{}:{}:process-takeover",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let ns = redis_namespace("process-takeover");
     // Slot 1 is answered; slot 2's first request hangs (its sender will be killed).
     let sink = Sink::start(
         vec![Reply::Receipt(200), Reply::Hang(Duration::from_secs(30))],

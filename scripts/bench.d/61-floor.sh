@@ -3,7 +3,8 @@
 # "read a POST body, append it durably, answer 200": a minimal axum server
 # (tests/src/bin/ingest-floor.rs) on SQLite (WAL, synchronous=FULL) and on PostgreSQL
 # (synchronous_commit=on), with batched group commits like the collector's stores. Each floor
-# and the collector (collect::start, the code of `ttn-lw-telemetry collect`, rate limits off)
+# and the collector (collector-driver serve: collect::start, the code of `ttn-lw-telemetry
+# collect`, rate limits off)
 # run alternately, ROUNDS times each, under the same load: wrk -t2 -c64 for SECS seconds,
 # POSTing distinct valid reports (each run on a fresh database). Prints reports/s, p50, p99
 # per run, then per store the mean reports/s, the worst p99 and the ratio collector/floor of
@@ -23,8 +24,9 @@ pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 
 source scripts/lib.sh
 need wrk wrk
-cargo build --release --locked -q -p ttn-telemetry-tests --bin ingest-floor
+cargo build --release --locked -q -p ttn-telemetry-tests --bin ingest-floor --bin collector-driver
 bin="$CARGO_TARGET_DIR/release/ingest-floor"
+driver="$CARGO_TARGET_DIR/release/collector-driver"
 work=$(mktemp -d /tmp/ttn-bench-floor.XXXXXX)
 pid=""
 dbs=()
@@ -54,8 +56,8 @@ measure() { # measure STORE WHAT ROUND -> appends "rps p50 p99" to $work/STORE.W
   case "$what.$store" in
     floor.sqlite) "$bin" sqlite --path "$db" >"$work/serve.out" 2>&1 & ;;
     floor.postgres) "$bin" postgres --uri "$db" >"$work/serve.out" 2>&1 & ;;
-    collector.sqlite) "$bin" collector --database-uri "sqlite:$db" >"$work/serve.out" 2>&1 & ;;
-    collector.postgres) "$bin" collector --database-uri "$db" >"$work/serve.out" 2>&1 & ;;
+    collector.sqlite) "$driver" serve --no-rate-limit --database-uri "sqlite:$db" >"$work/serve.out" 2>&1 & ;;
+    collector.postgres) "$driver" serve --no-rate-limit --database-uri "$db" >"$work/serve.out" 2>&1 & ;;
   esac
   pid=$!
   for _ in $(seq 100); do

@@ -306,3 +306,22 @@ pub async fn stats(addr: SocketAddr) -> serde_json::Value {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()
 }
+
+/// Runs a test body once on SQLite and once on PostgreSQL: `both!(name)` makes `name::sqlite`
+/// and `name::postgres` from `async fn name(b: Backend)`.
+#[allow(unused_macros)]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    };
+}

@@ -1,13 +1,12 @@
 //! The ingest floor of the collector (issue 13): what the hardware allows for "read a POST body,
 //! store it durably, answer 200", so the collector's throughput can be read as a ratio of it.
-//! `scripts/bench.d/61-floor.sh` runs every mode below under one load generator.
+//! `scripts/bench.d/61-floor.sh` runs each floor and the real collector (`collector-driver serve
+//! --no-rate-limit`, since every request of a load test comes from one address) under one load
+//! generator.
 //!
 //! ```text
 //! ingest-floor sqlite --listen ADDR --path FILE     floor on SQLite
 //! ingest-floor postgres --listen ADDR --uri URI     floor on PostgreSQL
-//! ingest-floor collector --listen ADDR --database-uri URI
-//!     the real collector (`collect::start`, the code of `ttn-lw-telemetry collect`) with the
-//!     rate limits off, since every request of a load test comes from one address
 //! ingest-floor bodies --count N [--start I]         N distinct valid reports, one per line
 //! ```
 //! Each server prints `listening http://ADDR` once bound and serves until killed.
@@ -28,7 +27,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use tokio::sync::{mpsc, oneshot};
-use ttn_lw_telemetry::collect::{self, CollectOptions, Limits};
+
 use ttn_telemetry_core::{EntitiesCount, Identity, Inputs, OsInfo, Payload};
 
 /// The collector's bound on one batch (`collect::store::MAX_BATCH`).
@@ -202,19 +201,6 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             serve_floor(&listen()?, tx).await
-        }
-        Some("collector") => {
-            let mut opts = CollectOptions::new(listen()?, Some(arg(&args, "--database-uri")?));
-            opts.limits = Limits {
-                per_addr: None,
-                per_uid: None,
-                ..Limits::default()
-            };
-            let c = collect::start(opts).await?;
-            println!("listening http://{}", c.local_addr());
-            collect::stop_signal().await?;
-            c.shutdown().await;
-            Ok(())
         }
         Some("bodies") => {
             use std::io::Write as _;
