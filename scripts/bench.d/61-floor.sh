@@ -7,8 +7,9 @@
 # collect`, rate limits off)
 # run alternately, ROUNDS times each, under the same load: wrk -t2 -c64 for SECS seconds,
 # POSTing distinct valid reports (each run on a fresh database). Prints reports/s, p50, p99
-# per run, then per store the mean reports/s, the worst p99 and the ratio collector/floor of
-# the means.
+# per run (with the bytes the server process wrote and the CPU it used per report; on
+# PostgreSQL that leaves out the database server's own work), then per store the mean
+# reports/s, the worst p99 and the ratio collector/floor of the means.
 # Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (400000),
 # BENCH_CONCURRENCY (64). Needs wrk (apt package wrk; installed when missing).
 set -euo pipefail
@@ -68,13 +69,21 @@ measure() { # measure STORE WHAT ROUND -> appends "rps p50 p99" to $work/STORE.W
   [ -n "$url" ] || { echo "the $what on $store did not start" >&2; cat "$work/serve.out" >&2; exit 1; }
   local out
   out=$(wrk -t"$threads" -c"$concurrency" -d"${secs}s" --timeout 10s -s scripts/bench.d/wrk-post.lua "$url" -- "$work/bodies" "$threads")
+  # What the server process did for it: bytes written (all files: WAL, checkpoints) and CPU
+  # time (user + system), per report. They explain a ratio (see the store docs).
+  local wchar ticks
+  wchar=$(awk '/^wchar:/ { print $2 }' "/proc/$pid/io")
+  ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   read -r _ n dur p50 p99 errors <<<"$(grep '^RESULT' <<<"$out")"
   [ "$errors" = 0 ] || { echo "$what on $store: $errors failed or non-2xx requests" >&2; echo "$out" >&2; tail -n 5 "$work/serve.out" >&2; exit 1; }
   local rps
   rps=$(awk -v n="$n" -v d="$dur" 'BEGIN { printf "%.0f", n / d }')
-  printf '%-8s %-9s round %s: %7s reports/s, p50 %6.2f ms, p99 %6.2f ms (%s requests in %.1f s)%s\n' \
-    "$store" "$what" "$3" "$rps" "$p50" "$p99" "$n" "$dur" \
+  local per
+  per=$(awk -v w="$wchar" -v t="$ticks" -v n="$n" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.0f B written, %.0f us CPU per report", w / n, t * 1e6 / hz / n }')
+  printf '%-8s %-9s round %s: %7s reports/s, p50 %6.2f ms, p99 %6.2f ms (%s requests in %.1f s; %s)%s\n' \
+    "$store" "$what" "$3" "$rps" "$p50" "$p99" "$n" "$dur" "$per" \
     "$([ "$n" -gt "$nbodies" ] && echo ", bodies reused: raise BENCH_FLOOR_BODIES")"
   echo "$rps $p50 $p99" >>"$work/$store.$what"
 }
