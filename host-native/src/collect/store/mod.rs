@@ -45,7 +45,24 @@
 //!   stored byte for byte but counts in no aggregate. SQLite keeps the version in
 //!   `PRAGMA user_version`; PostgreSQL in the table `collector_schema`. Version 3 added the
 //!   count of deployments per frequency-plan id (scope `plan_deployments`, for k-anonymity);
-//!   a store of version 1 or 2 gets its counters rebuilt the same way.
+//!   a store of version 1 or 2 gets its counters rebuilt the same way. Version 5 added the
+//!   index `reports_received` (retention) and, on PostgreSQL, the table `uid_buckets` (the
+//!   per-uid rate limit shared by collectors, see [`postgres`]); it rebuilds nothing. (Version
+//!   4 is another change's; migrations are steps, so either order of the two reaches the
+//!   same schema.)
+//! - **Retention keeps the aggregates** ([`Store::retain`], `collector.retention`, off by
+//!   default). It deletes the raw reports received before the start of the UTC day of
+//!   `now − retention`, except each deployment's latest report (`latest` points at it, and the
+//!   next report's deltas are computed from its body), and the `day_latest` rows of those
+//!   days. Whole days, so that every `day_latest` row that stays points at a report that stays
+//!   (a later report of the same day subtracts that one's daily contribution). The counters are
+//!   kept, so every aggregate, the daily series and `reports_stored` (every report ever stored,
+//!   not the rows left) are unchanged. A rebuild of the counters from the rows (the
+//!   migration from version 1 or 2) would no longer see the deleted reports; stores that old
+//!   never ran retention. A deployment's contributions to the days before the cut-off can no
+//!   longer be attributed to it once their `day_latest` rows are gone: removing one
+//!   deployment's data (a "forget") can then only take back its latest counts and the days
+//!   still kept; the older daily aggregates stay as they are, anonymous sums.
 //!
 //! [`stats::TOP`]: super::stats::TOP
 //! [`stats::DAYS`]: super::stats::DAYS
