@@ -176,9 +176,7 @@ pub const COLLECTOR_KEYS: &[CollectorKey] = &[
     },
     CollectorKey {
         key: "collector.database-uri",
-        alias: Some("database-uri";
-            Ok(())
-        },
+        alias: Some("database-uri"),
         default: "",
         form: Form::DatabaseUri,
         value_name: "URI",
@@ -191,9 +189,7 @@ pub const COLLECTOR_KEYS: &[CollectorKey] = &[
     },
     CollectorKey {
         key: "collector.metrics-listen",
-        alias: Some("metrics-listen";
-            Ok(())
-        },
+        alias: Some("metrics-listen"),
         default: "",
         form: Form::OptionalHostPort,
         value_name: "HOST:PORT",

@@ -421,7 +421,7 @@ fn config_args(root: &ArgMatches, sub: &ArgMatches, keys: &[(&'static str, bool)
     let given = |id: &str| {
         [root, sub]
             .into_iter()
-            .any(|m| m.contains_id(id) && m.value_source(id).is_some())
+            .any(|m| m.try_contains_id(id).unwrap_or(false) && m.value_source(id).is_some())
     };
     let lists = |id: &str| -> Vec<String> {
         [root, sub]
