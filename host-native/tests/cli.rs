@@ -484,8 +484,9 @@ fn collect_help_lists_only_the_collectors_options() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("command line: invalid value \"10.0.0.0/8,192.0.2.0/33\" for collector.trusted-proxies")
-            && stderr(&o).contains("\"192.0.2.0/33\": the prefix length must be 0 to 32"),
+        stderr(&o).contains(
+            "command line: invalid value \"10.0.0.0/8,192.0.2.0/33\" for collector.trusted-proxies"
+        ) && stderr(&o).contains("\"192.0.2.0/33\": the prefix length must be 0 to 32"),
         "{}",
         stderr(&o)
     );
@@ -505,7 +506,9 @@ fn collect_help_lists_only_the_collectors_options() {
     let o = run(dir.path(), &["collect", "-c", "c.yml"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("file c.yml: invalid value \"nowhere\" for collector.listen: expected host:port"),
+        stderr(&o).contains(
+            "file c.yml: invalid value \"nowhere\" for collector.listen: expected host:port"
+        ),
         "{}",
         stderr(&o)
     );

@@ -53,18 +53,29 @@ async fn a_retry_through_the_other_replica_is_a_repeat() {
     assert_eq!(first.status, 200);
     assert_eq!(first.json()["repeat"], false);
     let again = post_json(b.local_addr(), body.clone()).await;
-    assert_eq!(again.status, 200, "{}", String::from_utf8_lossy(&again.body));
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
     assert_eq!(again.json()["repeat"], true);
     assert_eq!(again.json()["sha256"], first.json()["sha256"]);
     // And back through the first one, after both saw it.
-    assert_eq!(post_json(a.local_addr(), body.clone()).await.json()["repeat"], true);
+    assert_eq!(
+        post_json(a.local_addr(), body.clone()).await.json()["repeat"],
+        true
+    );
     assert_eq!(
         rows_per_sha(&uri).await,
         HashMap::from([(sha256_hex(&body), 1)])
     );
     // The next day the same bytes are that day's report, whichever replica takes them.
     clock.set(20_001 * MICROS_PER_DAY);
-    assert_eq!(post_json(b.local_addr(), body.clone()).await.json()["repeat"], false);
+    assert_eq!(
+        post_json(b.local_addr(), body.clone()).await.json()["repeat"],
+        false
+    );
     assert_eq!(stats(a.local_addr()).await["reports_stored"], 2);
     a.shutdown().await;
     b.shutdown().await;
@@ -221,7 +232,8 @@ impl Replica {
             .expect("starting `collect`");
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        err.read_line(&mut line).expect("reading the collector's first line");
+        err.read_line(&mut line)
+            .expect("reading the collector's first line");
         let addr = line
             .strip_prefix("collect: listening on http://")
             .and_then(|rest| rest.split_whitespace().next())
@@ -335,7 +347,7 @@ async fn two_processes_one_killed_store_each_acknowledged_report_once() {
         w.await.expect("load worker");
     }
 
-    let sent = sent.lock().unwrap();
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
     let rows = rows_per_sha(&uri).await;
     for (digest, s) in sent.iter() {
         assert_eq!(
@@ -348,7 +360,10 @@ async fn two_processes_one_killed_store_each_acknowledged_report_once() {
     let twice: Vec<_> = rows.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "stored more than once: {twice:?}");
     let repeats: usize = sent.values().map(|s| s.repeats).sum();
-    assert!(repeats > 0, "retries through the other replica were answered as repeats");
+    assert!(
+        repeats > 0,
+        "retries through the other replica were answered as repeats"
+    );
 
     // The survivor and a restarted replica serve the same stats.
     let restarted = Replica::start(&uri, dir.path());

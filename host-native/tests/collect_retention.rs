@@ -28,11 +28,15 @@ async fn public(addr: std::net::SocketAddr) -> (serde_json::Value, Vec<u8>) {
 /// same counts as the day before, some twice a day), CLI installations now and then.
 async fn send_day(collectors: &[&Collector], clock: &TestClock, day: i64) {
     for (hour, i) in (0..8u64).enumerate() {
-        if (i + day as u64) % 4 == 0 {
+        if (i + day as u64).is_multiple_of(4) {
             continue; // not every deployment reports every day
         }
         clock.set(day * MICROS_PER_DAY + (hour as i64 + 1) * HOUR);
-        let generation = if i % 3 == 0 { 0 } else { day as u64 % 5 };
+        let generation = if i.is_multiple_of(3) {
+            0
+        } else {
+            day as u64 % 5
+        };
         let mut bodies = vec![is_report(i, generation)];
         if i == 5 {
             bodies.push(is_report(i, generation + 1)); // a second report that day
@@ -105,7 +109,10 @@ async fn retention_keeps_every_aggregate(b: Backend) {
         .iter()
         .map(key)
         .collect();
-    assert_eq!(left, want, "deleted exactly the old reports that are not a latest");
+    assert_eq!(
+        left, want,
+        "deleted exactly the old reports that are not a latest"
+    );
     // The aggregates are the counters, which retention keeps: every public byte is the same.
     assert_eq!(public(pruned.local_addr()).await, before);
     // A second pass finds nothing more.
@@ -155,9 +162,20 @@ async fn a_collector_applies_its_retention_at_start(b: Backend) {
         .expect("a maintenance pass at start")
         .unwrap();
     let want = expected_kept(&all, retention_cutoff(now, retention));
-    let left: BTreeSet<_> = c.store().all_reports().await.unwrap().iter().map(key).collect();
+    let left: BTreeSet<_> = c
+        .store()
+        .all_reports()
+        .await
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
     assert_eq!(left, want);
-    assert_eq!(left.len(), 16, "the latest report of each of 8 deployments and 8 CLIs");
+    assert_eq!(
+        left.len(),
+        16,
+        "the latest report of each of 8 deployments and 8 CLIs"
+    );
     let metrics = request(c.metrics_addr().unwrap(), "GET", "/metrics", &[], vec![])
         .await
         .unwrap();

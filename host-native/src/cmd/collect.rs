@@ -369,7 +369,9 @@ impl Settings {
                 } else {
                     // The core's error holds a static description; this runs once, just
                     // before the process exits with code 2 (as the agent's database check).
-                    Box::leak(format!("{} ({})", spec.expected, redact_uri(&detail)).into_boxed_str())
+                    Box::leak(
+                        format!("{} ({})", spec.expected, redact_uri(&detail)).into_boxed_str(),
+                    )
                 },
             },
         })
@@ -475,8 +477,18 @@ mod tests {
         assert!(o.trusted_proxies.is_empty());
         let (a, b) = (&o.limits, &lib.limits);
         assert_eq!(
-            (a.max_tracked, a.header_timeout, a.body_timeout, a.max_connections),
-            (b.max_tracked, b.header_timeout, b.body_timeout, b.max_connections)
+            (
+                a.max_tracked,
+                a.header_timeout,
+                a.body_timeout,
+                a.max_connections
+            ),
+            (
+                b.max_tracked,
+                b.header_timeout,
+                b.body_timeout,
+                b.max_connections
+            )
         );
         for (x, y) in [(a.per_uid, b.per_uid), (a.per_addr, b.per_addr)] {
             let (x, y) = (x.unwrap(), y.unwrap());
@@ -515,7 +527,11 @@ mod tests {
         let s = load(&args, env).unwrap();
         assert_eq!(s.listen, "127.0.0.1:2", "env over file");
         assert_eq!(s.k_anonymity, 9, "flag over env over file");
-        assert_eq!(s.retention, Duration::from_secs(48 * 3600), "file over default");
+        assert_eq!(
+            s.retention,
+            Duration::from_secs(48 * 3600),
+            "file over default"
+        );
         assert_eq!(s.per_uid_burst, 3);
         assert_eq!(s.per_uid_refill, Duration::from_secs(60));
         assert_eq!(s.body_timeout, Duration::from_secs(10), "default");
@@ -541,7 +557,10 @@ mod tests {
                 files: Some(vec![]),
                 flags: vec![],
             },
-            env_of(&[("TTN_LW_COLLECTOR_TRUSTED_PROXIES", "10.0.0.0/8 192.0.2.1/32")]),
+            env_of(&[(
+                "TTN_LW_COLLECTOR_TRUSTED_PROXIES",
+                "10.0.0.0/8 192.0.2.1/32",
+            )]),
         )
         .unwrap();
         assert!(s.trusted_proxies.contains("192.0.2.1".parse().unwrap()));

@@ -231,15 +231,15 @@ fn key_flag(arg: Arg, form: Form) -> Arg {
 /// `-c/--config FILE`, read by the agent and the collector alike.
 fn config_file_flag() -> Arg {
     Arg::new("config")
-            .short('c')
-            .long("config")
-            .value_name("FILE")
-            .help(
-                "YAML configuration files, as ttn-lw-stack reads them (repeatable and \
+        .short('c')
+        .long("config")
+        .value_name("FILE")
+        .help(
+            "YAML configuration files, as ttn-lw-stack reads them (repeatable and \
                  comma-separated; the file listed first takes precedence) \
                  [default: $TTN_LW_CONFIG, else ./.ttn-lw-stack.yml, ~/.ttn-lw-stack.yml and \
                  <user config dir>/.ttn-lw-stack.yml where present]",
-            )
+        )
         .action(ArgAction::Append)
         .value_parser(list_value)
 }
@@ -497,7 +497,7 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
                     preview::run(&loaded, pretty, plugin.as_deref(), &mut stdout)
                 }
                 Command::Demo { once } => demo::run(loaded, once, &mut stdout),
-                Command::Report { .. } | Command::Collect { .. } => {
+                Command::Report { .. } | Command::Collect => {
                     unreachable!("handled above")
                 }
                 Command::Send { deadline } => send::run(&loaded, deadline, &mut stdout),

@@ -68,7 +68,11 @@ impl WriterMetrics {
 impl WriterMetrics {
     /// Records what one retention step deleted.
     pub fn pruned(&self, p: &super::store::Pruned) {
-        for (n, v) in self.deleted.iter().zip([p.reports, p.day_latest, p.buckets]) {
+        for (n, v) in self
+            .deleted
+            .iter()
+            .zip([p.reports, p.day_latest, p.buckets])
+        {
             n.fetch_add(v, Ordering::Relaxed);
         }
     }

@@ -122,9 +122,7 @@ impl<K: Hash + Ord + Clone> Buckets<K> {
             state.tat.remove(&first_key);
         }
         let ahead = old.map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
-        let next = now
-            .checked_add(step(limit, ahead)?)
-            .ok_or(MAX_WAIT)?;
+        let next = now.checked_add(step(limit, ahead)?).ok_or(MAX_WAIT)?;
         if let Some(t) = old {
             state.by_time.remove(&(t, key.clone()));
         }

@@ -253,10 +253,7 @@ impl Store {
     /// collector that shares it: PostgreSQL does (in the table `uid_buckets`, see
     /// [`postgres`]); SQLite serves one process and ignores it (the collector keeps the limit in
     /// memory, see [`Store::shares_uid_limit`]).
-    pub async fn open_with(
-        uri: Option<&str>,
-        per_uid: Option<RateLimit>,
-    ) -> anyhow::Result<Store> {
+    pub async fn open_with(uri: Option<&str>, per_uid: Option<RateLimit>) -> anyhow::Result<Store> {
         match uri {
             None => Ok(Store::Sqlite(
                 sqlite::SqliteStore::open(DEFAULT_SQLITE_FILE.as_ref()).await?,

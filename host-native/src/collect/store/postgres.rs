@@ -36,8 +36,8 @@ use tokio_postgres::Client;
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
 use super::super::metrics::WriterMetrics;
-use super::super::stats::{DAYS, TOP};
 use super::super::ratelimit::{self, RateLimit};
+use super::super::stats::{DAYS, TOP};
 use super::{
     DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, PruneStep, Pruned,
     REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
@@ -138,13 +138,7 @@ impl PgStore {
         let read = connect(uri).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let metrics = Arc::new(WriterMetrics::default());
-        tokio::spawn(writer(
-            uri.to_owned(),
-            write,
-            rx,
-            metrics.clone(),
-            per_uid,
-        ));
+        tokio::spawn(writer(uri.to_owned(), write, rx, metrics.clone(), per_uid));
         Ok(PgStore {
             uri: uri.to_owned(),
             tx,

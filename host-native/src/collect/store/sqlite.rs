@@ -21,10 +21,10 @@ use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
 use super::{
-    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev,
-    PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot,
-    StoredReport, answer, day_name, day_of, dedupe, enqueue, failed, isolate, join_counter, plan,
-    split_counter, take_batch,
+    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, PruneStep, Pruned,
+    REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
+    day_name, day_of, dedupe, enqueue, failed, isolate, join_counter, plan, split_counter,
+    take_batch,
 };
 
 const TABLES: &str = "
