@@ -31,6 +31,9 @@
 //!   append, and an empty value is an empty list (which means the §3 fallback).
 //! - A scalar flag given twice keeps the last value.
 //!
+//! The collector reads its own keys (`collector.*`, see `cmd::collect`) through the same
+//! reader, [`read_sources`]: the same files, environment and flag rules, another key table.
+//!
 //! Decisions where SPEC is silent:
 //! - Keys this project does not use are ignored, so a whole `ttn-lw-stack` config file loads
 //!   unchanged.

@@ -1,5 +1,5 @@
 //! The collector's Prometheus metrics, served at `GET /metrics` on their own listener
-//! (`--metrics-listen`), never on the public port (issue 13, "Metrics").
+//! (`collector.metrics-listen`), never on the public port (issue 13, "Metrics").
 //!
 //! | metric | type | meaning |
 //! |---|---|---|

@@ -36,6 +36,14 @@
 //! [`CollectOptions::trusted_proxies`], the client named by its forwarding headers
 //! ([`client_addr`]).
 //!
+//! Retention: with [`CollectOptions::retention`], a maintenance pass at start and every
+//! [`MAINTENANCE_EVERY`] deletes old raw reports and keeps every aggregate
+//! ([`store::Store::retain`]); the default keeps everything. The same pass forgets the per-uid
+//! buckets of PostgreSQL that are full again.
+//!
+//! Several collectors may share one PostgreSQL database: repeats, counters and the per-uid
+//! limit hold across them (see [`store::postgres`]).
+//!
 //! Metrics: with [`CollectOptions::metrics_listen`], `GET /metrics` (Prometheus text, see
 //! [`metrics`]) is served on that address only; the public port answers it 404.
 //!
@@ -121,7 +129,7 @@ pub struct CollectOptions {
     pub retention: Option<Duration>,
 }
 
-/// The default k-anonymity threshold (`collect --k-anonymity`).
+/// The default k-anonymity threshold (`collector.k-anonymity`).
 pub const DEFAULT_K_ANONYMITY: u64 = 5;
 
 impl std::fmt::Debug for CollectOptions {

@@ -81,7 +81,8 @@ use super::metrics::WriterMetrics;
 use super::ratelimit::RateLimit;
 use super::stats::Stats;
 
-/// File name of the embedded store when no `--database-uri` is given (in the working directory).
+/// File name of the embedded store when `collector.database-uri` is empty (in the working
+/// directory).
 pub const DEFAULT_SQLITE_FILE: &str = "ttn-lw-telemetry-collector.sqlite3";
 
 /// The schema version this collector writes (see the module docs).
@@ -242,7 +243,7 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens (and creates the schema of) the store a `--database-uri` names: `None` is the
+    /// Opens (and creates the schema of) the store a `collector.database-uri` names: `None` is the
     /// embedded SQLite file [`DEFAULT_SQLITE_FILE`] in the working directory, `sqlite:PATH`
     /// another SQLite file, `postgres://…` or `postgresql://…` a PostgreSQL database.
     pub async fn open(uri: Option<&str>) -> anyhow::Result<Store> {

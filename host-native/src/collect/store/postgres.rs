@@ -9,12 +9,12 @@
 //!
 //! # Several collectors on one database
 //! - **One writer at a time.** Every batch, retention step and migration takes the
-//!   transaction-level advisory lock [`LOCK_KEY`] as its first statement, so what it reads
+//!   transaction-level advisory lock `LOCK_KEY` ("ttnc") as its first statement, so what it reads
 //!   (a uid's latest report, a counter, a bucket) is what the previous holder committed: the
 //!   repeat check (same uid, body and UTC day) and the counter sums hold across collectors, and
 //!   a report retried through another collector is answered `"repeat":true` and stored once.
 //! - **The per-uid rate limit is shared.** Its buckets live in the table `uid_buckets`
-//!   (`uid → tat`, the GCRA instant of [`ratelimit`](super::super::ratelimit), in Unix
+//!   (`uid → tat`, the GCRA instant of [`super::super::ratelimit`], in Unix
 //!   microseconds of the collectors' clocks), read and written in the batch's transaction: a
 //!   uid gets one limit however many collectors it reaches. A report over it gets
 //!   [`Outcome::RateLimited`] (HTTP 429) and nothing is written. A bucket whose instant has
