@@ -17,6 +17,7 @@ use std::time::Duration;
 use collect_util::*;
 use ttn_lw_telemetry::collect::Limits;
 use ttn_lw_telemetry::collect::ratelimit::RateLimit;
+use ttn_lw_telemetry::collect::store::postgres::LOCK_KEY;
 use ttn_lw_telemetry::collect::store::{SCHEMA_VERSION, Store};
 use ttn_telemetry_core::{MICROS_PER_DAY, sha256_hex};
 
@@ -114,6 +115,21 @@ async fn the_per_uid_limit_holds_across_replicas() {
     assert_eq!(post_json(replicas[0], is_report(7, 6)).await.status, 429);
     // Refused reports were not stored.
     assert_eq!(stats(replicas[0]).await["reports_stored"], 5);
+    // Once both buckets are full again they carry no state, and a maintenance pass forgets
+    // them (the next one finds none); the limit starts over with a whole burst.
+    let later = 20_001 * MICROS_PER_DAY;
+    assert_eq!(a.store().retain(later, None).await.unwrap().buckets, 2);
+    assert_eq!(b.store().retain(later, None).await.unwrap().buckets, 0);
+    clock.set(later);
+    for generation in 10..13 {
+        assert_eq!(
+            post_json(replicas[0], is_report(7, generation))
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(post_json(replicas[1], is_report(7, 13)).await.status, 429);
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -155,10 +171,44 @@ async fn replicas_starting_together_migrate_once() {
             s.close().await;
             reset_to(&uri, start_version).await;
         }
-        let opens = (0..8).map(|_| {
-            let uri = uri.clone();
-            tokio::spawn(async move { Store::open(Some(&uri)).await })
-        });
+        // Hold the lock while eight collectors open the store, see all eight wait for it, then
+        // let them race.
+        let holder = pg(&uri).await;
+        holder
+            .batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
+            .await
+            .unwrap();
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let uri = uri.clone();
+                tokio::spawn(async move { Store::open(Some(&uri)).await })
+            })
+            .collect();
+        let waiting = async {
+            loop {
+                let n: i64 = holder
+                    .query_one(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                         WHERE d.datname = current_database() AND l.locktype = 'advisory'
+                           AND NOT l.granted",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if n == 8 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("every opening collector waits for the lock before touching the schema");
+        holder
+            .batch_execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
+            .await
+            .unwrap();
         let mut stores = Vec::new();
         for o in opens {
             stores.push(

@@ -9,7 +9,7 @@
 //!
 //! # Several collectors on one database
 //! - **One writer at a time.** Every batch, retention step and migration takes the
-//!   transaction-level advisory lock `LOCK_KEY` ("ttnc") as its first statement, so what it reads
+//!   transaction-level advisory lock [`LOCK_KEY`] as its first statement, so what it reads
 //!   (a uid's latest report, a counter, a bucket) is what the previous holder committed: the
 //!   repeat check (same uid, body and UTC day) and the counter sums hold across collectors, and
 //!   a report retried through another collector is answered `"repeat":true` and stored once.
@@ -45,8 +45,9 @@ use super::{
     take_batch,
 };
 
-/// Advisory lock key that serializes batches of collectors sharing a database ("ttnc").
-const LOCK_KEY: i64 = 0x7474_6e63;
+/// Advisory lock key that serializes batches, retention steps and migrations of collectors
+/// sharing a database ("ttnc").
+pub const LOCK_KEY: i64 = 0x7474_6e63;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS reports (

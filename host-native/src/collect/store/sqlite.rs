@@ -321,11 +321,13 @@ fn unstorable(e: &anyhow::Error) -> Option<Outcome> {
 
 /// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`].
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if !super::needs_migration(version)? {
-        return Ok(());
-    }
+    // The version is read under the write lock, so that two processes opening one file (which
+    // a collector does not do, but a tool may) migrate it once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if !super::needs_migration(version)? {
+        return Ok(tx.commit()?);
+    }
     tx.execute_batch(TABLES)?;
     if version < REBUILD_BELOW {
         rebuild_counters(&tx)?;
