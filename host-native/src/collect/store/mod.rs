@@ -47,7 +47,9 @@
 //!   count of deployments per frequency-plan id (scope `plan_deployments`, for k-anonymity);
 //!   a store of version 1 or 2 gets its counters rebuilt the same way. Version 5 added the
 //!   index `reports_received` (retention) and, on PostgreSQL, the table `uid_buckets` (the
-//!   per-uid rate limit shared by collectors, see [`postgres`]); it rebuilds nothing. (Version
+//!   per-uid rate limit shared by collectors, see [`postgres`]); it rebuilds nothing, but
+//!   building the index reads every stored report once, holding the writer for that time on a
+//!   large store (minutes at millions of reports), once. (Version
 //!   4 is another change's; migrations are steps, so either order of the two reaches the
 //!   same schema.)
 //! - **Retention keeps the aggregates** ([`Store::retain`], `collector.retention`, off by

@@ -18,9 +18,12 @@
 //!   microseconds of the collectors' clocks), read and written in the batch's transaction: a
 //!   uid gets one limit however many collectors it reaches. A report over it gets
 //!   [`Outcome::RateLimited`] (HTTP 429) and nothing is written. A bucket whose instant has
-//!   passed is full and carries no state; retention passes delete such rows. (Redis is not
-//!   used for this: the lock the batch already holds makes the table exact at no extra round
-//!   trip, and a collector needs no second service.)
+//!   passed is full and carries no state; maintenance passes delete such rows. (Redis is not
+//!   used for this: the lock the batch already holds makes the table exact for two statements
+//!   per batch, and a collector needs no second service. Measured on loopback, 20,000 reports
+//!   at concurrency 64 on a shared 2-core machine: 3,124–4,226 reports/s with the limit,
+//!   3,405–3,680 without, within the noise; `collector-driver serve --no-addr-limit` against
+//!   `--no-rate-limit`.)
 //! - **Migrations run once.** Opening a store creates or migrates its schema in one
 //!   transaction that takes the same lock first; a second collector starting at the same time
 //!   waits, then finds the schema current. `collector_schema` keeps one row per migration
