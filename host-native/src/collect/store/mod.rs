@@ -49,7 +49,7 @@
 //!   index `reports_received` (retention) and, on PostgreSQL, the table `uid_buckets` (the
 //!   per-uid rate limit shared by collectors, see [`postgres`]); it rebuilds nothing, but
 //!   building the index reads every stored report once, holding the writer for that time on a
-//!   large store (minutes at millions of reports), once. (Version
+//!   large store (in proportion to the reports stored), once. (Version
 //!   4 is another change's; migrations are steps, so either order of the two reaches the
 //!   same schema.)
 //! - **Retention keeps the aggregates** ([`Store::retain`], `collector.retention`, off by
