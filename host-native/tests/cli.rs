@@ -503,15 +503,18 @@ fn collect_help_lists_only_the_collectors_options() {
         stderr(&o)
     );
     std::fs::write(dir.path().join("c.yml"), "collector:\n  listen: nowhere\n").unwrap();
-    let o = run(dir.path(), &["collect", "-c", "c.yml"], &[]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains(
-            "file c.yml: invalid value \"nowhere\" for collector.listen: expected host:port"
-        ),
-        "{}",
-        stderr(&o)
-    );
+    // `-c` works before the command too, as for the agent's commands.
+    for args in [&["collect", "-c", "c.yml"], &["-c", "c.yml", "collect"]] {
+        let o = run(dir.path(), args, &[]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            stderr(&o).contains(
+                "file c.yml: invalid value \"nowhere\" for collector.listen: expected host:port"
+            ),
+            "{}",
+            stderr(&o)
+        );
+    }
     // Agent configuration before `collect` would be ignored, so it is a usage error.
     for args in [
         &[
