@@ -31,6 +31,9 @@
 //!   append, and an empty value is an empty list (which means the §3 fallback).
 //! - A scalar flag given twice keeps the last value.
 //!
+//! The collector reads its own keys (`collector.*`, see `cmd::collect`) through the same
+//! reader, [`read_sources`]: the same files, environment and flag rules, another key table.
+//!
 //! Decisions where SPEC is silent:
 //! - Keys this project does not use are ignored, so a whole `ttn-lw-stack` config file loads
 //!   unchanged.
@@ -360,28 +363,37 @@ fn working_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     Some(cwd)
 }
 
-/// Loads the effective configuration from defaults, configuration files, the environment (read
-/// through `env`) and `args.flags`, lowest precedence first, and checks it.
-///
-/// `env` is a lookup so that tests need not touch the process environment; it is also where
-/// `HOME`, `XDG_CONFIG_HOME`, `PWD` and `TTN_LW_CONFIG` are read.
-pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded, LoadError> {
-    let mut config = Config::default();
-    let mut sources: Sources = KEYS.iter().map(|k| (k.key, Source::Default)).collect();
-    let mut apply = |spec: &'static KeySpec, value: RawValue, source: Source| {
-        config
-            .set(spec.key, &value)
-            .map_err(|error| LoadError::Value {
-                source: source.clone(),
-                error,
-            })?;
-        sources.insert(spec.key, source);
-        Ok::<(), LoadError>(())
-    };
+/// A configuration key as the sources name it: the agent's keys ([`KEYS`]) and the collector's
+/// (`cmd::collect`) are read from the same files, environment and flags by [`read_sources`].
+pub trait Key: Sync + 'static {
+    /// The dotted key (`telemetry.enable`, `collector.listen`).
+    fn key(&self) -> &'static str;
+    /// The form of its values: a list, a boolean (read as `cast.ToBool`), or a scalar.
+    fn form(&self) -> Form;
+}
 
+impl Key for KeySpec {
+    fn key(&self) -> &'static str {
+        self.key
+    }
+    fn form(&self) -> Form {
+        self.form
+    }
+}
+
+/// Reads every value that the configuration files, the environment (`TTN_LW_<KEY>`, through
+/// `env`) and `args.flags` give for `keys`, lowest precedence first, and hands each to `apply`
+/// with its source (the last one applied wins). Returns the files read, highest precedence
+/// first (see the module docs for which files).
+pub fn read_sources<K: Key>(
+    keys: &'static [K],
+    args: &Args,
+    env: &impl Fn(&str) -> Option<String>,
+    mut apply: impl FnMut(&'static K, RawValue, Source) -> Result<(), LoadError>,
+) -> Result<Vec<(PathBuf, FileOrigin)>, LoadError> {
     // Lowest precedence first: the file listed first is applied last and so wins.
     let mut files = Vec::new();
-    for (path, origin) in config_files(args, &env).into_iter().rev() {
+    for (path, origin) in config_files(args, env).into_iter().rev() {
         if origin == FileOrigin::Default
             && let Err(e) = std::fs::metadata(&path)
             && matches!(
@@ -391,23 +403,23 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
         {
             continue;
         }
-        for (spec, value) in read_file(&path)? {
+        for (spec, value) in read_file_keys(&path, keys)? {
             apply(spec, value, Source::File(path.clone()))?;
         }
         files.push((path, origin));
     }
     files.reverse();
-    for spec in KEYS {
-        let name = env_var_name(spec.key);
+    for spec in keys {
+        let name = env_var_name(spec.key());
         if let Some(v) = env(&name) {
             apply(spec, RawValue::Scalar(v), Source::Env(name))?;
         }
     }
     for (key, values) in &args.flags {
-        let Some(spec) = KEYS.iter().find(|k| k.key == *key) else {
+        let Some(spec) = keys.iter().find(|k| k.key() == *key) else {
             continue;
         };
-        let value = if spec.form == Form::List {
+        let value = if spec.form() == Form::List {
             RawValue::List(values.clone())
         } else {
             match values.last() {
@@ -417,6 +429,27 @@ pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded,
         };
         apply(spec, value, Source::Flag)?;
     }
+    Ok(files)
+}
+
+/// Loads the effective configuration from defaults, configuration files, the environment (read
+/// through `env`) and `args.flags`, lowest precedence first, and checks it.
+///
+/// `env` is a lookup so that tests need not touch the process environment; it is also where
+/// `HOME`, `XDG_CONFIG_HOME`, `PWD` and `TTN_LW_CONFIG` are read.
+pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Loaded, LoadError> {
+    let mut config = Config::default();
+    let mut sources: Sources = KEYS.iter().map(|k| (k.key, Source::Default)).collect();
+    let files = read_sources(KEYS, args, &env, |spec, value, source| {
+        config
+            .set(spec.key, &value)
+            .map_err(|error| LoadError::Value {
+                source: source.clone(),
+                error,
+            })?;
+        sources.insert(spec.key, source);
+        Ok(())
+    })?;
     if env("DO_NOT_TRACK").is_some_and(|v| do_not_track(&v)) {
         config.do_not_track = true;
         sources.insert("telemetry.enable", Source::DoNotTrack);
@@ -468,11 +501,19 @@ fn check_database_uri(config: &Config, sources: &Sources) -> Result<(), LoadErro
 
 /// Reads one YAML file and returns the values it sets for keys of [`KEYS`], in [`KEYS`] order.
 pub fn read_file(path: &Path) -> Result<Vec<(&'static KeySpec, RawValue)>, LoadError> {
+    read_file_keys(path, KEYS)
+}
+
+/// [`read_file`] for any table of keys.
+pub fn read_file_keys<K: Key>(
+    path: &Path,
+    keys: &'static [K],
+) -> Result<Vec<(&'static K, RawValue)>, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
         path: path.to_owned(),
         error,
     })?;
-    read_yaml(&text, &Source::File(path.to_owned())).map_err(|e| match e {
+    read_yaml(&text, keys, &Source::File(path.to_owned())).map_err(|e| match e {
         YamlError::Syntax(reason) => LoadError::Parse {
             path: path.to_owned(),
             reason,
@@ -488,7 +529,11 @@ enum YamlError {
     Config(LoadError),
 }
 
-fn read_yaml(text: &str, source: &Source) -> Result<Vec<(&'static KeySpec, RawValue)>, YamlError> {
+fn read_yaml<K: Key>(
+    text: &str,
+    keys: &'static [K],
+    source: &Source,
+) -> Result<Vec<(&'static K, RawValue)>, YamlError> {
     let mut doc: Value =
         serde_norway::from_str(text).map_err(|e| YamlError::Syntax(e.to_string()))?;
     // Operators share settings between sections with anchors and `<<:` merge keys.
@@ -504,7 +549,7 @@ fn read_yaml(text: &str, source: &Source) -> Result<Vec<(&'static KeySpec, RawVa
         }
     }
     let mut out = Vec::new();
-    for spec in KEYS {
+    for spec in keys {
         if let Some(value) = lookup(&doc, spec, source).map_err(YamlError::Config)? {
             out.push((spec, value));
         }
@@ -513,12 +558,8 @@ fn read_yaml(text: &str, source: &Source) -> Result<Vec<(&'static KeySpec, RawVa
 }
 
 /// Finds `spec.key` in the nested mapping `doc`; `None` when absent or null.
-fn lookup(
-    doc: &Value,
-    spec: &'static KeySpec,
-    source: &Source,
-) -> Result<Option<RawValue>, LoadError> {
-    let segments: Vec<&str> = spec.key.split('.').collect();
+fn lookup<K: Key>(doc: &Value, spec: &K, source: &Source) -> Result<Option<RawValue>, LoadError> {
+    let segments: Vec<&str> = spec.key().split('.').collect();
     let mut node = doc;
     for (i, seg) in segments.iter().enumerate() {
         let here = segments[..i].join(".");
@@ -542,26 +583,26 @@ fn lookup(
 }
 
 /// The value of one key's node, as ttn-lw-stack (viper `Get` with the key's default type) reads it.
-fn raw_value(
-    spec: &'static KeySpec,
+fn raw_value<K: Key>(
+    spec: &K,
     node: &Value,
     source: &Source,
 ) -> Result<Option<RawValue>, LoadError> {
-    let shape_error = |found| shape(source, spec.key.to_owned(), found, spec.form.expected());
+    let shape_error = |found| shape(source, spec.key().to_owned(), found, spec.form().expected());
     match node {
         Value::Null => Ok(None),
         Value::Tagged(t) => raw_value(spec, &t.value, source),
         // cast.ToBool: a number is true when not zero; a list or mapping is no boolean.
-        Value::Number(n) if spec.form == Form::Bool => {
+        Value::Number(n) if spec.form() == Form::Bool => {
             let zero = n.as_f64().is_some_and(|f| f == 0.0);
             Ok(Some(RawValue::Scalar(
                 if zero { "false" } else { "true" }.to_owned(),
             )))
         }
-        Value::Mapping(_) if spec.form == Form::Bool => {
+        Value::Mapping(_) if spec.form() == Form::Bool => {
             Ok(Some(RawValue::Scalar("(a mapping)".to_owned())))
         }
-        Value::Sequence(items) if matches!(spec.form, Form::List | Form::Bool) => {
+        Value::Sequence(items) if matches!(spec.form(), Form::List | Form::Bool) => {
             // cast.ToStringSlice: each item through cast.ToString, "" for what it cannot convert.
             let list = items
                 .iter()
@@ -660,7 +701,8 @@ mod tests {
     use super::*;
 
     fn yaml(text: &str) -> Result<Vec<(&'static str, RawValue)>, YamlError> {
-        read_yaml(text, &Source::Flag).map(|v| v.into_iter().map(|(k, v)| (k.key, v)).collect())
+        read_yaml(text, KEYS, &Source::Flag)
+            .map(|v| v.into_iter().map(|(k, v)| (k.key, v)).collect())
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!
 //! The secrets are: the password of `is.database-uri` (URI or conninfo, as written and as
 //! decoded), the credentials of `telemetry.target` and of the Console base URLs, `redis.password`,
-//! `telemetry.admin.token`, the collector's `--database-uri` password, and any URI password on
+//! `telemetry.admin.token`, the collector's `collector.database-uri` password, and any URI password on
 //! the command line.
 //!
 //! Decisions where SPEC is silent:

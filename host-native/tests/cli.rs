@@ -467,19 +467,16 @@ fn collect_help_lists_only_the_collectors_options() {
         .filter(|w| w.starts_with("--"))
         .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
         .collect();
-    assert_eq!(
-        flags,
-        [
-            "--listen",
-            "--database-uri",
-            "--k-anonymity",
-            "--trusted-proxies",
-            "--metrics-listen",
-            "--help"
-        ],
-        "{text}"
+    let mut want = vec!["--config".to_owned(), "--help".to_owned()];
+    want.extend(
+        ttn_lw_telemetry::cmd::collect::COLLECTOR_KEYS
+            .iter()
+            .map(|k| format!("--{}", k.key)),
     );
-    // A bad trusted-proxy list is a usage error naming the bad member.
+    assert_eq!(flags, want, "{text}");
+    assert!(!text.contains("telemetry."), "no agent key: {text}");
+    // A bad trusted-proxy list (given with the flag of earlier releases, a hidden alias) is
+    // bad input naming the source, the key and the bad member.
     let o = run(
         dir.path(),
         &["collect", "--trusted-proxies", "10.0.0.0/8,192.0.2.0/33"],
@@ -487,10 +484,37 @@ fn collect_help_lists_only_the_collectors_options() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("\"192.0.2.0/33\": the prefix length must be 0 to 32"),
+        stderr(&o).contains(
+            "command line: invalid value \"10.0.0.0/8,192.0.2.0/33\" for collector.trusted-proxies"
+        ) && stderr(&o).contains("\"192.0.2.0/33\": the prefix length must be 0 to 32"),
         "{}",
         stderr(&o)
     );
+    // The same from the environment and from a file name their source.
+    let o = run(
+        dir.path(),
+        &["collect"],
+        &[("TTN_LW_COLLECTOR_LIMITS_BODY_TIMEOUT", "soon")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("env TTN_LW_COLLECTOR_LIMITS_BODY_TIMEOUT: invalid value \"soon\" for collector.limits.body-timeout"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(dir.path().join("c.yml"), "collector:\n  listen: nowhere\n").unwrap();
+    // `-c` works before the command too, as for the agent's commands.
+    for args in [&["collect", "-c", "c.yml"], &["-c", "c.yml", "collect"]] {
+        let o = run(dir.path(), args, &[]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            stderr(&o).contains(
+                "file c.yml: invalid value \"nowhere\" for collector.listen: expected host:port"
+            ),
+            "{}",
+            stderr(&o)
+        );
+    }
     // Agent configuration before `collect` would be ignored, so it is a usage error.
     for args in [
         &[
@@ -498,7 +522,7 @@ fn collect_help_lists_only_the_collectors_options() {
             "http://127.0.0.1:9/collect",
             "collect",
         ][..],
-        &["-c", "x.yml", "collect"][..],
+        &["--telemetry.enable=false", "collect"][..],
     ] {
         let o = run(dir.path(), args, &[]);
         assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -70,19 +70,9 @@ pub enum Command {
         /// Exit once the first report is stored instead of serving until Ctrl-C.
         once: bool,
     },
-    /// `collect`: run the collector and its dashboard.
-    Collect {
-        /// `HOST:PORT` to listen on.
-        listen: String,
-        /// Store URI (`sqlite:PATH`, `postgresql://…`); `None` is SQLite in the working dir.
-        database_uri: Option<String>,
-        /// k-anonymity threshold of the public data.
-        k_anonymity: u64,
-        /// Reverse proxies whose forwarding headers name the client.
-        trusted_proxies: crate::collect::client_addr::TrustedProxies,
-        /// `HOST:PORT` for `GET /metrics`; `None`: no metrics listener.
-        metrics_listen: Option<String>,
-    },
+    /// `collect`: run the collector and its dashboard, configured by the collector's own keys
+    /// ([`collect::COLLECTOR_KEYS`]), whose flags are in [`Invocation::config`].
+    Collect,
     /// `send [--deadline DUR]`: count, build and deliver once, now.
     Send {
         /// How long delivery may keep retrying.
@@ -177,20 +167,7 @@ fn value_name(form: Form) -> &'static str {
 /// whose values given after the command would replace those given before it), and
 /// [`config_args`] joins both, root first.
 fn config_flags() -> Vec<Arg> {
-    let mut args = vec![
-        Arg::new("config")
-            .short('c')
-            .long("config")
-            .value_name("FILE")
-            .help(
-                "YAML configuration files, as ttn-lw-stack reads them (repeatable and \
-                 comma-separated; the file listed first takes precedence) \
-                 [default: $TTN_LW_CONFIG, else ./.ttn-lw-stack.yml, ~/.ttn-lw-stack.yml and \
-                 <user config dir>/.ttn-lw-stack.yml where present]",
-            )
-            .action(ArgAction::Append)
-            .value_parser(list_value),
-    ];
+    let mut args = vec![config_file_flag()];
     for spec in KEYS {
         let mut help = spec.doc.to_owned();
         if spec.form == Form::List {
@@ -202,23 +179,69 @@ fn config_flags() -> Vec<Arg> {
         let arg = Arg::new(spec.key)
             .long(spec.key)
             .value_name(value_name(spec.form))
-            .help(help)
-            .action(ArgAction::Append)
-            .help_heading("Configuration keys");
-        args.push(match spec.form {
-            // pflag: a bare boolean flag is true; a value only after `=`.
-            Form::Bool => arg
-                .num_args(0..=1)
-                .require_equals(true)
-                .default_missing_value("true"),
-            Form::List => arg
-                .num_args(1)
-                .allow_hyphen_values(true)
-                .value_parser(list_value),
-            _ => arg.num_args(1).allow_hyphen_values(true),
-        });
+            .help(help);
+        args.push(key_flag(arg, spec.form));
     }
     args
+}
+
+/// `collect`'s flags: `-c/--config` and one `--<key>` per key of
+/// [`collect::COLLECTOR_KEYS`], each with its hidden alias of earlier releases.
+fn collector_flags() -> Vec<Arg> {
+    let mut args = vec![config_file_flag()];
+    for spec in collect::COLLECTOR_KEYS {
+        let mut help = spec.doc.to_owned();
+        if spec.form == Form::List {
+            help.push_str(" Comma-separated; repeat the flag to add more.");
+        }
+        if !spec.default.is_empty() {
+            help.push_str(&format!(" [default: {}]", spec.default));
+        }
+        let mut arg = Arg::new(spec.key)
+            .long(spec.key)
+            .value_name(spec.value_name)
+            .help(help);
+        if let Some(alias) = spec.alias {
+            arg = arg.alias(alias);
+        }
+        args.push(key_flag(arg, spec.form));
+    }
+    args
+}
+
+/// A configuration key's flag, read as pflag reads it (see the module docs).
+fn key_flag(arg: Arg, form: Form) -> Arg {
+    let arg = arg
+        .action(ArgAction::Append)
+        .help_heading("Configuration keys");
+    match form {
+        // pflag: a bare boolean flag is true; a value only after `=`.
+        Form::Bool => arg
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true"),
+        Form::List => arg
+            .num_args(1)
+            .allow_hyphen_values(true)
+            .value_parser(list_value),
+        _ => arg.num_args(1).allow_hyphen_values(true),
+    }
+}
+
+/// `-c/--config FILE`, read by the agent and the collector alike.
+fn config_file_flag() -> Arg {
+    Arg::new("config")
+        .short('c')
+        .long("config")
+        .value_name("FILE")
+        .help(
+            "YAML configuration files, as ttn-lw-stack reads them (repeatable and \
+                 comma-separated; the file listed first takes precedence) \
+                 [default: $TTN_LW_CONFIG, else ./.ttn-lw-stack.yml, ~/.ttn-lw-stack.yml and \
+                 <user config dir>/.ttn-lw-stack.yml where present]",
+        )
+        .action(ArgAction::Append)
+        .value_parser(list_value)
 }
 
 /// A list flag's value, split as a pflag string slice.
@@ -266,40 +289,11 @@ pub fn cli() -> clap::Command {
             ),
         clap::Command::new("collect")
             .about("Run the collector: POST /collect, the dashboard at /, and /api/v1/stats")
-            .arg(
-                Arg::new("listen")
-                    .long("listen")
-                    .value_name("HOST:PORT")
-                    .default_value(collect::DEFAULT_LISTEN)
-                    .help("Address to listen on"),
+            .after_help(
+                "Configuration, as for the agent: defaults < config files < TTN_LW_COLLECTOR_* \
+                 environment < flags; in YAML, the keys of a `collector:` section.",
             )
-            .arg(
-                Arg::new("database-uri")
-                    .long("database-uri")
-                    .value_name("URI")
-                    .help("sqlite:PATH or postgresql://… [default: ./ttn-lw-telemetry-collector.sqlite3]"),
-            )
-            .arg(
-                Arg::new("k-anonymity")
-                    .long("k-anonymity")
-                    .value_name("N")
-                    .default_value("5")
-                    .value_parser(clap::value_parser!(u64))
-                    .help("Fold every plan id, version, OS and arch seen from fewer than N deployments into `other` in the public data"),
-            )
-            .arg(
-                Arg::new("trusted-proxies")
-                    .long("trusted-proxies")
-                    .value_name("CIDR,…")
-                    .value_parser(|s: &str| s.parse::<crate::collect::client_addr::TrustedProxies>())
-                    .help("Reverse proxies (IPv4/IPv6 CIDRs, comma-separated) whose Forwarded or X-Forwarded-For names the client for the per-address rate limit [default: none]"),
-            )
-            .arg(
-                Arg::new("metrics-listen")
-                    .long("metrics-listen")
-                    .value_name("HOST:PORT")
-                    .help("Serve Prometheus metrics at GET /metrics on this address, apart from the public port [default: off]"),
-            ),
+            .args(collector_flags()),
         clap::Command::new("demo")
             .about(
                 "Count an example database, explain what would be sent, where, and how to turn it off; deliver it to the real collector on loopback and serve its dashboard and the Console page until Ctrl-C",
@@ -340,7 +334,7 @@ pub fn cli() -> clap::Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .args(config_flags())
-        // The collector reads no agent configuration: its help lists its own options only.
+        // The collector reads its own keys only: its help lists them alone.
         .subcommands(commands.map(|c| {
             if c.get_name() == "collect" {
                 c
@@ -375,22 +369,7 @@ where
         "demo" => Command::Demo {
             once: sub.get_flag("once"),
         },
-        "collect" => Command::Collect {
-            listen: sub
-                .get_one::<String>("listen")
-                .cloned()
-                .unwrap_or_else(|| collect::DEFAULT_LISTEN.to_owned()),
-            database_uri: sub.get_one::<String>("database-uri").cloned(),
-            k_anonymity: sub
-                .get_one::<u64>("k-anonymity")
-                .copied()
-                .unwrap_or(crate::collect::DEFAULT_K_ANONYMITY),
-            trusted_proxies: sub
-                .get_one::<crate::collect::client_addr::TrustedProxies>("trusted-proxies")
-                .cloned()
-                .unwrap_or_default(),
-            metrics_listen: sub.get_one::<String>("metrics-listen").cloned(),
-        },
+        "collect" => Command::Collect,
         "send" => Command::Send {
             deadline: sub
                 .get_one::<Duration>("deadline")
@@ -409,32 +388,48 @@ where
     };
     let config = if name == "collect" {
         // Agent configuration given before `collect` would be ignored: refuse it instead.
-        let before = config_args(&matches, &matches);
-        if before.files.is_some() || !before.flags.is_empty() {
+        let before = config_args(&matches, &matches, &agent_keys());
+        if !before.flags.is_empty() {
             return Err(cli().error(
                 clap::error::ErrorKind::ArgumentConflict,
-                "`collect` takes no agent configuration (-c or --<key>): its options are --listen, --database-uri and --k-anonymity",
+                "`collect` takes no agent configuration (--<key>): its keys are collector.*, see `collect --help`",
             ));
         }
-        config::Args::default()
+        config_args(&matches, sub, &collector_keys())
     } else {
-        config_args(&matches, sub)
+        config_args(&matches, sub, &agent_keys())
     };
     Ok(Invocation { config, command })
 }
 
-/// Joins the configuration flags given before the command (`root`) and after it (`sub`).
-fn config_args(root: &ArgMatches, sub: &ArgMatches) -> config::Args {
+/// The agent's keys as flags: each key and whether it is a list.
+fn agent_keys() -> Vec<(&'static str, bool)> {
+    KEYS.iter().map(|k| (k.key, k.form == Form::List)).collect()
+}
+
+/// The collector's keys as flags.
+fn collector_keys() -> Vec<(&'static str, bool)> {
+    collect::COLLECTOR_KEYS
+        .iter()
+        .map(|k| (k.key, k.form == Form::List))
+        .collect()
+}
+
+/// Joins the configuration flags of `keys` given before the command (`root`) and after it
+/// (`sub`).
+fn config_args(root: &ArgMatches, sub: &ArgMatches, keys: &[(&'static str, bool)]) -> config::Args {
     let given = |id: &str| {
         [root, sub]
             .into_iter()
-            .any(|m| m.contains_id(id) && m.value_source(id).is_some())
+            .any(|m| m.try_contains_id(id).unwrap_or(false) && m.value_source(id).is_some())
     };
     let lists = |id: &str| -> Vec<String> {
         [root, sub]
             .into_iter()
             .flat_map(|m| {
-                m.get_many::<Vec<String>>(id)
+                m.try_get_many::<Vec<String>>(id)
+                    .ok()
+                    .flatten()
                     .into_iter()
                     .flatten()
                     .flatten()
@@ -443,24 +438,26 @@ fn config_args(root: &ArgMatches, sub: &ArgMatches) -> config::Args {
             .collect()
     };
     let files = given("config").then(|| lists("config").into_iter().map(PathBuf::from).collect());
-    let flags = KEYS
+    let flags = keys
         .iter()
-        .filter(|spec| given(spec.key))
-        .map(|spec| {
-            let values = if spec.form == Form::List {
-                lists(spec.key)
+        .filter(|(key, _)| given(key))
+        .map(|&(key, list)| {
+            let values = if list {
+                lists(key)
             } else {
                 [root, sub]
                     .into_iter()
                     .flat_map(|m| {
-                        m.get_many::<String>(spec.key)
+                        m.try_get_many::<String>(key)
+                            .ok()
+                            .flatten()
                             .into_iter()
                             .flatten()
                             .cloned()
                     })
                     .collect()
             };
-            (spec.key, values)
+            (key, values)
         })
         .collect();
     config::Args { files, flags }
@@ -483,23 +480,10 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
     }
     match inv.command {
         Command::Report { inputs } => report::run(&inputs, &mut stdout),
-        Command::Collect {
-            listen,
-            database_uri,
-            k_anonymity,
-            trusted_proxies,
-            metrics_listen,
-        } => {
-            if let Some(uri) = &database_uri {
-                redact::register(redact::secrets_of(uri));
-            }
-            collect::run(collect::Options {
-                listen,
-                database_uri,
-                trusted_proxies,
-                metrics_listen,
-                k_anonymity,
-            })
+        Command::Collect => {
+            let settings = collect::load(&inv.config, &env)?;
+            redact::register(redact::secrets_of(&settings.database_uri));
+            collect::run(&settings)
         }
         command => {
             let loaded: Loaded = config::load(&inv.config, env)?;
@@ -513,7 +497,7 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
                     preview::run(&loaded, pretty, plugin.as_deref(), &mut stdout)
                 }
                 Command::Demo { once } => demo::run(loaded, once, &mut stdout),
-                Command::Report { .. } | Command::Collect { .. } => {
+                Command::Report { .. } | Command::Collect => {
                     unreachable!("handled above")
                 }
                 Command::Send { deadline } => send::run(&loaded, deadline, &mut stdout),

@@ -1,7 +1,7 @@
 //! The client address of a request behind trusted reverse proxies (issue 13, "Behind a proxy").
 //!
 //! The per-address rate limit keys on the client address. Without trusted proxies (the
-//! default) that is the TCP peer. With `--trusted-proxies CIDR,…`, a request whose peer is in
+//! default) that is the TCP peer. With `collector.trusted-proxies` (`CIDR,…`), a request whose peer is in
 //! that list has its client address taken from `Forwarded` (RFC 7239 `for=`) or else
 //! `X-Forwarded-For`; the same headers from any other peer are ignored, so a client cannot pick
 //! its own bucket by sending them.

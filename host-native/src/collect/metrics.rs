@@ -1,5 +1,5 @@
 //! The collector's Prometheus metrics, served at `GET /metrics` on their own listener
-//! (`--metrics-listen`), never on the public port (issue 13, "Metrics").
+//! (`collector.metrics-listen`), never on the public port (issue 13, "Metrics").
 //!
 //! | metric | type | meaning |
 //! |---|---|---|
@@ -8,6 +8,7 @@
 //! | `ttn_lw_telemetry_collector_batch_size` | histogram | reports per group commit |
 //! | `ttn_lw_telemetry_collector_commit_seconds` | histogram | time to write and commit one batch |
 //! | `ttn_lw_telemetry_collector_store_errors_total` | counter | reports the store failed to write (each answered 503) |
+//! | `ttn_lw_telemetry_collector_retention_deleted_total{table}` | counter | rows retention deleted: `reports`, `day_latest`, `uid_buckets` (see [`Store::retain`](super::store::Store::retain)) |
 //!
 //! # Decisions where the issue and SPEC are silent
 //! - Only requests that reach `POST /collect` are counted; requests hyper itself refuses
@@ -38,6 +39,8 @@ pub struct WriterMetrics {
     batch_size: Histogram,
     commit_seconds: Histogram,
     store_errors: AtomicU64,
+    /// Rows deleted by retention: reports, day_latest, uid_buckets.
+    deleted: [AtomicU64; 3],
 }
 
 impl Default for WriterMetrics {
@@ -46,6 +49,7 @@ impl Default for WriterMetrics {
             batch_size: Histogram::new(BATCH_BOUNDS),
             commit_seconds: Histogram::new(SECONDS_BOUNDS),
             store_errors: AtomicU64::new(0),
+            deleted: Default::default(),
         }
     }
 }
@@ -58,6 +62,19 @@ impl WriterMetrics {
         self.commit_seconds.observe(took.as_secs_f64());
         self.store_errors
             .fetch_add(failed as u64, Ordering::Relaxed);
+    }
+}
+
+impl WriterMetrics {
+    /// Records what one retention step deleted.
+    pub fn pruned(&self, p: &super::store::Pruned) {
+        for (n, v) in self
+            .deleted
+            .iter()
+            .zip([p.reports, p.day_latest, p.buckets])
+        {
+            n.fetch_add(v, Ordering::Relaxed);
+        }
     }
 }
 
@@ -134,6 +151,23 @@ impl Metrics {
             "Reports the store failed to write since start-up (each answered 503).",
             writer.store_errors.load(Ordering::Relaxed),
         );
+        let name = "ttn_lw_telemetry_collector_retention_deleted_total";
+        prom::family(
+            &mut out,
+            name,
+            "Rows deleted by retention since start-up, by table (the aggregates are kept).",
+            "counter",
+        );
+        for (table, n) in ["reports", "day_latest", "uid_buckets"]
+            .iter()
+            .zip(&writer.deleted)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{table=\"{table}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }

@@ -31,9 +31,18 @@
 //! within [`Limits::header_timeout`] and the body within [`Limits::body_timeout`] (then 408), so
 //! a slow or stalled client holds a connection and a small buffer, never a worker thread. Rate
 //! limits are token buckets per client address (checked before the body is read) and per uid
-//! (checked after it is parsed). The address is the TCP peer, or, for a peer in
+//! (checked after it is parsed; kept in memory for SQLite, in the database for PostgreSQL so
+//! that collectors sharing it share the limit, see [`store::postgres`]). The address is the TCP peer, or, for a peer in
 //! [`CollectOptions::trusted_proxies`], the client named by its forwarding headers
 //! ([`client_addr`]).
+//!
+//! Retention: with [`CollectOptions::retention`], a maintenance pass at start and every
+//! [`MAINTENANCE_EVERY`] deletes old raw reports and keeps every aggregate
+//! ([`store::Store::retain`]); the default keeps everything. The same pass forgets the per-uid
+//! buckets of PostgreSQL that are full again.
+//!
+//! Several collectors may share one PostgreSQL database: repeats, counters and the per-uid
+//! limit hold across them (see [`store::postgres`]).
 //!
 //! Metrics: with [`CollectOptions::metrics_listen`], `GET /metrics` (Prometheus text, see
 //! [`metrics`]) is served on that address only; the public port answers it 404.
@@ -115,9 +124,12 @@ pub struct CollectOptions {
     pub trusted_proxies: client_addr::TrustedProxies,
     /// `HOST:PORT` of the metrics listener (`GET /metrics`); `None` (the default): no metrics.
     pub metrics_listen: Option<String>,
+    /// How long raw reports are kept (see [`store::Store::retain`]); `None` (the default):
+    /// for ever. The aggregates are kept either way.
+    pub retention: Option<Duration>,
 }
 
-/// The default k-anonymity threshold (`collect --k-anonymity`).
+/// The default k-anonymity threshold (`collector.k-anonymity`).
 pub const DEFAULT_K_ANONYMITY: u64 = 5;
 
 impl std::fmt::Debug for CollectOptions {
@@ -134,6 +146,8 @@ impl std::fmt::Debug for CollectOptions {
             .field("limits", &self.limits)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("metrics_listen", &self.metrics_listen)
+            .field("k_anonymity", &self.k_anonymity)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -149,9 +163,14 @@ impl CollectOptions {
             k_anonymity: DEFAULT_K_ANONYMITY,
             trusted_proxies: client_addr::TrustedProxies::default(),
             metrics_listen: None,
+            retention: None,
         }
     }
 }
+
+/// How often a collector runs its maintenance pass (retention, and forgetting full per-uid
+/// buckets); it also runs one at start.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Abuse limits of a collector.
 #[derive(Debug, Clone)]
@@ -210,6 +229,7 @@ pub struct Collector {
     metrics_addr: Option<SocketAddr>,
     store: Store,
     accepted: watch::Receiver<u64>,
+    maintained: watch::Receiver<u64>,
     stop: Option<watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -236,6 +256,12 @@ impl Collector {
         self.accepted.clone()
     }
 
+    /// How many maintenance passes (see [`MAINTENANCE_EVERY`]) have finished; changes after
+    /// each, the first one just after start.
+    pub fn maintained(&self) -> watch::Receiver<u64> {
+        self.maintained.clone()
+    }
+
     /// Stops accepting connections, lets the store commit what is queued, and returns.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -250,7 +276,7 @@ impl Collector {
 
 /// Opens the store, binds `opts.listen` and serves in the background.
 pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
-    let store = Store::open(opts.database_uri.as_deref()).await?;
+    let store = Store::open_with(opts.database_uri.as_deref(), opts.limits.per_uid).await?;
     let listener = TcpListener::bind(opts.listen.as_str())
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
@@ -273,7 +299,11 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
         clock: opts.clock,
         k: opts.k_anonymity,
         by_addr: Buckets::new(opts.limits.per_addr, opts.limits.max_tracked),
-        by_uid: Buckets::new(opts.limits.per_uid, opts.limits.max_tracked),
+        // A store that shares the per-uid limit across collectors applies it itself.
+        by_uid: Buckets::new(
+            opts.limits.per_uid.filter(|_| !store.shares_uid_limit()),
+            opts.limits.max_tracked,
+        ),
         limits: opts.limits,
         trusted_proxies: opts.trusted_proxies,
         metrics: metrics::Metrics::default(),
@@ -287,6 +317,14 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
         "collect",
         stopped.clone(),
     ))];
+    let (maintained_tx, maintained) = watch::channel(0);
+    tasks.push(tokio::spawn(maintenance(
+        store.clone(),
+        app.clock.clone(),
+        opts.retention,
+        maintained_tx,
+        stopped.clone(),
+    )));
     if let Some(l) = metrics_listener {
         let limits = app.limits.clone();
         tasks.push(tokio::spawn(accept_loop(
@@ -302,9 +340,39 @@ pub async fn start(opts: CollectOptions) -> anyhow::Result<Collector> {
         metrics_addr,
         store,
         accepted,
+        maintained,
         stop: Some(stop),
         tasks,
     })
+}
+
+/// Runs a maintenance pass at start and every [`MAINTENANCE_EVERY`] until stopped: retention
+/// at the clock's time, when configured, and the per-uid buckets that are full again. A failed
+/// pass is logged and tried again at the next one (nothing is lost: rows stay longer).
+async fn maintenance(
+    store: Store,
+    clock: Clock,
+    retention: Option<Duration>,
+    passes: watch::Sender<u64>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        match store.retain(clock(), retention).await {
+            Ok(p) if p.reports + p.day_latest > 0 => eprintln!(
+                "collect: retention deleted {} reports and {} day_latest rows",
+                p.reports, p.day_latest
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("collect: retention failed (tried again later): {e:#}"),
+        }
+        passes.send_modify(|n| *n += 1);
+    }
 }
 
 /// Runs a collector until Ctrl-C or SIGTERM, then shuts it down cleanly.
@@ -649,6 +717,7 @@ async fn collect(
             false
         }
         Some(Outcome::Repeat) => true,
+        Some(Outcome::RateLimited(wait)) => return Err(Refusal::RateLimited(wait)),
         Some(Outcome::Unstorable(why)) => {
             eprintln!("collect: the store refused a report's data: {why}");
             return Err(Refusal::Unstorable);

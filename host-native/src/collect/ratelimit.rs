@@ -45,6 +45,32 @@ pub fn addr_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A Retry-After: at least a second, at most [`MAX_WAIT`].
+fn retry_after(d: Duration) -> Duration {
+    d.clamp(Duration::from_secs(1), MAX_WAIT)
+}
+
+/// One take from a bucket whose theoretical arrival time is `ahead` of now (zero when it has
+/// passed: the bucket is full). Gives the new `ahead`, or, when the bucket is empty, how long
+/// to wait. The one GCRA step of the in-memory [`Buckets`] and of the shared buckets a
+/// PostgreSQL store keeps across collectors (see [`super::store`]).
+pub fn step(limit: RateLimit, ahead: Duration) -> Result<Duration, Duration> {
+    // T: one token's refill time; a rate of 0 (or too small to matter) refills after MAX_WAIT.
+    let period = if limit.per_second > 1.0 / MAX_WAIT.as_secs_f64() {
+        Duration::from_secs_f64(1.0 / limit.per_second)
+    } else {
+        MAX_WAIT
+    };
+    let tolerance = period.saturating_mul(limit.burst.max(1));
+    let Some(next) = ahead.checked_add(period) else {
+        return Err(MAX_WAIT);
+    };
+    if next > tolerance {
+        return Err(retry_after(next - tolerance));
+    }
+    Ok(next)
+}
+
 #[derive(Debug)]
 struct State<K> {
     /// Each key's theoretical arrival time.
@@ -79,15 +105,6 @@ impl<K: Hash + Ord + Clone> Buckets<K> {
         let Some(limit) = self.limit else {
             return Ok(());
         };
-        // T: one token's refill time; a rate of 0 (or too small to matter) refills after MAX_WAIT.
-        let period = if limit.per_second > 1.0 / MAX_WAIT.as_secs_f64() {
-            Duration::from_secs_f64(1.0 / limit.per_second)
-        } else {
-            MAX_WAIT
-        };
-        let tolerance = period.saturating_mul(limit.burst.max(1));
-        let retry = |d: Duration| d.clamp(Duration::from_secs(1), MAX_WAIT);
-
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let state = &mut *guard;
         let old = state.tat.get(&key).copied();
@@ -99,19 +116,13 @@ impl<K: Hash + Ord + Clone> Buckets<K> {
                 .cloned()
                 .expect("the index mirrors the map");
             if first > now {
-                return Err(retry(first - now));
+                return Err(retry_after(first - now));
             }
             state.by_time.remove(&(first, first_key.clone()));
             state.tat.remove(&first_key);
         }
-        let start = old.map_or(now, |t| t.max(now));
-        let Some(next) = start.checked_add(period) else {
-            return Err(MAX_WAIT);
-        };
-        let ahead = next.saturating_duration_since(now);
-        if ahead > tolerance {
-            return Err(retry(ahead - tolerance));
-        }
+        let ahead = old.map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        let next = now.checked_add(step(limit, ahead)?).ok_or(MAX_WAIT)?;
         if let Some(t) = old {
             state.by_time.remove(&(t, key.clone()));
         }

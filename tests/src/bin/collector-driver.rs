@@ -2,7 +2,7 @@
 //! (`scripts/test.d/60-dashboard.sh`) and the collector benchmark (`scripts/bench.d/60-collect.sh`).
 //!
 //! ```text
-//! collector-driver serve --listen 127.0.0.1:0 [--database-uri URI] [--no-rate-limit]
+//! collector-driver serve --listen 127.0.0.1:0 [--database-uri URI] [--no-rate-limit | --no-addr-limit]
 //!     prints `listening http://ADDR` once bound, serves until killed or Ctrl-C
 //! collector-driver seed --database-uri URI --deployments N --days D [--cli M] [--batch B] [--hostile H]
 //!     stores N deployments × D daily reports (plus M CLI installations) straight into the store,
@@ -156,6 +156,10 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
             per_uid: None,
             ..Limits::default()
         };
+    }
+    // The per-uid limit alone (on PostgreSQL it is kept in the database: its cost per batch).
+    if args.iter().any(|a| a == "--no-addr-limit") {
+        opts.limits.per_addr = None;
     }
     let c = collect::start(opts).await?;
     println!("listening http://{}", c.local_addr());

@@ -45,7 +45,26 @@
 //!   stored byte for byte but counts in no aggregate. SQLite keeps the version in
 //!   `PRAGMA user_version`; PostgreSQL in the table `collector_schema`. Version 3 added the
 //!   count of deployments per frequency-plan id (scope `plan_deployments`, for k-anonymity);
-//!   a store of version 1 or 2 gets its counters rebuilt the same way.
+//!   a store of version 1 or 2 gets its counters rebuilt the same way. Version 5 added the
+//!   index `reports_received` (retention) and, on PostgreSQL, the table `uid_buckets` (the
+//!   per-uid rate limit shared by collectors, see [`postgres`]); it rebuilds nothing, but
+//!   building the index reads every stored report once, holding the writer for that time on a
+//!   large store (in proportion to the reports stored), once. (Version
+//!   4 is another change's; migrations are steps, so either order of the two reaches the
+//!   same schema.)
+//! - **Retention keeps the aggregates** ([`Store::retain`], `collector.retention`, off by
+//!   default). It deletes the raw reports received before the start of the UTC day of
+//!   `now − retention`, except each deployment's latest report (`latest` points at it, and the
+//!   next report's deltas are computed from its body), and the `day_latest` rows of those
+//!   days. Whole days, so that every `day_latest` row that stays points at a report that stays
+//!   (a later report of the same day subtracts that one's daily contribution). The counters are
+//!   kept, so every aggregate, the daily series and `reports_stored` (every report ever stored,
+//!   not the rows left) are unchanged. A rebuild of the counters from the rows (the
+//!   migration from version 1 or 2) would no longer see the deleted reports; stores that old
+//!   never ran retention. A deployment's contributions to the days before the cut-off can no
+//!   longer be attributed to it once their `day_latest` rows are gone: removing one
+//!   deployment's data (a "forget") can then only take back its latest counts and the days
+//!   still kept; the older daily aggregates stay as they are, anonymous sums.
 //!
 //! [`stats::TOP`]: super::stats::TOP
 //! [`stats::DAYS`]: super::stats::DAYS
@@ -61,13 +80,18 @@ use ttn_telemetry_core::{MICROS_PER_DAY, Payload, Report, parse_report, sha256_h
 use tokio::sync::{mpsc, oneshot};
 
 use super::metrics::WriterMetrics;
+use super::ratelimit::RateLimit;
 use super::stats::Stats;
 
-/// File name of the embedded store when no `--database-uri` is given (in the working directory).
+/// File name of the embedded store when `collector.database-uri` is empty (in the working
+/// directory).
 pub const DEFAULT_SQLITE_FILE: &str = "ttn-lw-telemetry-collector.sqlite3";
 
 /// The schema version this collector writes (see the module docs).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// Stores below this version get their counters rebuilt when migrated (see the module docs).
+const REBUILD_BELOW: i64 = 3;
 
 /// Whether a store at schema `version` needs migrating to [`SCHEMA_VERSION`]; a store newer
 /// than this collector is an error, never touched.
@@ -146,6 +170,9 @@ pub enum Outcome {
     /// The database refused this report's data (the report's fault: sending it again cannot
     /// help). The message is the database's, for the log.
     Unstorable(String),
+    /// Its uid is over the per-uid rate limit the store keeps across collectors (PostgreSQL):
+    /// nothing was written; retry after this long.
+    RateLimited(std::time::Duration),
 }
 
 /// A report that passed validation, with the time it was received.
@@ -218,10 +245,18 @@ pub enum Store {
 }
 
 impl Store {
-    /// Opens (and creates the schema of) the store a `--database-uri` names: `None` is the
+    /// Opens (and creates the schema of) the store a `collector.database-uri` names: `None` is the
     /// embedded SQLite file [`DEFAULT_SQLITE_FILE`] in the working directory, `sqlite:PATH`
     /// another SQLite file, `postgres://…` or `postgresql://…` a PostgreSQL database.
     pub async fn open(uri: Option<&str>) -> anyhow::Result<Store> {
+        Store::open_with(uri, None).await
+    }
+
+    /// [`Store::open`] with a per-uid rate limit that the store keeps itself, across every
+    /// collector that shares it: PostgreSQL does (in the table `uid_buckets`, see
+    /// [`postgres`]); SQLite serves one process and ignores it (the collector keeps the limit in
+    /// memory, see [`Store::shares_uid_limit`]).
+    pub async fn open_with(uri: Option<&str>, per_uid: Option<RateLimit>) -> anyhow::Result<Store> {
         match uri {
             None => Ok(Store::Sqlite(
                 sqlite::SqliteStore::open(DEFAULT_SQLITE_FILE.as_ref()).await?,
@@ -230,7 +265,7 @@ impl Store {
                 if ttn_telemetry_core::is_postgres_uri(u)
                     || (u.contains('=') && !u.starts_with("sqlite:")) =>
             {
-                Ok(Store::Postgres(postgres::PgStore::open(u).await?))
+                Ok(Store::Postgres(postgres::PgStore::open(u, per_uid).await?))
             }
             Some(u) if u.starts_with("sqlite:") => {
                 let path = u["sqlite:".len()..].trim_start_matches("//");
@@ -288,6 +323,54 @@ impl Store {
         }
     }
 
+    /// Whether the store applies the per-uid rate limit it was opened with itself, the same for
+    /// every collector sharing it (PostgreSQL); else the collector keeps it in memory.
+    pub fn shares_uid_limit(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Retention at time `now`: deletes the raw reports received before [`retention_cutoff`]
+    /// except those still the latest of their deployment, and the `day_latest` rows of the days
+    /// before it; the counters stay, so every aggregate is unchanged. Also forgets the per-uid
+    /// buckets that are full again (PostgreSQL). Runs as bounded steps of at most
+    /// [`PRUNE_BATCH`] rows, each its own short transaction through the writer, so ingest waits
+    /// for one step at most. `None`: keep every report (only the buckets are pruned).
+    pub async fn retain(
+        &self,
+        now: i64,
+        retention: Option<std::time::Duration>,
+    ) -> anyhow::Result<Pruned> {
+        let tx = match self {
+            Store::Sqlite(s) => &s.tx,
+            Store::Postgres(s) => &s.tx,
+        };
+        let mut step = PruneStep {
+            now,
+            before: retention.map(|r| retention_cutoff(now, r)),
+            after: (i64::MIN, i64::MIN),
+            limit: PRUNE_BATCH,
+        };
+        let mut total = Pruned::default();
+        loop {
+            let (reply, wait) = oneshot::channel();
+            let stopped = || anyhow::anyhow!("the store writer has stopped");
+            tx.send(Msg::Prune(step, reply)).map_err(|_| stopped())?;
+            let done = wait
+                .await
+                .map_err(|_| stopped())?
+                .map_err(|e| anyhow::anyhow!("retention: {e}"))?;
+            total.reports += done.reports;
+            total.day_latest += done.day_latest;
+            total.buckets += done.buckets;
+            self.writer_metrics().pruned(&done);
+            match done.next {
+                Some(after) => step.after = after,
+                None => break,
+            }
+        }
+        Ok(total)
+    }
+
     /// Stops the writer after it committed everything already queued.
     pub async fn close(&self) {
         match self {
@@ -295,6 +378,43 @@ impl Store {
             Store::Postgres(s) => s.close().await,
         }
     }
+}
+
+/// Most rows one retention step deletes from each table (see [`Store::retain`]).
+pub const PRUNE_BATCH: usize = 1000;
+
+/// Where retention cuts at `now`: the start of the UTC day of `now − retention`. Whole days
+/// only, so that every `day_latest` row that stays points at a report that stays (see the
+/// module docs).
+pub fn retention_cutoff(now: i64, retention: std::time::Duration) -> i64 {
+    let r = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+    day_of(now.saturating_sub(r)) * MICROS_PER_DAY
+}
+
+/// One bounded step of retention, as the writer runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneStep {
+    /// The time of the pass (Unix microseconds): per-uid buckets full by then are forgotten.
+    pub now: i64,
+    /// Delete reports received before this ([`retention_cutoff`]); `None`: keep them all.
+    pub before: Option<i64>,
+    /// Resume after this `(received_at, id)` of `reports` (what earlier steps looked at).
+    pub after: (i64, i64),
+    /// Most rows to look at and delete per table.
+    pub limit: usize,
+}
+
+/// What retention deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Rows of `reports`.
+    pub reports: u64,
+    /// Rows of `day_latest`.
+    pub day_latest: u64,
+    /// Rows of `uid_buckets` (PostgreSQL: buckets that are full again carry no state).
+    pub buckets: u64,
+    /// Where the next step resumes; `None` when this step finished the pass.
+    pub next: Option<(i64, i64)>,
 }
 
 /// What the stats read from a store: the counters they need (see the module docs: the totals,
@@ -540,6 +660,8 @@ type Reply = Result<Vec<Outcome>, String>;
 /// them in one transaction, then answers each).
 enum Msg {
     Insert(Vec<NewReport>, oneshot::Sender<Reply>),
+    /// One bounded step of retention (see [`Store::retain`]).
+    Prune(PruneStep, oneshot::Sender<Result<Pruned, String>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -550,17 +672,15 @@ const MAX_BATCH: usize = 4096;
 type Job = (Vec<NewReport>, oneshot::Sender<Reply>);
 
 /// Takes `first` and whatever else is already queued (up to [`MAX_BATCH`] inserts, stopping at
-/// a close request), so that one commit serves them all.
-fn take_batch(
-    first: Msg,
-    rx: &mut mpsc::UnboundedReceiver<Msg>,
-) -> (Vec<Job>, Option<oneshot::Sender<()>>) {
+/// a request that is not an insert, which is returned for the writer to do after the batch),
+/// so that one commit serves them all.
+fn take_batch(first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) -> (Vec<Job>, Option<Msg>) {
     let mut jobs = Vec::new();
     let mut next = Some(first);
     while let Some(msg) = next.take() {
         match msg {
             Msg::Insert(r, reply) => jobs.push((r, reply)),
-            Msg::Close(reply) => return (jobs, Some(reply)),
+            other => return (jobs, Some(other)),
         }
         if jobs.len() < MAX_BATCH {
             next = rx.try_recv().ok();

@@ -6,6 +6,28 @@
 //! advisory lock first, so several collectors may share one database without racing on the
 //! `latest` rows and counters. Connections follow libpq's `sslmode` over rustls
 //! ([`crate::pgconn`]); the URI may also be a `key=value` conninfo string.
+//!
+//! # Several collectors on one database
+//! - **One writer at a time.** Every batch, retention step and migration takes the
+//!   transaction-level advisory lock [`LOCK_KEY`] as its first statement, so what it reads
+//!   (a uid's latest report, a counter, a bucket) is what the previous holder committed: the
+//!   repeat check (same uid, body and UTC day) and the counter sums hold across collectors, and
+//!   a report retried through another collector is answered `"repeat":true` and stored once.
+//! - **The per-uid rate limit is shared.** Its buckets live in the table `uid_buckets`
+//!   (`uid → tat`, the GCRA instant of [`super::super::ratelimit`], in Unix
+//!   microseconds of the collectors' clocks), read and written in the batch's transaction: a
+//!   uid gets one limit however many collectors it reaches. A report over it gets
+//!   [`Outcome::RateLimited`] (HTTP 429) and nothing is written. A bucket whose instant has
+//!   passed is full and carries no state; maintenance passes delete such rows. (Redis is not
+//!   used for this: the lock the batch already holds makes the table exact for two statements
+//!   per batch, and a collector needs no second service. Measured on loopback, 20,000 reports
+//!   at concurrency 64 on a shared 2-core machine: 3,124–4,226 reports/s with the limit,
+//!   3,405–3,680 without, within the noise; `collector-driver serve --no-addr-limit` against
+//!   `--no-rate-limit`.)
+//! - **Migrations run once.** Opening a store creates or migrates its schema in one
+//!   transaction that takes the same lock first; a second collector starting at the same time
+//!   waits, then finds the schema current. `collector_schema` keeps one row per migration
+//!   applied (the version it reached), so an operator can see what ran.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,15 +39,18 @@ use tokio_postgres::Client;
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
 use super::super::metrics::WriterMetrics;
+use super::super::ratelimit::{self, RateLimit};
 use super::super::stats::{DAYS, TOP};
 use super::{
-    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, failed,
-    isolate, join_counter, plan, split_counter, take_batch,
+    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, PruneStep, Pruned,
+    REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
+    day_name, day_of, dedupe, enqueue, failed, isolate, join_counter, plan, split_counter,
+    take_batch,
 };
 
-/// Advisory lock key that serializes batches of collectors sharing a database ("ttnc").
-const LOCK_KEY: i64 = 0x7474_6e63;
+/// Advisory lock key that serializes batches, retention steps and migrations of collectors
+/// sharing a database ("ttnc").
+pub const LOCK_KEY: i64 = 0x7474_6e63;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS reports (
@@ -51,6 +76,11 @@ CREATE TABLE IF NOT EXISTS day_latest (
     PRIMARY KEY (day, uid)
 );
 CREATE TABLE IF NOT EXISTS collector_schema (version BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS reports_received ON reports (received_at, id);
+CREATE TABLE IF NOT EXISTS uid_buckets (
+    uid TEXT PRIMARY KEY,
+    tat BIGINT NOT NULL
+);
 ";
 
 /// The counters of schema version 2 (see the parent module). Names compare by bytes
@@ -72,7 +102,7 @@ CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
 #[derive(Clone)]
 pub struct PgStore {
     uri: String,
-    tx: mpsc::UnboundedSender<Msg>,
+    pub(super) tx: mpsc::UnboundedSender<Msg>,
     read: Arc<Mutex<Client>>,
     pub(super) metrics: Arc<WriterMetrics>,
 }
@@ -101,23 +131,18 @@ async fn connect(uri: &str) -> anyhow::Result<Client> {
 }
 
 impl PgStore {
-    /// Connects, creates the schema if needed, and starts the writer task.
-    pub async fn open(uri: &str) -> anyhow::Result<PgStore> {
+    /// Connects, creates or migrates the schema (once, however many collectors start
+    /// together), and starts the writer task, which applies `per_uid` to every report (see the
+    /// module docs).
+    pub async fn open(uri: &str, per_uid: Option<RateLimit>) -> anyhow::Result<PgStore> {
         let mut write = connect(uri).await?;
-        write
-            .batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
-            .await?;
-        let migrated = migrate(&mut write)
+        migrate(&mut write)
             .await
-            .context("creating or migrating the collector schema");
-        write
-            .batch_execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
-            .await?;
-        migrated?;
+            .context("creating or migrating the collector schema")?;
         let read = connect(uri).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let metrics = Arc::new(WriterMetrics::default());
-        tokio::spawn(writer(uri.to_owned(), write, rx, metrics.clone()));
+        tokio::spawn(writer(uri.to_owned(), write, rx, metrics.clone(), per_uid));
         Ok(PgStore {
             uri: uri.to_owned(),
             tx,
@@ -256,14 +281,15 @@ async fn writer(
     mut client: Client,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     metrics: Arc<WriterMetrics>,
+    per_uid: Option<RateLimit>,
 ) {
     while let Some(first) = rx.recv().await {
-        let (jobs, close) = take_batch(first, &mut rx);
+        let (jobs, then) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
             let started = Instant::now();
             let whole = match reconnect(&uri, &mut client).await {
-                Ok(()) => write_batch(&mut client, &batch).await,
+                Ok(()) => write_batch(&mut client, &batch, per_uid).await,
                 Err(e) => Err(e),
             };
             // One report at a time when the batch failed, so that one that cannot be stored
@@ -272,7 +298,7 @@ async fn writer(
                 let mut one = Vec::with_capacity(batch.len());
                 for r in &batch {
                     one.push(
-                        write_batch(&mut client, &[r])
+                        write_batch(&mut client, &[r], per_uid)
                             .await
                             .map(|mut o| o.remove(0))
                             .or_else(|e| unstorable(&e).ok_or_else(|| format!("{e:#}"))),
@@ -287,11 +313,72 @@ async fn writer(
             metrics.record(batch.len(), started.elapsed(), failed(&results));
             answer(jobs, results);
         }
-        if let Some(reply) = close {
-            let _ = reply.send(());
-            return;
+        match then {
+            Some(Msg::Close(reply)) => {
+                let _ = reply.send(());
+                return;
+            }
+            Some(Msg::Prune(step, reply)) => {
+                let done = match reconnect(&uri, &mut client).await {
+                    Ok(()) => prune(&mut client, step).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(done.map_err(|e| format!("{e:#}")));
+            }
+            Some(Msg::Insert(..)) | None => {}
         }
     }
+}
+
+/// One bounded step of retention (see [`super::Store::retain`]), in one transaction under the
+/// lock, so that no batch of any collector sees half of it.
+async fn prune(client: &mut Client, step: PruneStep) -> anyhow::Result<Pruned> {
+    let mut out = Pruned::default();
+    let limit = i64::try_from(step.limit)?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
+        .await?;
+    if step.after == (i64::MIN, i64::MIN) {
+        // Once per pass: buckets that are full again.
+        out.buckets = tx
+            .execute("DELETE FROM uid_buckets WHERE tat <= $1", &[&step.now])
+            .await?;
+    }
+    if let Some(before) = step.before {
+        let rows = tx
+            .query(
+                "SELECT r.id, r.received_at, l.uid IS NOT NULL FROM reports r
+                 LEFT JOIN latest l ON l.uid = r.uid AND l.report_id = r.id
+                 WHERE r.received_at < $1 AND (r.received_at, r.id) > ($2, $3)
+                 ORDER BY r.received_at, r.id LIMIT $4",
+                &[&before, &step.after.0, &step.after.1, &limit],
+            )
+            .await?;
+        let gone: Vec<i64> = rows
+            .iter()
+            .filter(|r| !r.get::<_, bool>(2))
+            .map(|r| r.get(0))
+            .collect();
+        out.reports = tx
+            .execute("DELETE FROM reports WHERE id = ANY($1)", &[&gone])
+            .await?;
+        let n = tx
+            .execute(
+                "DELETE FROM day_latest WHERE (day, uid) IN
+                 (SELECT day, uid FROM day_latest WHERE day < $1 LIMIT $2)",
+                &[&day_of(before), &limit],
+            )
+            .await?;
+        out.day_latest = n;
+        if rows.len() == step.limit || n == limit as u64 {
+            out.next = Some(
+                rows.last()
+                    .map_or(step.after, |r| (r.get::<_, i64>(1), r.get::<_, i64>(0))),
+            );
+        }
+    }
+    tx.commit().await.context("committing a retention step")?;
+    Ok(out)
 }
 
 /// A database error that is the report's fault (data exception or integrity violation, SQLSTATE
@@ -302,19 +389,37 @@ fn unstorable(e: &anyhow::Error) -> Option<Outcome> {
     matches!(class, "22" | "23").then(|| Outcome::Unstorable(db.message().to_owned()))
 }
 
-/// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`]. The caller
-/// holds the advisory lock, so collectors that share the database migrate it once.
+/// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`], in one
+/// transaction that holds the advisory lock: collectors that start together migrate it once.
 async fn migrate(client: &mut Client) -> anyhow::Result<()> {
-    client.batch_execute(TABLES).await?;
-    let version: Option<i64> = client
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
+        .await?;
+    tx.batch_execute(TABLES).await?;
+    let version: Option<i64> = tx
         .query_one("SELECT max(version) FROM collector_schema", &[])
         .await?
         .get(0);
     let version = version.unwrap_or(1);
     if !super::needs_migration(version)? {
-        return Ok(());
+        return Ok(tx.commit().await?);
     }
-    let tx = client.transaction().await?;
+    if version < REBUILD_BELOW {
+        rebuild_counters(&tx).await?;
+    }
+    tx.execute(
+        "INSERT INTO collector_schema (version) VALUES ($1)",
+        &[&SCHEMA_VERSION],
+    )
+    .await?;
+    tx.commit()
+        .await
+        .context("committing the schema migration")?;
+    Ok(())
+}
+
+/// Creates the counters of schema version 3 and fills them from the stored rows.
+async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
     tx.batch_execute(COUNTERS).await?;
     let reports: i64 = tx
         .query_one("SELECT count(*) FROM reports", &[])
@@ -355,18 +460,11 @@ async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     let deltas: Vec<_> = rebuild.finish().into_iter().collect();
     for chunk in deltas.chunks(10_000) {
         write_counters(
-            &tx,
+            tx,
             chunk.iter().map(|((s, n), v)| (s.as_str(), n.as_str(), *v)),
         )
         .await?;
     }
-    tx.batch_execute(&format!(
-        "DELETE FROM collector_schema; INSERT INTO collector_schema VALUES ({SCHEMA_VERSION})"
-    ))
-    .await?;
-    tx.commit()
-        .await
-        .context("committing the schema migration")?;
     Ok(())
 }
 
@@ -393,10 +491,88 @@ async fn write_counters<'a>(
     Ok(())
 }
 
-async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Result<Vec<Outcome>> {
+/// Takes one token per report from the shared per-uid buckets (see the module docs): the
+/// reports allowed, and for each report of `batch` the wait when it is over the limit.
+async fn take_tokens<'a>(
+    tx: &tokio_postgres::Transaction<'_>,
+    batch: &[&'a NewReport],
+    limit: RateLimit,
+) -> anyhow::Result<(Vec<&'a NewReport>, Vec<Option<std::time::Duration>>)> {
+    let uids: Vec<&str> = batch.iter().map(|r| r.report.uid.as_str()).collect();
+    let mut tat: HashMap<String, i64> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT uid, tat FROM uid_buckets WHERE uid = ANY($1)",
+            &[&uids],
+        )
+        .await?
+    {
+        tat.insert(row.get(0), row.get(1));
+    }
+    let mut allowed = Vec::with_capacity(batch.len());
+    let mut waits = Vec::with_capacity(batch.len());
+    let mut changed: HashMap<&str, i64> = HashMap::new();
+    for r in batch {
+        let now = r.received_at;
+        let uid = r.report.uid.as_str();
+        let ahead = tat
+            .get(uid)
+            .map_or(0, |t| t.saturating_sub(now).max(0))
+            .unsigned_abs();
+        match ratelimit::step(limit, std::time::Duration::from_micros(ahead)) {
+            Ok(next) => {
+                let next = now.saturating_add(i64::try_from(next.as_micros()).unwrap_or(i64::MAX));
+                tat.insert(uid.to_owned(), next);
+                changed.insert(uid, next);
+                allowed.push(*r);
+                waits.push(None);
+            }
+            Err(wait) => waits.push(Some(wait)),
+        }
+    }
+    let (u, t): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
+    tx.execute(
+        "INSERT INTO uid_buckets (uid, tat) SELECT * FROM UNNEST($1::text[], $2::bigint[])
+         ON CONFLICT (uid) DO UPDATE SET tat = excluded.tat",
+        &[&u, &t],
+    )
+    .await?;
+    Ok((allowed, waits))
+}
+
+async fn write_batch(
+    client: &mut Client,
+    batch: &[&NewReport],
+    per_uid: Option<RateLimit>,
+) -> anyhow::Result<Vec<Outcome>> {
     let tx = client.transaction().await?;
     tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
         .await?;
+    let (allowed, waits) = match per_uid {
+        Some(limit) => take_tokens(&tx, batch, limit).await?,
+        None => (batch.to_vec(), vec![None; batch.len()]),
+    };
+    let mut outcomes = stored_outcomes(&tx, &allowed).await?.into_iter();
+    let outcomes = waits
+        .into_iter()
+        .map(|w| match w {
+            Some(wait) => Outcome::RateLimited(wait),
+            None => outcomes.next().unwrap_or(Outcome::Stored),
+        })
+        .collect();
+    tx.commit().await.context("committing a batch of reports")?;
+    Ok(outcomes)
+}
+
+/// Stores the reports of a batch that are not repeats, in the caller's transaction (which
+/// holds the lock), and returns each one's outcome.
+async fn stored_outcomes(
+    tx: &tokio_postgres::Transaction<'_>,
+    batch: &[&NewReport],
+) -> anyhow::Result<Vec<Outcome>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let uids: Vec<&str> = batch.iter().map(|r| r.report.uid.as_str()).collect();
     let mut prev_latest = HashMap::new();
     for row in tx
@@ -416,7 +592,6 @@ async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Resul
     let (outcomes, fresh) = dedupe(batch, &prev_latest);
     let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
     if fresh.is_empty() {
-        tx.commit().await?;
         return Ok(outcomes);
     }
     let n = i32::try_from(fresh.len())?;
@@ -516,7 +691,7 @@ async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Resul
         );
     }
     write_counters(
-        &tx,
+        tx,
         plan.counters.iter().map(|((scope, name), delta)| {
             let was = old
                 .get(&(scope.clone(), name.clone()))
@@ -526,6 +701,5 @@ async fn write_batch(client: &mut Client, batch: &[&NewReport]) -> anyhow::Resul
         }),
     )
     .await?;
-    tx.commit().await.context("committing a batch of reports")?;
     Ok(outcomes)
 }

@@ -21,9 +21,10 @@ use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
 use super::{
-    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, day_name, day_of, dedupe, enqueue, failed,
-    isolate, join_counter, plan, split_counter, take_batch,
+    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, PruneStep, Pruned,
+    REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
+    day_name, day_of, dedupe, enqueue, failed, isolate, join_counter, plan, split_counter,
+    take_batch,
 };
 
 const TABLES: &str = "
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS day_latest (
     received_at INTEGER NOT NULL,
     PRIMARY KEY (day, uid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reports_received ON reports (received_at);
 ";
 
 /// The counters of schema version 2 (see the parent module): exact sums as `hi · 10^18 + value`,
@@ -69,7 +71,7 @@ CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
 #[derive(Clone)]
 pub struct SqliteStore {
     path: PathBuf,
-    tx: mpsc::UnboundedSender<Msg>,
+    pub(super) tx: mpsc::UnboundedSender<Msg>,
     read: Arc<Mutex<Connection>>,
     pub(super) metrics: Arc<WriterMetrics>,
 }
@@ -245,7 +247,7 @@ impl SqliteStore {
 
 fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &WriterMetrics) {
     while let Some(first) = rx.blocking_recv() {
-        let (jobs, close) = take_batch(first, &mut rx);
+        let (jobs, then) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
             let started = Instant::now();
@@ -258,11 +260,58 @@ fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &
             metrics.record(batch.len(), started.elapsed(), failed(&results));
             answer(jobs, results);
         }
-        if let Some(reply) = close {
-            let _ = reply.send(());
-            return;
+        match then {
+            Some(Msg::Close(reply)) => {
+                let _ = reply.send(());
+                return;
+            }
+            Some(Msg::Prune(step, reply)) => {
+                let _ = reply.send(prune(&mut conn, step).map_err(|e| format!("{e:#}")));
+            }
+            Some(Msg::Insert(..)) | None => {}
         }
     }
+}
+
+/// One bounded step of retention (see [`super::Store::retain`]), in one transaction.
+fn prune(conn: &mut Connection, step: PruneStep) -> anyhow::Result<Pruned> {
+    let mut out = Pruned::default();
+    let Some(before) = step.before else {
+        return Ok(out);
+    };
+    let limit = i64::try_from(step.limit)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        // The next reports by received time, each marked when it is still a deployment's latest.
+        let mut q = tx.prepare_cached(
+            "SELECT r.id, r.received_at, l.uid IS NOT NULL FROM reports r
+             LEFT JOIN latest l ON l.uid = r.uid AND l.report_id = r.id
+             WHERE r.received_at < ?1 AND (r.received_at, r.id) > (?2, ?3)
+             ORDER BY r.received_at, r.id LIMIT ?4",
+        )?;
+        let rows: Vec<(i64, i64, bool)> = q
+            .query_map(params![before, step.after.0, step.after.1, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut del = tx.prepare_cached("DELETE FROM reports WHERE id = ?1")?;
+        for (id, _, kept) in &rows {
+            if !kept {
+                out.reports += del.execute([id])? as u64;
+            }
+        }
+        let n = tx.execute(
+            "DELETE FROM day_latest WHERE (day, uid) IN
+             (SELECT day, uid FROM day_latest WHERE day < ?1 LIMIT ?2)",
+            params![day_of(before), limit],
+        )?;
+        out.day_latest = n as u64;
+        if rows.len() == step.limit || n == step.limit {
+            out.next = Some(rows.last().map_or(step.after, |(id, at, _)| (*at, *id)));
+        }
+    }
+    tx.commit().context("committing a retention step")?;
+    Ok(out)
 }
 
 /// A database error that is the report's fault (its data was refused), as an outcome.
@@ -282,12 +331,24 @@ fn unstorable(e: &anyhow::Error) -> Option<Outcome> {
 
 /// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`].
 fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if !super::needs_migration(version)? {
-        return Ok(());
-    }
+    // The version is read under the write lock, so that two processes opening one file (which
+    // a collector does not do, but a tool may) migrate it once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if !super::needs_migration(version)? {
+        return Ok(tx.commit()?);
+    }
     tx.execute_batch(TABLES)?;
+    if version < REBUILD_BELOW {
+        rebuild_counters(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit().context("committing the schema migration")?;
+    Ok(())
+}
+
+/// Creates the counters of schema version 3 and fills them from the stored rows.
+fn rebuild_counters(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
     tx.execute_batch(COUNTERS)?;
     let deltas = {
         let reports: i64 = tx.query_row("SELECT count(*) FROM reports", [], |r| r.get(0))?;
@@ -316,8 +377,6 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
             ins.execute(params![scope, name, hi, lo])?;
         }
     }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit().context("committing the schema migration")?;
     Ok(())
 }
 
