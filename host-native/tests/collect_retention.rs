@@ -59,6 +59,11 @@ fn key(r: &StoredReport) -> (String, String, i64) {
 
 /// What retention at `now` must keep of `all`: reports received on or after the cut-off day,
 /// and each uid's latest.
+/// The key of every report `store` holds.
+async fn stored_keys(store: &Store) -> BTreeSet<(String, String, i64)> {
+    store.all_reports().await.unwrap().iter().map(key).collect()
+}
+
 fn expected_kept(all: &[StoredReport], cutoff: i64) -> BTreeSet<(String, String, i64)> {
     let mut latest: HashMap<&str, &StoredReport> = HashMap::new();
     for r in all {
@@ -101,14 +106,7 @@ async fn retention_keeps_every_aggregate(b: Backend) {
     assert_eq!(done.reports as usize, all.len() - want.len());
     assert_eq!(done.day_latest as usize, old_days.len());
     assert!(done.reports > 0 && want.iter().any(|k| k.2 < cutoff));
-    let left: BTreeSet<_> = pruned
-        .store()
-        .all_reports()
-        .await
-        .unwrap()
-        .iter()
-        .map(key)
-        .collect();
+    let left = stored_keys(pruned.store()).await;
     assert_eq!(
         left, want,
         "deleted exactly the old reports that are not a latest"
@@ -162,14 +160,7 @@ async fn a_collector_applies_its_retention_at_start(b: Backend) {
         .expect("a maintenance pass at start")
         .unwrap();
     let want = expected_kept(&all, retention_cutoff(now, retention));
-    let left: BTreeSet<_> = c
-        .store()
-        .all_reports()
-        .await
-        .unwrap()
-        .iter()
-        .map(key)
-        .collect();
+    let left = stored_keys(c.store()).await;
     assert_eq!(left, want);
     assert_eq!(
         left.len(),
