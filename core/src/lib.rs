@@ -81,6 +81,7 @@ mod parse;
 pub mod plugin_abi;
 mod redact;
 mod rng;
+mod sign;
 mod uid;
 mod wire;
 mod write;
@@ -101,6 +102,10 @@ pub use inputs::{Identity, Inputs, InputsError, build_report_bytes};
 pub use parse::{ReportError, limits, parse_report};
 pub use redact::{MASK, mask_secrets, redact_uri, uri_secrets};
 pub use rng::Rng;
+pub use sign::{
+    COVERED_COMPONENTS, PublicKey, ROTATION_LABEL, Request, SIGNATURE_LABEL, SignatureError,
+    SignatureHeaders, SigningKey, Verified, signature_base, verify_request,
+};
 pub use uid::{
     IS_UID_LEN, MAX_UID_ELEMENT_BYTES, MAX_UID_ELEMENTS, UUID_LEN, UidError, compute_uid,
     is_valid_is_uid, is_valid_uuid, uuid_v4_from_bytes,
