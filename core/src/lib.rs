@@ -103,7 +103,7 @@ pub use parse::{ReportError, limits, parse_report};
 pub use redact::{MASK, mask_secrets, redact_uri, uri_secrets};
 pub use rng::Rng;
 pub use sign::{
-    COVERED_COMPONENTS, PublicKey, ROTATION_LABEL, Request, SIGNATURE_LABEL, SignatureError,
+    COVERED_COMPONENTS, KeyFileError, PublicKey, ROTATION_LABEL, Request, SIGNATURE_LABEL, SignatureError,
     SignatureHeaders, SigningKey, Verified, signature_base, verify_request,
 };
 pub use uid::{

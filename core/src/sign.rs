@@ -65,6 +65,34 @@ impl SigningKey {
         self.0.to_bytes()
     }
 
+    /// The key as a PEM `PRIVATE KEY` (PKCS#8, RFC 8410): the form of a key file, the same that
+    /// `openssl genpkey -algorithm ed25519` writes.
+    pub fn to_pkcs8_pem(&self) -> String {
+        let mut der = Vec::with_capacity(48);
+        der.extend_from_slice(&PKCS8_PREFIX);
+        der.extend_from_slice(&self.seed());
+        let b64 = STANDARD.encode(&der);
+        der.fill(0);
+        alloc::format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+    }
+
+    /// Reads a PEM `PRIVATE KEY` of an Ed25519 key (PKCS#8 v1 without attributes, as
+    /// [`SigningKey::to_pkcs8_pem`] and openssl write it).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<SigningKey, KeyFileError> {
+        let body = pem
+            .trim()
+            .strip_prefix("-----BEGIN PRIVATE KEY-----")
+            .and_then(|s| s.strip_suffix("-----END PRIVATE KEY-----"))
+            .ok_or(KeyFileError::NotPem)?;
+        let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let der = STANDARD.decode(b64).map_err(|_| KeyFileError::NotPem)?;
+        if der.len() != 48 || der[..16] != PKCS8_PREFIX {
+            return Err(KeyFileError::NotEd25519);
+        }
+        let seed: [u8; 32] = der[16..].try_into().map_err(|_| KeyFileError::NotEd25519)?;
+        Ok(SigningKey::from_seed(&seed))
+    }
+
     /// The public half.
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key().to_bytes())
@@ -107,6 +135,32 @@ impl SigningKey {
         }
     }
 }
+
+/// The DER of a PKCS#8 Ed25519 private key before its 32 seed bytes: SEQUENCE, version 0,
+/// AlgorithmIdentifier id-Ed25519 (1.3.101.112), OCTET STRING { OCTET STRING (32) }.
+const PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// Why a key file was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFileError {
+    /// Not a PEM `PRIVATE KEY` block.
+    NotPem,
+    /// A private key, but not a plain PKCS#8 Ed25519 one.
+    NotEd25519,
+}
+
+impl fmt::Display for KeyFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyFileError::NotPem => "not a PEM \"PRIVATE KEY\" block",
+            KeyFileError::NotEd25519 => "not a PKCS#8 Ed25519 private key",
+        })
+    }
+}
+
+impl core::error::Error for KeyFileError {}
 
 /// A deployment's public key (32 bytes of a compressed Edwards point).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -407,10 +461,29 @@ mod tests {
     /// RFC 9421 Appendix B.1.4, `test-key-ed25519`: the seed is the last 32 bytes of the PKCS#8
     /// document.
     fn rfc_key() -> SigningKey {
-        let der = STANDARD
-            .decode("MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF")
-            .unwrap();
-        SigningKey::from_seed(&der[16..].try_into().unwrap())
+        SigningKey::from_pkcs8_pem(
+            "-----BEGIN PRIVATE KEY-----\n\
+             MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n\
+             -----END PRIVATE KEY-----\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn key_files_round_trip() {
+        let key = SigningKey::from_seed(&[9; 32]);
+        let pem = key.to_pkcs8_pem();
+        assert_eq!(SigningKey::from_pkcs8_pem(&pem).unwrap().seed(), [9; 32]);
+        assert_eq!(
+            SigningKey::from_pkcs8_pem("hello").unwrap_err(),
+            KeyFileError::NotPem
+        );
+        let short = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2Vw\n-----END PRIVATE KEY-----";
+        assert_eq!(
+            SigningKey::from_pkcs8_pem(short).unwrap_err(),
+            KeyFileError::NotEd25519
+        );
+        assert!(!alloc::format!("{key:?}").contains(&pem[28..40]));
     }
 
     #[test]
