@@ -107,8 +107,8 @@ pub use redact::{MASK, mask_secrets, redact_uri, uri_secrets};
 pub use rng::Rng;
 #[cfg(feature = "sign")]
 pub use sign::{
-    COVERED_COMPONENTS, KeyFileError, PublicKey, ROTATION_LABEL, Request, SIGNATURE_LABEL, SignatureError,
-    SignatureHeaders, SigningKey, Verified, signature_base, verify_request,
+    COVERED_COMPONENTS, KeyFileError, PublicKey, ROTATION_LABEL, Request, SIGNATURE_LABEL,
+    SignatureError, SignatureHeaders, SigningKey, Verified, signature_base, verify_request,
 };
 pub use uid::{
     IS_UID_LEN, MAX_UID_ELEMENT_BYTES, MAX_UID_ELEMENTS, UUID_LEN, UidError, compute_uid,

@@ -62,7 +62,7 @@ pub mod receipt;
 pub mod redact;
 #[cfg(feature = "agent")]
 pub mod schedule;
-#[cfg(feature = "agent")]
-pub mod signing;
 #[cfg(feature = "http-server")]
 pub mod server;
+#[cfg(feature = "agent")]
+pub mod signing;

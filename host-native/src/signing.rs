@@ -40,9 +40,7 @@ pub const REDIS_KEY_SUFFIX: &str = ":signing-key";
 /// The deployment key `config` names (see the module docs), created when there is none.
 pub fn deployment_key(config: &Config) -> anyhow::Result<SigningKey> {
     match where_key(config)? {
-        KeyHome::File(path) => {
-            read_key_file(&path).context("reading telemetry.signing-key-file")
-        }
+        KeyHome::File(path) => read_key_file(&path).context("reading telemetry.signing-key-file"),
         KeyHome::Local(dir) => local_key(&dir),
         KeyHome::Redis(target, key, dir) => shared_key(&target, &key, &dir),
     }
@@ -67,9 +65,7 @@ pub fn existing_key(config: &Config) -> anyhow::Result<SigningKey> {
         )
     };
     match where_key(config)? {
-        KeyHome::File(path) => {
-            read_key_file(&path).context("reading telemetry.signing-key-file")
-        }
+        KeyHome::File(path) => read_key_file(&path).context("reading telemetry.signing-key-file"),
         KeyHome::Local(dir) => {
             let path = dir.join(KEY_FILE);
             if !path.exists() {
@@ -97,7 +93,9 @@ pub fn replace_key(config: &Config, key: &SigningKey) -> anyhow::Result<()> {
                 .arg(&redis_key)
                 .arg(key.to_pkcs8_pem())
                 .query(&mut conn)
-                .map_err(|e| anyhow::anyhow!("storing the new signing key in Redis: {:?}", e.kind()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("storing the new signing key in Redis: {:?}", e.kind())
+                })?;
             replace_key_file(&dir.join(KEY_FILE), key)
         }
     }

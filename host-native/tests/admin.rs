@@ -406,7 +406,10 @@ fn the_embedded_console_page_is_served() {
     assert!(html.contains("<ttn-telemetry-preview>") || html.contains(MISSING));
     // Issue 14 §3: the operator's own data, as commands to run.
     for command in ["ttn-lw-telemetry collected", "ttn-lw-telemetry forget"] {
-        assert!(html.contains(&format!("<code>{command}</code>")), "{command}");
+        assert!(
+            html.contains(&format!("<code>{command}</code>")),
+            "{command}"
+        );
     }
     let js = get(
         srv.addr,

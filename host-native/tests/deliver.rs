@@ -18,13 +18,13 @@ use ttn_telemetry_core::{content_digest, sha256_hex};
 
 fn config(target: String) -> DeliverConfig {
     DeliverConfig {
-        target,
         connect_timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(5),
         backoff: Backoff {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(8),
         },
+        ..DeliverConfig::new(target)
     }
 }
 

@@ -249,7 +249,10 @@ fn signed_deployment_collected_and_forgotten(backend: Backend) {
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let uid = String::from_utf8(cmd(&["uid"]).stdout).unwrap().trim().to_owned();
+    let uid = String::from_utf8(cmd(&["uid"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
     let preview = cmd(&["preview"]);
     let bytes = preview.stdout.strip_suffix(b"\n").unwrap().to_vec();
 
@@ -286,7 +289,10 @@ fn signed_deployment_collected_and_forgotten(backend: Backend) {
     assert_eq!(held["pin"]["keyid"], key.keyid());
     let reports = held["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 1, "{held}");
-    assert_eq!(reports[0]["body"], String::from_utf8(bytes.clone()).unwrap());
+    assert_eq!(
+        reports[0]["body"],
+        String::from_utf8(bytes.clone()).unwrap()
+    );
     assert_eq!(reports[0]["verified"], true);
     assert_eq!(reports[0]["receipt"]["sha256"], sha256_hex(&bytes));
 
@@ -315,7 +321,10 @@ fn signed_deployment_collected_and_forgotten(backend: Backend) {
     let again = cmd(&["collected"]);
     assert_eq!(again.status.code(), Some(1));
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("401") && err.contains("no key is pinned"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("no key is pinned"),
+        "{err}"
+    );
     stop(collector);
     stop(control);
 }
@@ -347,8 +356,8 @@ fn replicas_on_one_redis_sign_with_one_key_and_rotate() {
     let is = format!("sqlite:{}", db.display());
     let (collector, base) = start_collector(d, &uri);
     let target = format!("{base}/collect");
-    let redis = std::env::var("TTN_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis =
+        std::env::var("TTN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let address = redis
         .trim_start_matches("redis://")
         .trim_end_matches('/')
@@ -392,11 +401,13 @@ fn replicas_on_one_redis_sign_with_one_key_and_rotate() {
     let two = replica(2, &["send", "--deadline", "30s"]);
     assert!(two.contains("receipt matched"), "{two}");
     let k1 = ttn_lw_telemetry::signing::read_key_file(
-        &d.join("replica-1").join(ttn_lw_telemetry::signing::KEY_FILE),
+        &d.join("replica-1")
+            .join(ttn_lw_telemetry::signing::KEY_FILE),
     )
     .unwrap();
     let k2 = ttn_lw_telemetry::signing::read_key_file(
-        &d.join("replica-2").join(ttn_lw_telemetry::signing::KEY_FILE),
+        &d.join("replica-2")
+            .join(ttn_lw_telemetry::signing::KEY_FILE),
     )
     .unwrap();
     assert_eq!(k1.keyid(), k2.keyid());
@@ -415,10 +426,8 @@ fn replicas_on_one_redis_sign_with_one_key_and_rotate() {
     assert_eq!(forget["forgotten"], true);
     stop(collector);
     // The test's Redis key goes with it.
-    let uid = String::from_utf8(
-        run(d, &["--telemetry.uid-elements", &element, "uid"]).stdout,
-    )
-    .unwrap();
+    let uid =
+        String::from_utf8(run(d, &["--telemetry.uid-elements", &element, "uid"]).stdout).unwrap();
     let target = ttn_lw_telemetry::schedule::redis::RedisTarget::from_url(&redis);
     let mut conn = target.connect().unwrap();
     let _: () = redis::cmd("DEL")

@@ -115,7 +115,11 @@ async fn signed_report_is_accepted_and_pinned(b: Backend) {
     let r = post(addr, body.clone(), Some((&a, secs(T0)))).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let receipt = r.json();
-    assert_eq!(receipt["keyid"], a.keyid(), "the receipt names the pinned key");
+    assert_eq!(
+        receipt["keyid"],
+        a.keyid(),
+        "the receipt names the pinned key"
+    );
     assert_eq!(receipt["sha256"], sha256_hex(&body));
     let stats = collect_util::stats(addr).await;
     assert_eq!(stats["verified"]["deployments"], 1, "{stats}");
@@ -157,7 +161,14 @@ async fn spoofed_report_for_a_pinned_uid_is_refused(b: Backend) {
     assert_eq!(r.status, 401);
     assert!(error_of(&r).contains("another"), "{}", error_of(&r));
     // A signature that does not verify (body changed after signing) is refused for any uid.
-    let mut headers = signed_headers(&key(3), "POST", addr, "/collect", &is_report(9, 0), secs(T0));
+    let mut headers = signed_headers(
+        &key(3),
+        "POST",
+        addr,
+        "/collect",
+        &is_report(9, 0),
+        secs(T0),
+    );
     headers[0].1 = content_digest(&is_report(9, 1));
     let r = send(addr, "POST", "/collect", headers, is_report(9, 1)).await;
     assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
@@ -325,7 +336,11 @@ async fn the_reference_shaped_unsigned_report_is_still_accepted(b: Backend) {
     let h = signed_headers(&key(1), "GET", addr, &path_of(&uid), b"", secs(T0));
     let r = send(addr, "GET", &path_of(&uid), h, vec![]).await;
     assert_eq!(r.status, 401);
-    assert!(error_of(&r).contains("no key is pinned"), "{}", error_of(&r));
+    assert!(
+        error_of(&r).contains("no key is pinned"),
+        "{}",
+        error_of(&r)
+    );
     c.shutdown().await;
 }
 
@@ -479,7 +494,10 @@ async fn concurrent_first_reports_pin_one_key(b: Backend) {
     let winner = if r1.status == 200 { &a } else { &bk };
     let stored = c1.store().all_reports().await.unwrap();
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].signed_by.as_deref(), Some(winner.keyid().as_str()));
+    assert_eq!(
+        stored[0].signed_by.as_deref(),
+        Some(winner.keyid().as_str())
+    );
     assert_eq!(
         collect_util::stats(c1.local_addr()).await["verified"]["deployments"],
         1
@@ -495,11 +513,14 @@ fn two_replicas_on_one_redis_share_one_key() {
     let target = RedisTarget::from_url(&common::redis_url());
     let ns = format!("{}:signing-key", common::redis_namespace("sig_share"));
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let k1 = shared_key(&target, &ns, d1.path()).unwrap_or_else(|e| {
-        panic!("Redis at {} must be reachable: {e:#}", common::redis_url())
-    });
+    let k1 = shared_key(&target, &ns, d1.path())
+        .unwrap_or_else(|e| panic!("Redis at {} must be reachable: {e:#}", common::redis_url()));
     let k2 = shared_key(&target, &ns, d2.path()).unwrap();
-    assert_eq!(k1.keyid(), k2.keyid(), "the second replica uses the first one's key");
+    assert_eq!(
+        k1.keyid(),
+        k2.keyid(),
+        "the second replica uses the first one's key"
+    );
     // Each keeps a copy of the shared key; a Redis that lost it gets it back from a replica.
     for d in [&d1, &d2] {
         let copy = ttn_lw_telemetry::signing::read_key_file(&d.path().join(KEY_FILE)).unwrap();
@@ -508,7 +529,13 @@ fn two_replicas_on_one_redis_share_one_key() {
     let mut conn = target.connect().unwrap();
     let _: () = redis::cmd("DEL").arg(&ns).query(&mut conn).unwrap();
     let d3 = tempfile::tempdir().unwrap();
-    assert_eq!(shared_key(&target, &ns, d2.path()).unwrap().keyid(), k1.keyid());
-    assert_eq!(shared_key(&target, &ns, d3.path()).unwrap().keyid(), k1.keyid());
+    assert_eq!(
+        shared_key(&target, &ns, d2.path()).unwrap().keyid(),
+        k1.keyid()
+    );
+    assert_eq!(
+        shared_key(&target, &ns, d3.path()).unwrap().keyid(),
+        k1.keyid()
+    );
     let _: () = redis::cmd("DEL").arg(&ns).query(&mut conn).unwrap();
 }

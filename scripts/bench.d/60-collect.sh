@@ -3,6 +3,7 @@
 #   1. sustained ingest: a bounded load generator (fixed request count and concurrency, keep-alive
 #      connections, fresh deployments) against the collector on SQLite and on PostgreSQL;
 #      prints reports/s, p50 and p99 (target with SQLite: >= 5,000 reports/s, p99 < 50 ms);
+#      then the same load signed (verification on: every report verified and its key pinned);
 #   2. GET /api/v1/stats over 1,000,000 stored reports (bulk-seeded straight into each store:
 #      20,000 deployments over 55 days) plus the hostile mix of issue 11 (900 reports with 1,024
 #      frequency plan ids each that no other report has: 921,600 distinct plans), p50 and max of
@@ -68,6 +69,9 @@ for store in $stores; do
   serve "$uri"
   "$bin" load --addr "$url" --requests 2000 --concurrency "$concurrency" >/dev/null # warm-up
   printf '%-9s ' "$store"; "$bin" load --addr "$url" --requests "$requests" --concurrency "$concurrency"
+  # Issue 14 §2: the same load, each deployment signing its report (the collector verifies each
+  # signature and pins each key).
+  printf '%-9s ' "$store"; "$bin" load --addr "$url" --requests "$requests" --concurrency "$concurrency" --signed
   stop
 done
 fi

@@ -19,9 +19,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ttn_telemetry_core::{
-    ROTATION_LABEL, SigningKey, compute_uid, content_digest, redact_uri,
-};
+use ttn_telemetry_core::{ROTATION_LABEL, SigningKey, compute_uid, content_digest, redact_uri};
 
 use crate::config::Loaded;
 use crate::deliver::{self, DeliverConfig};
@@ -42,7 +40,11 @@ pub fn deployment_url(target: &str, uid: &str) -> String {
     let (base, _) = target.split_once('?').unwrap_or((target, ""));
     let base = base.trim_end_matches('/');
     let base = match base.rsplit_once('/') {
-        Some((head, _)) if head.contains("://") && head.find("://").map(|i| i + 3) < Some(head.len()) => head,
+        Some((head, _))
+            if head.contains("://") && head.find("://").map(|i| i + 3) < Some(head.len()) =>
+        {
+            head
+        }
         _ => base,
     };
     let mut enc = String::new();

@@ -798,7 +798,10 @@ fn check_labelled(
     let text = |name: &str| {
         headers
             .get(name)
-            .map(|v| v.to_str().map_err(|_| Refusal::Signature(format!("{name} is not text"))))
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Refusal::Signature(format!("{name} is not text")))
+            })
             .transpose()
     };
     let (input, signature) = match (text("signature-input")?, text("signature")?) {
@@ -1012,7 +1015,9 @@ async fn deployment_rotate(
             keyid: String,
         }
         let rotation: Rotation = serde_json::from_slice(&bytes).map_err(|e| {
-            Refusal::BadRotation(format!("the body must be {{\"keyid\":\"<new key id>\"}}: {e}"))
+            Refusal::BadRotation(format!(
+                "the body must be {{\"keyid\":\"<new key id>\"}}: {e}"
+            ))
         })?;
         ttn_telemetry_core::PublicKey::from_keyid(&rotation.keyid)
             .map_err(|e| Refusal::BadRotation(e.to_string()))?;

@@ -697,11 +697,12 @@ fn verified_name(kind: &str) -> &'static str {
 pub fn authorize(
     batch: &[&NewReport],
     pins: &HashMap<String, String>,
-) -> (Vec<Option<Outcome>>, Vec<(String, String, &'static str, i64)>) {
-    let mut known: HashMap<&str, &str> = pins
-        .iter()
-        .map(|(u, k)| (u.as_str(), k.as_str()))
-        .collect();
+) -> (
+    Vec<Option<Outcome>>,
+    Vec<(String, String, &'static str, i64)>,
+) {
+    let mut known: HashMap<&str, &str> =
+        pins.iter().map(|(u, k)| (u.as_str(), k.as_str())).collect();
     let mut new_pins = Vec::new();
     let verdicts = batch
         .iter()

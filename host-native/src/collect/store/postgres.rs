@@ -542,10 +542,7 @@ async fn write_counters<'a>(
 
 /// Adds `deltas` to the counters, exactly (read, add in 128 bits, write back: the advisory lock
 /// makes this transaction the only writer).
-async fn add_counters(
-    tx: &tokio_postgres::Transaction<'_>,
-    deltas: &Deltas,
-) -> anyhow::Result<()> {
+async fn add_counters(tx: &tokio_postgres::Transaction<'_>, deltas: &Deltas) -> anyhow::Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
@@ -590,10 +587,7 @@ async fn write_batch(client: &mut Client, all: &[&NewReport]) -> anyhow::Result<
     let uids: Vec<&str> = all.iter().map(|r| r.report.uid.as_str()).collect();
     let mut pins = HashMap::new();
     for row in tx
-        .query(
-            "SELECT uid, keyid FROM pins WHERE uid = ANY($1)",
-            &[&uids],
-        )
+        .query("SELECT uid, keyid FROM pins WHERE uid = ANY($1)", &[&uids])
         .await?
     {
         pins.insert(row.get::<_, String>(0), row.get::<_, String>(1));

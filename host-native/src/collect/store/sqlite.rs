@@ -350,7 +350,8 @@ fn admin(conn: &mut Connection, op: &Admin) -> anyhow::Result<AdminReply> {
             })
         }
     };
-    tx.commit().context("committing a request of a pinned key")?;
+    tx.commit()
+        .context("committing a request of a pinned key")?;
     Ok(reply)
 }
 
@@ -482,7 +483,9 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
         for r in all {
             let uid = &r.report.uid;
             if !pins.contains_key(uid)
-                && let Some(k) = q.query_row([uid], |row| row.get::<_, String>(0)).optional()?
+                && let Some(k) = q
+                    .query_row([uid], |row| row.get::<_, String>(0))
+                    .optional()?
             {
                 pins.insert(uid.clone(), k);
             }
