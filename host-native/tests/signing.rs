@@ -539,3 +539,55 @@ fn two_replicas_on_one_redis_share_one_key() {
     );
     let _: () = redis::cmd("DEL").arg(&ns).query(&mut conn).unwrap();
 }
+
+both!(version_3_stores_gain_pins_on_open);
+/// Schema version 4 adds the pins, the verified mark and the verified counters. A store that a
+/// version-3 collector left behind (none of them) is migrated on open: its reports stay, as
+/// unverified, and the first signed report pins its key.
+async fn version_3_stores_gain_pins_on_open(b: Backend) {
+    use ttn_lw_telemetry::collect::store::NewReport;
+    let (uri, _g) = fresh_store(b, "sig_v3to4").await;
+    let store = Store::open(Some(&uri)).await.unwrap();
+    let batch = (0..3)
+        .map(|i| NewReport::parse(T0, is_report(i, 0)).unwrap())
+        .collect();
+    store.insert(batch).await.unwrap();
+    let before = store.stats(T0 + 1, 1).await.unwrap();
+    store.close().await;
+    let downgrade = "DROP TABLE pins; DROP INDEX reports_uid; ALTER TABLE reports DROP COLUMN signed_by; \
+                     DELETE FROM counters WHERE name LIKE 'verified%'";
+    match b {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
+            conn.execute_batch(&format!("{downgrade}; PRAGMA user_version = 3;"))
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!(
+                    "{downgrade}; DELETE FROM collector_schema; INSERT INTO collector_schema VALUES (3)"
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    let store = Store::open(Some(&uri)).await.unwrap();
+    assert_eq!(store.stats(T0 + 1, 1).await.unwrap(), before);
+    let signed = NewReport::parse(T0 + 2, is_report(0, 1))
+        .unwrap()
+        .signed_by(key(1).keyid());
+    store.insert(vec![signed]).await.unwrap();
+    let all = store.all_reports().await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all[..3].iter().all(|r| r.signed_by.is_none()));
+    assert_eq!(all[3].signed_by.as_deref(), Some(key(1).keyid().as_str()));
+    assert_eq!(
+        store.stats(T0 + 3, 1).await.unwrap().verified.deployments,
+        1
+    );
+    store.close().await;
+}
