@@ -18,10 +18,12 @@
 //! overwriting each other's. The seed comes from the operating system's CSPRNG (`getrandom`).
 //! The private key is never printed or logged; the key id (the public key) is.
 //!
-//! Keys are loaded when the agent starts (or `send`, `collected`… run) with telemetry on and
-//! not local-only. When Redis is configured but cannot be reached then, start-up fails with
-//! the reason, rather than sending unsigned reports that a collector which pinned this
-//! deployment's key would refuse.
+//! Keys are loaded when the agent starts (or `send` runs) with telemetry on and not local-only.
+//! When the key is shared through Redis and Redis cannot be reached then, the replica signs with
+//! its copy of the shared key if it has one, and otherwise sends unsigned (with a warning):
+//! the reference agent's behaviour, which a collector that pinned the key refuses with 401 and
+//! one that did not accepts. It never makes a key of its own then, which would split the
+//! replicas. `collected`, `forget` and `rotate-key` need the key itself and fail instead.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -47,12 +49,34 @@ pub fn deployment_key(config: &Config) -> anyhow::Result<SigningKey> {
 }
 
 /// The key of a deployment for delivery: `None` when telemetry is off or local-only (nothing
-/// is sent, so no key is made).
+/// is sent, so no key is made), or when the key is shared through a Redis that cannot be
+/// reached and this replica has no copy yet (see the module docs).
 pub fn for_delivery(config: &Config) -> anyhow::Result<Option<SigningKey>> {
     if config.off_reason().is_some() || config.local_only() {
         return Ok(None);
     }
-    deployment_key(config).map(Some)
+    let KeyHome::Redis(target, key, dir) = where_key(config)? else {
+        return deployment_key(config).map(Some);
+    };
+    match shared_key(&target, &key, &dir) {
+        Ok(k) => Ok(Some(k)),
+        Err(e) => {
+            let copy = dir.join(KEY_FILE);
+            if copy.exists() {
+                tracing::warn!(
+                    "{e:#}: signing with this replica's copy of the shared key ({})",
+                    copy.display()
+                );
+                read_key_file(&copy).map(Some)
+            } else {
+                tracing::warn!(
+                    "{e:#}: this replica has no copy of the shared key yet, so its reports go \
+                     unsigned until Redis answers (a collector that pinned the key refuses them)"
+                );
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// The deployment key that already exists (`collected`, `forget`, `rotate-key`): never creates
