@@ -690,6 +690,9 @@ fn verified_name(kind: &str) -> &'static str {
     }
 }
 
+/// A pin a batch makes: `(uid, key id, kind, pinned_at)`.
+pub type NewPin = (String, String, &'static str, i64);
+
 /// Decides, for each report of a batch, whether its signer may speak for its uid, given the
 /// `pins` the store holds for the batch's uids (uid → key id). Returns each report's refusal
 /// (`None`: admitted) and the pins to add, `(uid, key id, kind, pinned_at)`. The first signed
@@ -697,10 +700,7 @@ fn verified_name(kind: &str) -> &'static str {
 pub fn authorize(
     batch: &[&NewReport],
     pins: &HashMap<String, String>,
-) -> (
-    Vec<Option<Outcome>>,
-    Vec<(String, String, &'static str, i64)>,
-) {
+) -> (Vec<Option<Outcome>>, Vec<NewPin>) {
     let mut known: HashMap<&str, &str> =
         pins.iter().map(|(u, k)| (u.as_str(), k.as_str())).collect();
     let mut new_pins = Vec::new();
@@ -739,7 +739,7 @@ pub fn merge_outcomes(verdicts: Vec<Option<Outcome>>, admitted: Vec<Outcome>) ->
 }
 
 /// The counter deltas of new pins.
-pub fn pin_deltas(new_pins: &[(String, String, &'static str, i64)]) -> Deltas {
+pub fn pin_deltas(new_pins: &[NewPin]) -> Deltas {
     let mut d = Deltas::new();
     for (_, _, kind, _) in new_pins {
         bump(&mut d, "latest", verified_name(kind), 1);
