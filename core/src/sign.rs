@@ -174,13 +174,7 @@ impl PublicKey {
 
     /// The public key a key id names, if it is one (43 base64url characters of a valid point).
     pub fn from_keyid(keyid: &str) -> Result<PublicKey, SignatureError> {
-        let bytes: [u8; 32] = URL_SAFE_NO_PAD
-            .decode(keyid)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or(SignatureError::KeyId)?;
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| SignatureError::KeyId)?;
-        Ok(PublicKey(bytes))
+        Ok(PublicKey(verifying_key(keyid)?.to_bytes()))
     }
 
     /// Whether `signature` is this key's Ed25519 signature of `message` (strict verification:
@@ -340,15 +334,26 @@ pub fn verify_request(
         .and_then(|b| STANDARD.decode(b).ok())
         .and_then(|b| b.try_into().ok())
         .ok_or(SignatureError::Malformed)?;
-    let key = PublicKey::from_keyid(&params.keyid)?;
+    let key = verifying_key(&params.keyid)?;
     let base = request.base(&params.serialize());
-    if !key.verify(base.as_bytes(), &sig) {
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    if key.verify_strict(base.as_bytes(), &sig).is_err() {
         return Err(SignatureError::Invalid);
     }
     Ok(Verified {
         keyid: params.keyid,
         created: params.created,
     })
+}
+
+/// The key a key id names, decompressed once.
+fn verifying_key(keyid: &str) -> Result<ed25519_dalek::VerifyingKey, SignatureError> {
+    let bytes: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(keyid)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(SignatureError::KeyId)?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| SignatureError::KeyId)
 }
 
 /// The value of the member `label` of a structured-field dictionary (RFC 8941 §3.2), as text:

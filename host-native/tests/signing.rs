@@ -127,8 +127,26 @@ async fn signed_report_is_accepted_and_pinned(b: Backend) {
     // The same key signs the next report of the uid: accepted.
     let r = post(addr, is_report(1, 1), Some((&a, secs(T0)))).await;
     assert_eq!(r.status, 200);
+    // Sent through a proxy that terminates TLS, the agent signed an `https` target URI.
+    let body = is_report(1, 2);
+    let digest = content_digest(&body);
+    let h = a.sign_request(
+        &Request {
+            method: "POST",
+            target_uri: &format!("https://{addr}/collect"),
+            content_digest: &digest,
+        },
+        secs(T0),
+    );
+    let headers = vec![
+        ("content-digest".into(), digest),
+        ("signature-input".into(), h.input),
+        ("signature".into(), h.signature),
+    ];
+    let r = send(addr, "POST", "/collect", headers, body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let stored = c.store().all_reports().await.unwrap();
-    assert_eq!(stored.len(), 2);
+    assert_eq!(stored.len(), 3);
     assert!(
         stored
             .iter()

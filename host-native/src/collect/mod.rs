@@ -44,10 +44,12 @@
 //! transaction, see [`store`]); from then on the uid's reports must be signed by that key (401
 //! otherwise). The receipt names the key id. Unsigned reports of never-pinned uids are accepted
 //! as before, and stored unverified. The target URI is rebuilt from `Host` and the request's
-//! path and query, and checked with the scheme `https` and then `http`: behind a proxy that
-//! terminates TLS the collector cannot know which scheme the agent used, and the scheme does
-//! not change which collector and endpoint the signature is bound to. A proxy must pass `Host`
-//! through unchanged.
+//! path and query, and checked with the scheme `http` and with `https`: behind a proxy that
+//! terminates TLS the collector cannot know for sure which scheme the agent used, and the
+//! scheme does not change which collector and endpoint the signature is bound to. The likelier
+//! scheme is tried first (`https` when a trusted proxy says so in `X-Forwarded-Proto` or
+//! `Forwarded`), so one verification usually decides. A proxy must pass `Host` through
+//! unchanged.
 //!
 //! `GET`, `DELETE /api/v1/deployments/{uid}` and `POST /api/v1/deployments/{uid}/key` (issue 14
 //! §3) are answered only to a request signed by the uid's pinned key: its stored reports and
@@ -719,7 +721,7 @@ async fn collect(
             "the body is gzip-compressed: send the report uncompressed",
         ));
     }
-    let signer = check_signature(&app, "POST", &uri, &headers, &bytes)?;
+    let signer = check_signature(&app, peer, "POST", &uri, &headers, &bytes)?;
     let mut report = NewReport::parse((app.clock)(), bytes.to_vec()).map_err(Refusal::Invalid)?;
     if let Some(v) = signer {
         report = report.signed_by(v.keyid);
@@ -774,14 +776,45 @@ fn digested_json(body: String) -> Response {
 }
 
 /// The target URIs a signed request may have named: `Host` and the path and query received,
-/// with `https` and with `http` (see the module docs).
-fn target_uris(uri: &Uri, headers: &HeaderMap) -> Result<[String; 2], Refusal> {
+/// with `http` and with `https` (see the module docs), the likelier first so that one
+/// verification usually decides: `https` when a trusted proxy says the client used it
+/// (`X-Forwarded-Proto`, or `proto=` in `Forwarded`), else `http`, which this collector serves.
+fn target_uris(
+    uri: &Uri,
+    headers: &HeaderMap,
+    via_tls_proxy: bool,
+) -> Result<[String; 2], Refusal> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Refusal::Signature("a signed request needs a Host header".into()))?;
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    Ok([format!("https://{host}{pq}"), format!("http://{host}{pq}")])
+    let (http, https) = (format!("http://{host}{pq}"), format!("https://{host}{pq}"));
+    Ok(if via_tls_proxy {
+        [https, http]
+    } else {
+        [http, https]
+    })
+}
+
+/// Whether a trusted proxy says that the client spoke TLS to it.
+fn via_tls_proxy(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    if !app.trusted_proxies.contains(peer.ip()) {
+        return false;
+    }
+    let says = |name: &str, f: fn(&str) -> bool| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(f)
+    };
+    says("x-forwarded-proto", |v| {
+        v.split(',').any(|p| p.trim().eq_ignore_ascii_case("https"))
+    }) || says("forwarded", |v| {
+        v.split([';', ','])
+            .any(|p| p.trim().eq_ignore_ascii_case("proto=https"))
+    })
 }
 
 /// Checks the signature labelled `label`: `None` when the request carries no signature headers
@@ -789,6 +822,7 @@ fn target_uris(uri: &Uri, headers: &HeaderMap) -> Result<[String; 2], Refusal> {
 /// window). `body` is the content the `Content-Digest` must match.
 fn check_labelled(
     app: &App,
+    peer: SocketAddr,
     label: &str,
     method: &str,
     uri: &Uri,
@@ -822,7 +856,7 @@ fn check_labelled(
         ));
     }
     let mut verified = Err(SignatureError::Invalid);
-    for target in target_uris(uri, headers)? {
+    for target in target_uris(uri, headers, via_tls_proxy(app, peer, headers))? {
         let request = SignedRequest {
             method,
             target_uri: &target,
@@ -845,12 +879,13 @@ fn check_labelled(
 /// [`check_labelled`] for the agent's label.
 fn check_signature(
     app: &App,
+    peer: SocketAddr,
     method: &str,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Option<Verified>, Refusal> {
-    check_labelled(app, SIGNATURE_LABEL, method, uri, headers, body)
+    check_labelled(app, peer, SIGNATURE_LABEL, method, uri, headers, body)
 }
 
 /// Counts and answers a request about one deployment.
@@ -884,7 +919,7 @@ fn signed_by(
     app.by_addr
         .take(ratelimit::addr_key(client), Instant::now())
         .map_err(Refusal::RateLimited)?;
-    check_signature(app, method.as_str(), uri, headers, body)?.ok_or(Refusal::Unsigned)
+    check_signature(app, peer, method.as_str(), uri, headers, body)?.ok_or(Refusal::Unsigned)
 }
 
 /// One stored report as `GET /api/v1/deployments/{uid}` shows it.
@@ -1021,7 +1056,7 @@ async fn deployment_rotate(
         })?;
         ttn_telemetry_core::PublicKey::from_keyid(&rotation.keyid)
             .map_err(|e| Refusal::BadRotation(e.to_string()))?;
-        let new = check_labelled(&app, ROTATION_LABEL, "POST", &uri, &headers, &bytes)?
+        let new = check_labelled(&app, peer, ROTATION_LABEL, "POST", &uri, &headers, &bytes)?
             .ok_or(Refusal::Unsigned)?;
         if new.keyid != rotation.keyid {
             return Err(Refusal::Signature(format!(
