@@ -18,7 +18,9 @@
 //! overwriting each other's. The seed comes from the operating system's CSPRNG (`getrandom`).
 //! The private key is never printed or logged; the key id (the public key) is.
 //!
-//! Keys are loaded when the agent starts (or `send` runs) with telemetry on and not local-only.
+//! Keys are loaded when the agent starts (or `send` runs) with telemetry on and not local-only,
+//! and `run` loads the key again before each report ([`KeySource`]), so a key rotated by another
+//! replica is used from the next report on.
 //! When the key is shared through Redis and Redis cannot be reached then, the replica signs with
 //! its copy of the shared key if it has one, and otherwise sends unsigned (with a warning):
 //! the reference agent's behaviour, which a collector that pinned the key refuses with 401 and
@@ -122,6 +124,35 @@ pub fn replace_key(config: &Config, key: &SigningKey) -> anyhow::Result<()> {
                 })?;
             replace_key_file(&dir.join(KEY_FILE), key)
         }
+    }
+}
+
+/// Loads the deployment key again before each report (`run`): a key rotated by another replica
+/// (`rotate-key`) or shared through a Redis that was down at start-up is picked up by the next
+/// report, without a restart.
+#[derive(Clone)]
+pub struct KeySource(std::sync::Arc<dyn Fn() -> anyhow::Result<Option<SigningKey>> + Send + Sync>);
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeySource")
+    }
+}
+
+impl KeySource {
+    /// The key [`for_delivery`] gives for `config`, each time it is asked.
+    pub fn of_config(config: Config) -> KeySource {
+        KeySource(std::sync::Arc::new(move || for_delivery(&config)))
+    }
+
+    /// Any loader (tests).
+    pub fn new(f: impl Fn() -> anyhow::Result<Option<SigningKey>> + Send + Sync + 'static) -> Self {
+        KeySource(std::sync::Arc::new(f))
+    }
+
+    /// The key now.
+    pub fn load(&self) -> anyhow::Result<Option<SigningKey>> {
+        (self.0)()
     }
 }
 

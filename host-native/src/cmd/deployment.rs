@@ -13,7 +13,7 @@
 //! `/`, `+` and `=`). The answer (JSON) is printed as received, indented; a refusal is an
 //! error with the collector's message (exit code 1). `rotate-key` keeps the new key where the
 //! old one was (the key file, or Redis and the state directory) once the collector accepted
-//! it; other replicas pick it up when they restart.
+//! it; running agents load it before their next report.
 
 use std::io::Write;
 use std::time::Duration;

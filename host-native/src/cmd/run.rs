@@ -28,6 +28,7 @@ pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     let core = loaded.config;
     let mut cfg = DaemonConfig::from_core(&core)?;
     cfg.deliver.signing_key = crate::signing::for_delivery(&core)?;
+    cfg.signing_key_source = Some(crate::signing::KeySource::of_config(core.clone()));
     if let Some(k) = &cfg.deliver.signing_key {
         tracing::info!(keyid = %k.keyid(), "reports are signed with the deployment key");
     }
