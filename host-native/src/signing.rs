@@ -284,8 +284,8 @@ fn random_seed() -> anyhow::Result<[u8; 32]> {
     Ok(seed)
 }
 
-/// Writes `key` to `path` with mode 0600 unless `path` exists; `false` when it did.
-fn create_key_file(path: &Path, key: &SigningKey) -> anyhow::Result<bool> {
+/// Writes `key` to `path` with mode 0600, atomically, unless `path` exists; `false` when it did.
+pub fn create_key_file(path: &Path, key: &SigningKey) -> anyhow::Result<bool> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the state directory {}", dir.display()))?;

@@ -416,6 +416,14 @@ fn replicas_on_one_redis_sign_with_one_key_and_rotate() {
     assert_eq!(rotated["old"], k1.keyid());
     let new = rotated["keyid"].as_str().unwrap().to_owned();
     assert_ne!(new, k1.keyid());
+    // The rotating replica keeps the new key in place of the old one, and nothing else.
+    let kept = ttn_lw_telemetry::signing::read_key_file(
+        &d.join("replica-2")
+            .join(ttn_lw_telemetry::signing::KEY_FILE),
+    )
+    .unwrap();
+    assert_eq!(kept.keyid(), new);
+    assert!(!d.join("replica-2").join("signing-key.pem.pending").exists());
     // Replica 1 reads the new key from Redis when it next starts.
     let one = replica(1, &["send", "--deadline", "30s"]);
     assert!(one.contains("receipt matched"), "{one}");

@@ -96,6 +96,11 @@ pub fn run(loaded: &Loaded, action: Action, out: &mut dyn Write) -> anyhow::Resu
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
             let new = SigningKey::from_seed(&seed);
+            // Kept before the collector is asked, so that a key the collector pinned is never
+            // lost: if keeping it in place fails afterwards, it is still here.
+            let pending = std::path::Path::new(&c.state_dir).join("signing-key.pem.pending");
+            let _ = std::fs::remove_file(&pending);
+            crate::signing::create_key_file(&pending, &new)?;
             let body = serde_json::json!({ "keyid": new.keyid() }).to_string();
             let digest = content_digest(body.as_bytes());
             let old_sig = deliver::sign("POST", &url_key(&url), &digest, &key, now);
@@ -121,16 +126,19 @@ pub fn run(loaded: &Loaded, action: Action, out: &mut dyn Write) -> anyhow::Resu
                     format!("{}, {}", old_sig.signature, new_sig.signature),
                 )
                 .send(body.as_bytes());
-            let answer = read(resp, &shown)?;
-            if answer.0 == 200 {
+            let answer = read(resp, &shown);
+            if matches!(answer, Ok((200, _))) {
                 crate::signing::replace_key(c, &new).with_context(|| {
                     format!(
-                        "the collector pinned the new key {} but it could not be saved",
-                        new.keyid()
+                        "the collector pinned the new key {} but it could not be put in place \
+                         of the old one: it is kept in {}",
+                        new.keyid(),
+                        pending.display()
                     )
                 })?;
             }
-            answer
+            let _ = std::fs::remove_file(&pending);
+            answer?
         }
     };
     let pretty = serde_json::from_slice::<serde_json::Value>(&body)
