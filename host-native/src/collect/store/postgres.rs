@@ -607,8 +607,9 @@ async fn write_batch(client: &mut Client, all: &[&NewReport]) -> anyhow::Result<
             &[&u, &k, &kd, &at],
         )
         .await?;
-        add_counters(&tx, &pin_deltas(&new_pins)).await?;
     }
+    // Added with the batch's other counters (one read and one write of counters per batch).
+    let pinned = pin_deltas(&new_pins);
     let batch: Vec<&NewReport> = all
         .iter()
         .zip(&verdicts)
@@ -636,6 +637,7 @@ async fn write_batch(client: &mut Client, all: &[&NewReport]) -> anyhow::Result<
     let outcomes = merge_outcomes(verdicts, outcomes);
     let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
     if fresh.is_empty() {
+        add_counters(&tx, &pinned).await?;
         tx.commit().await?;
         return Ok(outcomes);
     }
@@ -683,7 +685,10 @@ async fn write_batch(client: &mut Client, all: &[&NewReport]) -> anyhow::Result<
             Prev::from_row(row.get(2), row.get(3), row.get(4), body),
         );
     }
-    let plan = plan(&with_ids, prev_latest, prev_day);
+    let mut plan = plan(&with_ids, prev_latest, prev_day);
+    for (k, v) in pinned {
+        *plan.counters.entry(k).or_default() += v;
+    }
 
     let (mut u, mut k, mut id, mut at) = (vec![], vec![], vec![], vec![]);
     for (uid, (kind, rid, rat)) in &plan.latest {
