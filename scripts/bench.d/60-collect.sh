@@ -25,7 +25,7 @@
 #   sqlite   unsigned 4,637 / 3,376 / 3,059 reports/s, signed 2,486 / 2,322 / 2,227 reports/s
 #   postgres unsigned 3,299 / 3,148 / 2,887 reports/s, signed 2,390 / 2,375 / 2,440 reports/s
 # (p99 35 to 67 ms unsigned, 61 to 73 ms signed.) Verification is CPU work on the same 2 cores
-# as the load generator and the store; an unsigned report of a pinned uid costs nothing extra.
+# as the load generator and the store.
 # Knobs: BENCH_REQUESTS (50000; 0 skips part 1), BENCH_CONCURRENCY (64), BENCH_STATS_REPORTS=0 skips part 2,
 # BENCH_HOSTILE (900) hostile reports, BENCH_STORES ("sqlite postgres").
 set -euo pipefail

@@ -497,7 +497,8 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
         for (uid, keyid, kind, at) in &new_pins {
             q.execute(params![uid, keyid, kind, at])?;
         }
-        add_counters(&tx, &pin_deltas(&new_pins))?;
+        // Added with the batch's other counters.
+        let pinned = pin_deltas(&new_pins);
         let batch: Vec<&NewReport> = all
             .iter()
             .zip(&verdicts)
@@ -560,7 +561,10 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
                 prev_day.insert(key, Prev::from_row(id, at, sha, &body));
             }
         }
-        let plan = plan(&with_ids, prev_latest, prev_day);
+        let mut plan = plan(&with_ids, prev_latest, prev_day);
+        for (k, v) in pinned {
+            *plan.counters.entry(k).or_default() += v;
+        }
         let mut q = tx.prepare_cached(
             "INSERT INTO latest (uid, kind, report_id, received_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
