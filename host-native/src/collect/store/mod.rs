@@ -970,6 +970,60 @@ mod tests {
     }
 
     #[test]
+    fn the_first_signed_report_of_a_batch_pins_and_binds_the_rest() {
+        let d = MICROS_PER_DAY;
+        let a = report("a", 1, "1", d).signed_by("KEY_A");
+        let b = report("a", 2, "1", d + 1).signed_by("KEY_B");
+        let unsigned = report("a", 3, "1", d + 2);
+        let other = report("b", 1, "1", d + 3);
+        let (v, pins) = authorize(&[&unsigned, &a, &b, &unsigned, &other], &HashMap::new());
+        // Before the pin, unsigned is admitted; after it, neither another key nor unsigned.
+        assert_eq!(v[0], None);
+        assert_eq!(v[1], None);
+        assert!(matches!(v[2], Some(Outcome::KeyRefused(_))));
+        assert!(matches!(v[3], Some(Outcome::KeyRefused(_))));
+        assert_eq!(v[4], None);
+        assert_eq!(pins.len(), 1);
+        assert_eq!((pins[0].1.as_str(), pins[0].2), ("KEY_A", "is"));
+        assert_eq!(
+            pin_deltas(&pins),
+            Deltas::from([(("latest".into(), "verified_deployments".into()), 1)])
+        );
+        // A pin the store already holds binds the batch the same way.
+        let held = HashMap::from([(a.report.uid.clone(), "KEY_B".to_owned())]);
+        let (v, pins) = authorize(&[&a, &b], &held);
+        assert!(matches!(v[0], Some(Outcome::KeyRefused(_))));
+        assert_eq!(v[1], None);
+        assert!(pins.is_empty());
+        let merged = merge_outcomes(v, vec![Outcome::Repeat]);
+        assert!(matches!(merged[0], Outcome::KeyRefused(_)));
+        assert_eq!(merged[1], Outcome::Repeat);
+    }
+
+    #[test]
+    fn forgetting_undoes_what_the_reports_added() {
+        let d = MICROS_PER_DAY;
+        let a1 = report("a", 5, "1.0", 10 * d + 1);
+        let a2 = report("a", 7, "1.1", 11 * d + 2);
+        let p = plan(&[(1, &a1), (2, &a2)], HashMap::new(), HashMap::new());
+        let mut all = p.counters.clone();
+        for (k, v) in pin_deltas(&[("a".into(), "K".into(), "is", 0)]) {
+            *all.entry(k).or_default() += v;
+        }
+        let undo = forget_deltas(
+            Some((a2.received_at, &a2.body)),
+            &[(10, a1.body.clone()), (11, a2.body.clone())],
+            2,
+            Some("is"),
+        );
+        for (k, v) in undo {
+            *all.entry(k).or_default() += v;
+        }
+        all.retain(|_, v| *v != 0);
+        assert!(all.is_empty(), "left over: {all:?}");
+    }
+
+    #[test]
     fn counts_are_exact_in_aggregates() {
         let r = report("big", u64::MAX, "1", 0);
         let p = plan(&[(1, &r)], HashMap::new(), HashMap::new());
