@@ -17,6 +17,9 @@ RUSTFLAGS="$flags" cargo build --locked --release --manifest-path core/fuzz/Carg
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 cp tests/golden/*.expected tests/golden/*.inputs.json "$corpus"/
-for t in parse_report build_inputs; do
+# A seed for verify_signature: the two header values of the signature profile (docs/signing.md).
+printf '%s\n%s' 'ttn=("@method" "@target-uri" "content-digest");created=1700000000;keyid="AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";alg="ed25519"' \
+  'ttn=:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==:' >"$corpus/signature.txt"
+for t in parse_report build_inputs verify_signature; do
   "$target_dir/$host/release/$t" -runs="$runs" -max_total_time=30 -max_len=4096 "$corpus" 2>&1 | tail -n 2
 done

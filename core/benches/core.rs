@@ -1,5 +1,5 @@
-//! Criterion benchmarks for the issue's targets: one IS report with 20 frequency plans, and a
-//! 5-element UID. Run with `cargo bench -p ttn-telemetry-core`.
+//! Criterion benchmarks for the issue's targets: one IS report with 20 frequency plans, a
+//! 5-element UID, and signing and verifying one delivery of that report. Run with `cargo bench -p ttn-telemetry-core`.
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use ttn_telemetry_core::*;
@@ -54,6 +54,42 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("parse_report", |b| {
         b.iter(|| parse_report(black_box(&bytes)).unwrap())
+    });
+    // Issue 14 §2: the agent's cost to sign one delivery (digest of the body, signature base,
+    // Ed25519) and the collector's to verify one (parse both headers, rebuild the base, verify
+    // strictly).
+    let key = SigningKey::from_seed(&[7; 32]);
+    let target = "https://telemetry.thethingsstack.io/collect";
+    c.bench_function("sign_report", |b| {
+        b.iter(|| {
+            let digest = content_digest(black_box(&bytes));
+            key.sign_request(
+                &Request {
+                    method: "POST",
+                    target_uri: target,
+                    content_digest: &digest,
+                },
+                1_700_000_000,
+            )
+        })
+    });
+    let digest = content_digest(&bytes);
+    let request = Request {
+        method: "POST",
+        target_uri: target,
+        content_digest: &digest,
+    };
+    let headers = key.sign_request(&request, 1_700_000_000);
+    c.bench_function("verify_report_signature", |b| {
+        b.iter(|| {
+            verify_request(
+                SIGNATURE_LABEL,
+                black_box(&headers.input),
+                black_box(&headers.signature),
+                &request,
+            )
+            .unwrap()
+        })
     });
 }
 

@@ -187,6 +187,14 @@ pub const KEYS: &[KeySpec] = &[
         slot: slot!(Text, state_dir),
     },
     KeySpec {
+        key: "telemetry.signing-key-file",
+        default: "",
+        form: Form::Text,
+        secret: false,
+        doc: "PEM (PKCS#8) Ed25519 key that signs reports; empty means one the agent creates in the state directory (or shares through Redis).",
+        slot: slot!(Text, signing_key_file),
+    },
+    KeySpec {
         key: "telemetry.admin.listen",
         default: "127.0.0.1:1886",
         form: Form::HostPort,
@@ -403,6 +411,8 @@ pub struct Config {
     pub interval: Duration,
     /// `telemetry.state-dir`.
     pub state_dir: String,
+    /// `telemetry.signing-key-file` (empty: the agent's own key, see `docs/signing.md`).
+    pub signing_key_file: String,
     /// `telemetry.admin.listen`.
     pub admin_listen: String,
     /// `telemetry.admin.token` (empty: none).
@@ -458,6 +468,7 @@ impl Default for Config {
             entity_count_enable: false,
             interval: Duration::ZERO,
             state_dir: String::new(),
+            signing_key_file: String::new(),
             admin_listen: String::new(),
             admin_token: String::new(),
             console_base_urls: Default::default(),

@@ -59,6 +59,8 @@
 //! ```
 //!
 //! # Features
+//! - `sign` (default): deployment keys and RFC 9421 signatures of deliveries (Ed25519, see
+//!   [`SigningKey`] and [`verify_request`]).
 //! - `std` (default): nothing beyond `alloc` today; it exists so that hosts can opt in to std
 //!   conveniences without the core ever depending on them. Build with
 //!   `--no-default-features` for bare-metal or `wasm32-unknown-unknown`.
@@ -81,6 +83,8 @@ mod parse;
 pub mod plugin_abi;
 mod redact;
 mod rng;
+#[cfg(feature = "sign")]
+mod sign;
 mod uid;
 mod wire;
 mod write;
@@ -101,6 +105,11 @@ pub use inputs::{Identity, Inputs, InputsError, build_report_bytes};
 pub use parse::{ReportError, limits, parse_report};
 pub use redact::{MASK, mask_secrets, redact_uri, uri_secrets};
 pub use rng::Rng;
+#[cfg(feature = "sign")]
+pub use sign::{
+    COVERED_COMPONENTS, KeyFileError, PublicKey, ROTATION_LABEL, Request, SIGNATURE_LABEL,
+    SignatureError, SignatureHeaders, SigningKey, Verified, signature_base, verify_request,
+};
 pub use uid::{
     IS_UID_LEN, MAX_UID_ELEMENT_BYTES, MAX_UID_ELEMENTS, UUID_LEN, UidError, compute_uid,
     is_valid_is_uid, is_valid_uuid, uuid_v4_from_bytes,

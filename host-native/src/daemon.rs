@@ -96,6 +96,9 @@ pub struct DaemonConfig {
     /// when telemetry is off, so the Console can still compute the UID: they are configuration,
     /// not counts.
     pub uid_elements: Vec<String>,
+    /// Where the deployment key is loaded from before each report (`deliver.signing_key` is
+    /// replaced by what it gives); `None`: `deliver.signing_key` as it is.
+    pub signing_key_source: Option<crate::signing::KeySource>,
 }
 
 impl DaemonConfig {
@@ -133,6 +136,7 @@ impl DaemonConfig {
             admin_listen,
             admin_token: Some(config.admin_token.clone()).filter(|t| !t.is_empty()),
             uid_elements: config.uid_elements(),
+            signing_key_source: None,
         })
     }
 }
@@ -609,6 +613,14 @@ impl Daemon {
         if self.cfg.local_only {
             self.keep(grant, &bytes, shutdown);
             return;
+        }
+        if let Some(source) = &self.cfg.signing_key_source {
+            match source.load() {
+                Ok(key) => self.cfg.deliver.signing_key = key,
+                Err(e) => tracing::warn!(
+                    "loading the deployment key failed: {e:#}; signing with the key loaded before"
+                ),
+            }
         }
         let clock = ShutdownClock {
             clock: &*self.clock,

@@ -64,3 +64,5 @@ pub mod redact;
 pub mod schedule;
 #[cfg(feature = "http-server")]
 pub mod server;
+#[cfg(feature = "agent")]
+pub mod signing;

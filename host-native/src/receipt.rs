@@ -14,4 +14,8 @@ pub struct Receipt {
     /// in receipts of older collectors.
     #[serde(default)]
     pub repeat: bool,
+    /// The key id whose signature the collector checked and pinned for the report's uid (issue
+    /// 14 §2); absent for an unsigned report, so its receipt is what it always was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyid: Option<String>,
 }

@@ -404,6 +404,13 @@ fn the_embedded_console_page_is_served() {
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
     let html = String::from_utf8(page.body).unwrap();
     assert!(html.contains("<ttn-telemetry-preview>") || html.contains(MISSING));
+    // Issue 14 §3: the operator's own data, as commands to run.
+    for command in ["ttn-lw-telemetry collected", "ttn-lw-telemetry forget"] {
+        assert!(
+            html.contains(&format!("<code>{command}</code>")),
+            "{command}"
+        );
+    }
     let js = get(
         srv.addr,
         "/console/telemetry/src/ttn-telemetry-preview.js",

@@ -315,6 +315,32 @@ fn two_agents_sharing_redis_send_one_report_per_interval_and_one_takes_over_afte
         "the same database gives the same report"
     );
     assert!(parse_report(&requests[0].body).is_ok());
+    // Both agents sign with the one deployment key they share through Redis (issue 14 §2).
+    let keyids: std::collections::BTreeSet<String> = requests
+        .iter()
+        .map(|r| {
+            let digest = ttn_telemetry_core::content_digest(&r.body);
+            ttn_telemetry_core::verify_request(
+                ttn_telemetry_core::SIGNATURE_LABEL,
+                r.header("signature-input").expect("signed"),
+                r.header("signature").expect("signed"),
+                &ttn_telemetry_core::Request {
+                    method: "POST",
+                    target_uri: &sink.url(),
+                    content_digest: &digest,
+                },
+            )
+            .expect("the signature verifies")
+            .keyid
+        })
+        .collect();
+    assert_eq!(keyids.len(), 1, "one key: {keyids:?}");
+    let shared: String = redis::cmd("GET")
+        .arg(format!("{ns}:signing-key"))
+        .query(&mut redis_conn())
+        .expect("the key is shared in Redis");
+    let shared = ttn_telemetry_core::SigningKey::from_pkcs8_pem(&shared).unwrap();
+    assert_eq!(keyids.first(), Some(&shared.keyid()));
 }
 
 #[test]

@@ -80,6 +80,7 @@ fn config(target: String, interval: Duration, state_dir: &Path) -> DaemonConfig 
         admin_listen: None,
         admin_token: None,
         uid_elements: vec!["daemon-test".into()],
+        signing_key_source: None,
     }
 }
 
@@ -596,4 +597,69 @@ fn redis_down_means_the_agent_says_so_and_sends_nothing() {
     assert!(log.contains("Redis unreachable"), "{log}");
     assert!(!log.contains("pw-s3cret"), "{log}");
     assert!(read_history(dir.path()).unwrap().entries.is_empty());
+}
+
+/// Issue 14 §2: the daemon loads the deployment key again before each report, so a key rotated
+/// elsewhere (another replica's `rotate-key`) signs the next report without a restart.
+#[test]
+fn each_report_is_signed_with_the_key_loaded_for_it() {
+    use ttn_lw_telemetry::signing::KeySource;
+    use ttn_telemetry_core::{
+        Request, SIGNATURE_LABEL, SigningKey, content_digest, verify_request,
+    };
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_secs(24 * 3600);
+    let mut cfg = config(sink.url(), interval, dir.path());
+    // The first report with key 1, every later one with key 2 (as after a rotation).
+    let loads = Arc::new(AtomicUsize::new(0));
+    let l = loads.clone();
+    cfg.signing_key_source = Some(KeySource::new(move || {
+        let n = l.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(SigningKey::from_seed(
+            &[if n == 0 { 1 } else { 2 }; 32],
+        )))
+    }));
+    let clock = Arc::new(VirtualClock::stepped(t0()));
+    run_driven(
+        cfg,
+        &clock,
+        local(dir.path(), interval, t0()),
+        Arc::new(Counting(AtomicUsize::new(0))),
+        &Logs::default(),
+        move |clock| {
+            for n in 1..=2u32 {
+                step_to(clock, 1, t0() + interval * n + Duration::from_secs(60));
+            }
+        },
+    );
+    let keyids: Vec<String> = sink
+        .requests()
+        .iter()
+        .map(|r| {
+            let digest = content_digest(&r.body);
+            verify_request(
+                SIGNATURE_LABEL,
+                r.header("signature-input").expect("signed"),
+                r.header("signature").expect("signed"),
+                &Request {
+                    method: "POST",
+                    target_uri: &sink.url(),
+                    content_digest: &digest,
+                },
+            )
+            .unwrap()
+            .keyid
+        })
+        .collect();
+    let (k1, k2) = (
+        SigningKey::from_seed(&[1; 32]).keyid(),
+        SigningKey::from_seed(&[2; 32]).keyid(),
+    );
+    assert_eq!(
+        keyids,
+        [k1, k2.clone()],
+        "one report per interval, each with its key"
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
 }

@@ -88,6 +88,7 @@ fn mini_agent() -> anyhow::Result<()> {
         admin_listen: var("MINI_AGENT_ADMIN").map(|a| a.parse()).transpose()?,
         admin_token: None,
         uid_elements: vec!["mini-agent".into()],
+        signing_key_source: None,
     };
     let inputs = Inputs::from_json(INPUTS)?;
     let provider = Arc::new(move || Ok(inputs.clone()));

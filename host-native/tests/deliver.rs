@@ -18,13 +18,13 @@ use ttn_telemetry_core::{content_digest, sha256_hex};
 
 fn config(target: String) -> DeliverConfig {
     DeliverConfig {
-        target,
         connect_timeout: Duration::from_secs(2),
         attempt_timeout: Duration::from_secs(5),
         backoff: Backoff {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(8),
         },
+        ..DeliverConfig::new(target)
     }
 }
 
@@ -459,4 +459,54 @@ fn a_bad_target_is_not_retried() {
         d.result
     );
     assert_eq!(d.attempts, 1);
+}
+
+/// Issue 14 §2: with a deployment key, every attempt is signed anew at the attempt's time on the
+/// injected clock, over `@method`, `@target-uri` and `content-digest`; the body is unchanged.
+#[test]
+fn each_attempt_is_signed_at_its_own_time() {
+    use ttn_telemetry_core::{Request, SIGNATURE_LABEL, SigningKey, verify_request};
+    let body = body();
+    let sink = Sink::start(
+        vec![Reply::with_header(503, "Retry-After", "7")],
+        Reply::Receipt(200),
+    );
+    let key = SigningKey::from_seed(&[5; 32]);
+    let cfg = DeliverConfig {
+        signing_key: Some(key.clone()),
+        ..config(sink.url())
+    };
+    let t0 = start();
+    let clock = VirtualClock::new(t0);
+    let d = deliver(
+        &cfg,
+        &body,
+        t0 + Duration::from_secs(300),
+        &clock,
+        &mut Rng::seeded(3),
+        &mut (),
+    );
+    assert!(d.result.delivered(), "{}", d.result);
+    let reqs = sink.requests();
+    assert_same_bytes(&reqs, &body);
+    let created: Vec<i64> = reqs
+        .iter()
+        .map(|r| {
+            let digest = content_digest(&body);
+            let v = verify_request(
+                SIGNATURE_LABEL,
+                r.header("signature-input").expect("signed"),
+                r.header("signature").expect("signed"),
+                &Request {
+                    method: "POST",
+                    target_uri: &sink.url(),
+                    content_digest: &digest,
+                },
+            )
+            .unwrap();
+            assert_eq!(v.keyid, key.keyid());
+            v.created
+        })
+        .collect();
+    assert_eq!(created, [1_700_000_000, 1_700_000_007]);
 }

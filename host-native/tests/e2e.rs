@@ -203,3 +203,248 @@ fn agent_to_collector_with_embedded_sqlite() {
 fn agent_to_collector_with_postgres() {
     agent_to_collector(Backend::Postgres);
 }
+
+/// Issue 14 §2 and §3 through the real binary: `send` signs with the key it makes in the state
+/// directory (mode 0600), the collector pins it, a spoofed unsigned report is refused,
+/// `collected` prints the stored report and receipt, `forget` erases it, and the aggregates are
+/// then those of a collector that never saw the deployment.
+fn signed_deployment_collected_and_forgotten(backend: Backend) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (uri, _guard) = rt.block_on(fresh_store(backend, "e2e_sig"));
+    let (control_uri, _guard2) = rt.block_on(fresh_store(backend, "e2e_sig_control"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("is.sqlite");
+    create_example(&db).unwrap();
+    let is = format!("sqlite:{}", db.display());
+    let state = d.join("state");
+    let (collector, base) = start_collector(d, &uri);
+    let (control, control_base) = start_collector(d, &control_uri);
+    let target = format!("{base}/collect");
+    let flags = [
+        "--is.database-uri",
+        &is,
+        "--telemetry.target",
+        &target,
+        "--telemetry.state-dir",
+        state.to_str().unwrap(),
+    ];
+    let cmd = |args: &[&str]| run(d, &[&flags[..], args].concat());
+
+    let send = cmd(&["send", "--deadline", "30s"]);
+    let out = String::from_utf8_lossy(&send.stdout);
+    assert!(
+        send.status.success(),
+        "send: {out}{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    assert!(out.contains("receipt matched"), "{out}");
+    let key_file = state.join(ttn_lw_telemetry::signing::KEY_FILE);
+    let key = ttn_lw_telemetry::signing::read_key_file(&key_file).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let uid = String::from_utf8(cmd(&["uid"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let preview = cmd(&["preview"]);
+    let bytes = preview.stdout.strip_suffix(b"\n").unwrap().to_vec();
+
+    // Anyone can send a report in this uid's name without the key: refused, not stored.
+    let spoof = ureq::post(&target)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("Content-Type", "application/json")
+        .send(&bytes[..])
+        .unwrap();
+    assert_eq!(spoof.status().as_u16(), 401);
+    // Another deployment (unsigned, as the reference agent sends) reports to both collectors.
+    let other = collect_util::is_report(3, 0);
+    for b in [&base, &control_base] {
+        let r = ureq::post(&format!("{b}/collect"))
+            .header("Content-Type", "application/json")
+            .send(&other[..])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let stats = get_json(&format!("{base}/api/v1/stats"));
+    assert_eq!(stats["verified"]["deployments"], 1, "{stats}");
+    assert_eq!(stats["deployments"]["total"], 2, "{stats}");
+
+    let collected = cmd(&["collected"]);
+    assert!(
+        collected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&collected.stderr)
+    );
+    let held: Value = serde_json::from_slice(&collected.stdout).unwrap();
+    assert_eq!(held["uid"], uid);
+    assert_eq!(held["pin"]["keyid"], key.keyid());
+    let reports = held["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1, "{held}");
+    assert_eq!(
+        reports[0]["body"],
+        String::from_utf8(bytes.clone()).unwrap()
+    );
+    assert_eq!(reports[0]["verified"], true);
+    assert_eq!(reports[0]["receipt"]["sha256"], sha256_hex(&bytes));
+
+    let forget = cmd(&["forget"]);
+    assert!(
+        forget.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forget.stderr)
+    );
+    let receipt: Value = serde_json::from_slice(&forget.stdout).unwrap();
+    assert_eq!(receipt["forgotten"], true, "{receipt}");
+    assert_eq!(receipt["reports"], 1);
+    assert_eq!(receipt["sha256"][0], sha256_hex(&bytes));
+
+    for path in ["/api/v1/stats", "/api/v1/daily.json"] {
+        let mut mine = get_json(&format!("{base}{path}"));
+        let mut theirs = get_json(&format!("{control_base}{path}"));
+        for v in [&mut mine, &mut theirs] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("generated_at");
+            }
+        }
+        assert_eq!(mine, theirs, "{path}");
+    }
+    // Nothing is left to read: the pin went with the reports.
+    let again = cmd(&["collected"]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("401") && err.contains("no key is pinned"),
+        "{err}"
+    );
+    stop(collector);
+    stop(control);
+}
+
+#[test]
+fn signed_deployment_collected_and_forgotten_with_embedded_sqlite() {
+    signed_deployment_collected_and_forgotten(Backend::Sqlite);
+}
+
+#[test]
+fn signed_deployment_collected_and_forgotten_with_postgres() {
+    signed_deployment_collected_and_forgotten(Backend::Postgres);
+}
+
+/// Two replicas of one deployment (separate state directories) on one Redis sign with one key:
+/// the second one's report is accepted by the collector that pinned the first one's key. Then
+/// `rotate-key` pins a new key, which the next report is signed with.
+#[test]
+fn replicas_on_one_redis_sign_with_one_key_and_rotate() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (uri, _guard) = rt.block_on(fresh_store(Backend::Sqlite, "e2e_redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("is.sqlite");
+    create_example(&db).unwrap();
+    let is = format!("sqlite:{}", db.display());
+    let (collector, base) = start_collector(d, &uri);
+    let target = format!("{base}/collect");
+    let redis =
+        std::env::var("TTN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let address = redis
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    // The Redis namespace is the deployment's uid: a uid of this test alone.
+    let element = format!(
+        "https://e2e-redis-{}-{}.example",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let replica = |n: u32, args: &[&str]| {
+        let state = d.join(format!("replica-{n}"));
+        let flags = [
+            "--is.database-uri",
+            &is,
+            "--telemetry.target",
+            &target,
+            "--telemetry.uid-elements",
+            &element,
+            "--redis.address",
+            &address,
+            "--telemetry.state-dir",
+            state.to_str().unwrap(),
+        ];
+        let out = run(d, &[&flags[..], args].concat());
+        assert!(
+            out.status.success(),
+            "replica {n} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The second replica's report is a repeat of the first one's bytes: it is answered as
+    // such only when its signature is by the pinned key (else 401, before any repeat check).
+    let one = replica(1, &["send", "--deadline", "30s"]);
+    assert!(one.contains("receipt matched"), "{one}");
+    let two = replica(2, &["send", "--deadline", "30s"]);
+    assert!(two.contains("receipt matched"), "{two}");
+    let k1 = ttn_lw_telemetry::signing::read_key_file(
+        &d.join("replica-1")
+            .join(ttn_lw_telemetry::signing::KEY_FILE),
+    )
+    .unwrap();
+    let k2 = ttn_lw_telemetry::signing::read_key_file(
+        &d.join("replica-2")
+            .join(ttn_lw_telemetry::signing::KEY_FILE),
+    )
+    .unwrap();
+    assert_eq!(k1.keyid(), k2.keyid());
+
+    let rotated: Value = serde_json::from_str(&replica(2, &["rotate-key"])).unwrap();
+    assert_eq!(rotated["old"], k1.keyid());
+    let new = rotated["keyid"].as_str().unwrap().to_owned();
+    assert_ne!(new, k1.keyid());
+    // The rotating replica keeps the new key in place of the old one, and nothing else.
+    let kept = ttn_lw_telemetry::signing::read_key_file(
+        &d.join("replica-2")
+            .join(ttn_lw_telemetry::signing::KEY_FILE),
+    )
+    .unwrap();
+    assert_eq!(kept.keyid(), new);
+    assert!(!d.join("replica-2").join("signing-key.pem.pending").exists());
+    // Replica 1 reads the new key from Redis when it next starts.
+    let one = replica(1, &["send", "--deadline", "30s"]);
+    assert!(one.contains("receipt matched"), "{one}");
+    let held: Value = serde_json::from_str(&replica(1, &["collected"])).unwrap();
+    assert_eq!(held["pin"]["keyid"], new);
+    assert_eq!(held["reports"][0]["signed_by"], k1.keyid(), "{held}");
+    let forget: Value = serde_json::from_str(&replica(1, &["forget"])).unwrap();
+    assert_eq!(forget["forgotten"], true);
+    stop(collector);
+    // The test's Redis key goes with it.
+    let uid =
+        String::from_utf8(run(d, &["--telemetry.uid-elements", &element, "uid"]).stdout).unwrap();
+    let target = ttn_lw_telemetry::schedule::redis::RedisTarget::from_url(&redis);
+    let mut conn = target.connect().unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!(
+            "{}:{}{}",
+            ttn_lw_telemetry::schedule::redis::DEFAULT_NAMESPACE,
+            uid.trim(),
+            ttn_lw_telemetry::signing::REDIS_KEY_SUFFIX
+        ))
+        .query(&mut conn)
+        .unwrap();
+}

@@ -55,6 +55,9 @@ const SERVER_DATABASE_REDIS: &[&str] = &[
     "postgres-protocol",
     "redis",
     "wasmtime",
+    // Signing (issue 14 §2) is the agent's and the collector's: CLI telemetry sends unsigned.
+    "ed25519-dalek",
+    "curve25519-dalek",
 ];
 
 #[test]
@@ -86,6 +89,7 @@ fn the_default_build_has_the_agent_and_the_collector() {
         "postgres",
         "tokio-postgres",
         "redis",
+        "ed25519-dalek",
     ] {
         assert!(
             deps.iter().any(|d| d == want),

@@ -215,6 +215,11 @@ function render(s) {
     const v = node.dataset.stat.split('.').reduce((o, k) => (o == null ? undefined : o[k]), s);
     node.textContent = typeof v === 'number' ? fmt.format(v) : '–';
   }
+  // The verified share: deployments with a pinned key among all deployments (exact counts).
+  const share = document.getElementById('verified-share');
+  const all = s.deployments.total, verified = s.verified ? s.verified.deployments : 0;
+  share.textContent = all > 0 ? `${Math.round((100 * verified) / all)} %` : '–';
+  share.title = `${fmt.format(verified)} of ${fmt.format(all)} deployments`;
   const gen = document.getElementById('generated');
   gen.dateTime = s.generated_at;
   gen.textContent = s.generated_at.replace('T', ' ').replace('Z', ' UTC');

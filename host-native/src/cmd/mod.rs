@@ -28,6 +28,7 @@
 
 pub mod collect;
 pub mod demo;
+pub mod deployment;
 pub mod history;
 pub mod preview;
 pub mod report;
@@ -84,6 +85,8 @@ pub enum Command {
     Status,
     /// `history`: the audit log.
     History,
+    /// `collected`, `forget`, `rotate-key`: signed requests about this deployment.
+    Deployment(deployment::Action),
 }
 
 /// The default of `send --deadline`.
@@ -321,6 +324,15 @@ pub fn cli() -> clap::Command {
             "Show whether telemetry is on, the last and next report, and every effective setting with its source",
         ),
         clap::Command::new("history").about("Print the audit log: every delivery attempt"),
+        clap::Command::new("collected").about(
+            "Print every report and receipt the collector of telemetry.target holds about this deployment (a request signed with the deployment key)",
+        ),
+        clap::Command::new("forget").about(
+            "Erase every report of this deployment at the collector of telemetry.target, and its key pin; prints the receipt of what was deleted",
+        ),
+        clap::Command::new("rotate-key").about(
+            "Make a new deployment key and have the collector pin it in place of the current one (signed by both)",
+        ),
     ];
     clap::Command::new("ttn-lw-telemetry")
         .version(crate::os::BINARY_VERSION)
@@ -379,6 +391,9 @@ where
         "run" => Command::Run,
         "status" => Command::Status,
         "history" => Command::History,
+        "collected" => Command::Deployment(deployment::Action::Collected),
+        "forget" => Command::Deployment(deployment::Action::Forget),
+        "rotate-key" => Command::Deployment(deployment::Action::RotateKey),
         other => {
             return Err(cli().error(
                 clap::error::ErrorKind::InvalidSubcommand,
@@ -504,6 +519,7 @@ pub fn run(inv: Invocation, env: impl Fn(&str) -> Option<String>) -> anyhow::Res
                 Command::Run => run::run(loaded),
                 Command::Status => status::run(&loaded, &mut stdout),
                 Command::History => history::run(&loaded, &mut stdout),
+                Command::Deployment(action) => deployment::run(&loaded, action, &mut stdout),
             }
         }
     }

@@ -26,7 +26,12 @@ pub fn console_assets() -> Option<Arc<dyn ConsoleAssets>> {
 pub fn run(loaded: Loaded) -> anyhow::Result<()> {
     super::init_logging();
     let core = loaded.config;
-    let cfg = DaemonConfig::from_core(&core)?;
+    let mut cfg = DaemonConfig::from_core(&core)?;
+    cfg.deliver.signing_key = crate::signing::for_delivery(&core)?;
+    cfg.signing_key_source = Some(crate::signing::KeySource::of_config(core.clone()));
+    if let Some(k) = &cfg.deliver.signing_key {
+        tracing::info!(keyid = %k.keyid(), "reports are signed with the deployment key");
+    }
     let shutdown = Shutdown::new();
     daemon::shutdown_on_signals(&shutdown)?;
     let for_coordinator = core.clone();

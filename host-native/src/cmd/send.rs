@@ -72,7 +72,8 @@ pub fn run(loaded: &Loaded, deadline: Duration, out: &mut dyn Write) -> anyhow::
         .context("writing to standard output")?;
         return Ok(());
     }
-    let cfg = DeliverConfig::new(c.target.clone());
+    let mut cfg = DeliverConfig::new(c.target.clone());
+    cfg.signing_key = crate::signing::for_delivery(c)?;
     // One clock for the deadline and the delivery's waits.
     let clock = crate::clock::SystemClock;
     let d = daemon::send_now_with_clock(

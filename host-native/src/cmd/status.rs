@@ -80,6 +80,12 @@ pub fn run(loaded: &Loaded, out: &mut dyn Write) -> anyhow::Result<()> {
         None => "schedule coordination: state directory (neither cache.redis.address nor redis.address is set)".to_owned(),
     });
 
+    // The deployment key's id (never the key): what the collector pins (docs/signing.md).
+    line(match crate::signing::existing_key(c) {
+        Ok(k) => format!("signing key: {}", k.keyid()),
+        Err(e) => format!("signing key: none ({e:#})"),
+    });
+
     let next = if c.off_reason().is_some() {
         "none (telemetry is off)".to_owned()
     } else if let Some(r) = &redis {

@@ -9,6 +9,7 @@
 //! | `ttn_lw_telemetry_collector_commit_seconds` | histogram | time to write and commit one batch |
 //! | `ttn_lw_telemetry_collector_store_errors_total` | counter | reports the store failed to write (each answered 503) |
 //! | `ttn_lw_telemetry_collector_retention_deleted_total{table}` | counter | rows retention deleted: `reports`, `day_latest`, `uid_buckets` (see [`Store::retain`](super::store::Store::retain)) |
+//! | `ttn_lw_telemetry_collector_deployment_requests_total{method,status,reason}` | counter | signed requests to `/api/v1/deployments/{uid}` (read, forget, key rotation), by method, status and [`Refusal`](super::Refusal) kind (`ok` when answered 200) |
 //!
 //! # Decisions where the issue and SPEC are silent
 //! - Only requests that reach `POST /collect` are counted; requests hyper itself refuses
@@ -84,6 +85,7 @@ pub struct Metrics {
     stored: AtomicU64,
     repeats: AtomicU64,
     refused: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    deployment: Mutex<BTreeMap<(&'static str, u16, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -100,6 +102,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry((status, reason))
+            .or_default() += 1;
+    }
+
+    /// Counts a request to `/api/v1/deployments/{uid}` (`reason`: `ok`, or the refusal's).
+    pub fn deployment_request(&self, method: &'static str, status: u16, reason: &'static str) {
+        *self
+            .deployment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((method, status, reason))
             .or_default() += 1;
     }
 
@@ -134,6 +146,24 @@ impl Metrics {
             .iter()
         {
             let _ = writeln!(out, "{name}{{status=\"{status}\",reason=\"{reason}\"}} {n}");
+        }
+        let name = "ttn_lw_telemetry_collector_deployment_requests_total";
+        prom::family(
+            &mut out,
+            name,
+            "Signed requests about one deployment since start-up, by method, HTTP status and reason.",
+            "counter",
+        );
+        for ((method, status, reason), n) in self
+            .deployment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{method=\"{method}\",status=\"{status}\",reason=\"{reason}\"}} {n}"
+            );
         }
         writer.batch_size.render(
             &mut out,

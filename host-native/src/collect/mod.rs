@@ -44,6 +44,27 @@
 //! Several collectors may share one PostgreSQL database: repeats, counters and the per-uid
 //! limit hold across them (see [`store::postgres`]).
 //!
+//! Signed reports (issue 14 §2, `docs/signing.md`): a report may carry an RFC 9421 signature
+//! (`Signature-Input` / `Signature`, the core's profile: `@method`, `@target-uri`,
+//! `content-digest`, Ed25519, the key id being the public key). A signature that does not
+//! verify, or whose `created` lies more than [`SIGNATURE_MAX_AGE`] in the past or
+//! [`SIGNATURE_MAX_SKEW`] in the future by the collector's clock, is refused with 401 whether
+//! or not the uid has a pin. The first verified signature of a uid pins its key (in the store's
+//! transaction, see [`store`]); from then on the uid's reports must be signed by that key (401
+//! otherwise). The receipt names the key id. Unsigned reports of never-pinned uids are accepted
+//! as before, and stored unverified. The target URI is rebuilt from `Host` and the request's
+//! path and query, and checked with the scheme `http` and with `https`: behind a proxy that
+//! terminates TLS the collector cannot know for sure which scheme the agent used, and the
+//! scheme does not change which collector and endpoint the signature is bound to. The likelier
+//! scheme is tried first (`https` when a trusted proxy says so in `X-Forwarded-Proto` or
+//! `Forwarded`), so one verification usually decides. A proxy must pass `Host` through
+//! unchanged.
+//!
+//! `GET`, `DELETE /api/v1/deployments/{uid}` and `POST /api/v1/deployments/{uid}/key` (issue 14
+//! §3) are answered only to a request signed by the uid's pinned key: its stored reports and
+//! receipts, their erasure, and a key rotation. Every refusal is 401 with a JSON error and an
+//! `Accept-Signature` header naming the profile (RFC 9421 §5.1).
+//!
 //! Metrics: with [`CollectOptions::metrics_listen`], `GET /metrics` (Prometheus text, see
 //! [`metrics`]) is served on that address only; the public port answers it 404.
 //!
@@ -77,20 +98,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use ttn_telemetry_core::{
-    ReportError, content_digest, limits::MAX_REPORT_BYTES, parse_content_digest, sha256,
+    ROTATION_LABEL, ReportError, Request as SignedRequest, SIGNATURE_LABEL, SignatureError,
+    Verified, content_digest, format_rfc3339_micros, limits::MAX_REPORT_BYTES,
+    parse_content_digest, sha256, verify_request,
 };
 
 use crate::server::{ConnLimits, error_json, json_headers};
 use ratelimit::{Buckets, RateLimit};
-use store::{NewReport, Outcome, Store};
+use store::{Admin, AdminReply, Held, NewReport, Outcome, Store};
 
 pub use crate::receipt::Receipt;
 
@@ -128,6 +151,12 @@ pub struct CollectOptions {
     /// for ever. The aggregates are kept either way.
     pub retention: Option<Duration>,
 }
+
+/// How old a signature's `created` may be (the replay window): 5 minutes.
+pub const SIGNATURE_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// How far in the future a signature's `created` may be (clock skew): 1 minute.
+pub const SIGNATURE_MAX_SKEW: Duration = Duration::from_secs(60);
 
 /// The default k-anonymity threshold (`collector.k-anonymity`).
 pub const DEFAULT_K_ANONYMITY: u64 = 5;
@@ -414,6 +443,11 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/stats", get(api_stats))
         .route("/api/v1/daily.json", get(api_daily_json))
         .route("/api/v1/daily.csv", get(api_daily_csv))
+        .route(
+            "/api/v1/deployments/{uid}",
+            get(deployment_get).delete(deployment_delete),
+        )
+        .route("/api/v1/deployments/{uid}/key", post(deployment_rotate))
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .route("/dashboard.css", get(dashboard::style))
@@ -422,7 +456,8 @@ fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(|| async {
             plain_error(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed: the collector takes POST /collect and is read-only otherwise",
+                "method not allowed: the collector takes POST /collect, signed requests at \
+                 /api/v1/deployments/{uid}, and is read-only otherwise",
             )
         })
         .with_state(app)
@@ -484,6 +519,18 @@ pub enum Refusal {
     Unstorable,
     /// 503: the store failed; the report was not stored and may be sent again.
     Storage(anyhow::Error),
+    /// 401: the signature is malformed or does not verify.
+    Signature(String),
+    /// 401: the signature's `created` is outside the window.
+    SignatureExpired,
+    /// 401: a request about a deployment without a signature.
+    Unsigned,
+    /// 401: the uid's pinned key did not sign this (message says how).
+    KeyRefused(&'static str),
+    /// 401: the uid has no pinned key, so no key may ask about it.
+    NotPinned,
+    /// 400: a key rotation's body is not `{"keyid":"…"}` of a valid key.
+    BadRotation(String),
 }
 
 impl Refusal {
@@ -502,6 +549,12 @@ impl Refusal {
             Refusal::Invalid(_) => "invalid",
             Refusal::Unstorable => "unstorable",
             Refusal::Storage(_) => "store_failed",
+            Refusal::Signature(_) => "signature",
+            Refusal::SignatureExpired => "signature_expired",
+            Refusal::Unsigned => "unsigned",
+            Refusal::KeyRefused(_) => "wrong_key",
+            Refusal::NotPinned => "not_pinned",
+            Refusal::BadRotation(_) => "bad_rotation",
         }
     }
 }
@@ -546,6 +599,28 @@ impl IntoResponse for Refusal {
                     "the report could not be stored; try again later".into(),
                 )
             }
+            Refusal::Signature(m) => (StatusCode::UNAUTHORIZED, format!("signature refused: {m}")),
+            Refusal::SignatureExpired => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "signature refused: `created` must be within the last {} s and at most {} s \
+                     ahead of the collector's clock (a replay, or a clock that is off)",
+                    SIGNATURE_MAX_AGE.as_secs(),
+                    SIGNATURE_MAX_SKEW.as_secs()
+                ),
+            ),
+            Refusal::Unsigned => (
+                StatusCode::UNAUTHORIZED,
+                "this request must be signed by the deployment's pinned key".into(),
+            ),
+            Refusal::KeyRefused(m) => (StatusCode::UNAUTHORIZED, (*m).to_owned()),
+            Refusal::NotPinned => (
+                StatusCode::UNAUTHORIZED,
+                "no key is pinned for this uid: only a deployment that signed its reports can \
+                 read, erase or re-key them"
+                    .into(),
+            ),
+            Refusal::BadRotation(m) => (StatusCode::BAD_REQUEST, m.clone()),
         };
         let mut resp = (status, json_headers(), error_json(&msg)).into_response();
         match self {
@@ -563,6 +638,18 @@ impl IntoResponse for Refusal {
                 resp.headers_mut().insert(
                     header::ACCEPT_ENCODING,
                     HeaderValue::from_static("identity"),
+                );
+            }
+            Refusal::Signature(_)
+            | Refusal::SignatureExpired
+            | Refusal::Unsigned
+            | Refusal::KeyRefused(_)
+            | Refusal::NotPinned => {
+                resp.headers_mut().insert(
+                    "accept-signature",
+                    HeaderValue::from_static(
+                        "ttn=(\"@method\" \"@target-uri\" \"content-digest\");alg=\"ed25519\"",
+                    ),
                 );
             }
             Refusal::BodyTimeout | Refusal::TooLarge | Refusal::TransferCoding => {
@@ -636,10 +723,11 @@ fn check_codings(headers: &HeaderMap) -> Result<(), Refusal> {
 async fn collect_counted(
     State(app): State<Arc<App>>,
     peer: ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match collect(State(app.clone()), peer, headers, body).await {
+    match collect(State(app.clone()), peer, uri, headers, body).await {
         Ok((resp, repeat)) => {
             app.metrics.accepted(repeat);
             resp
@@ -656,6 +744,7 @@ async fn collect_counted(
 async fn collect(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(Response, bool), Refusal> {
@@ -700,7 +789,12 @@ async fn collect(
             "the body is gzip-compressed: send the report uncompressed",
         ));
     }
-    let report = NewReport::parse((app.clock)(), bytes.to_vec()).map_err(Refusal::Invalid)?;
+    let signer = check_signature(&app, peer, "POST", &uri, &headers, &bytes)?;
+    let mut report = NewReport::parse((app.clock)(), bytes.to_vec()).map_err(Refusal::Invalid)?;
+    if let Some(v) = signer {
+        report = report.signed_by(v.keyid);
+    }
+    let keyid = report.signed_by.clone();
     app.by_uid
         .take(report.report.uid.clone(), Instant::now())
         .map_err(Refusal::RateLimited)?;
@@ -722,6 +816,7 @@ async fn collect(
             eprintln!("collect: the store refused a report's data: {why}");
             return Err(Refusal::Unstorable);
         }
+        Some(Outcome::KeyRefused(why)) => return Err(Refusal::KeyRefused(why)),
         None => {
             return Err(Refusal::Storage(anyhow::anyhow!(
                 "the store gave no outcome"
@@ -732,16 +827,332 @@ async fn collect(
         stored: true,
         sha256,
         repeat,
+        keyid,
     })
     .unwrap_or_default();
-    // RFC 9530: a response's Content-Digest is the digest of the response's own content (the
-    // receipt), which the agent checks before trusting the receipt's `sha256`.
-    let digest = content_digest(receipt.as_bytes());
-    let mut resp = (StatusCode::OK, json_headers(), receipt).into_response();
+    Ok((digested_json(receipt), repeat))
+}
+
+/// A 200 JSON response with its RFC 9530 `Content-Digest` (a response's digest covers its own
+/// content, which the agent checks before trusting a receipt).
+fn digested_json(body: String) -> Response {
+    let digest = content_digest(body.as_bytes());
+    let mut resp = (StatusCode::OK, json_headers(), body).into_response();
     if let Ok(v) = HeaderValue::from_str(&digest) {
         resp.headers_mut().insert("content-digest", v);
     }
-    Ok((resp, repeat))
+    resp
+}
+
+/// The target URIs a signed request may have named: `Host` and the path and query received,
+/// with `http` and with `https` (see the module docs), the likelier first so that one
+/// verification usually decides: `https` when a trusted proxy says the client used it
+/// (`X-Forwarded-Proto`, or `proto=` in `Forwarded`), else `http`, which this collector serves.
+fn target_uris(
+    uri: &Uri,
+    headers: &HeaderMap,
+    via_tls_proxy: bool,
+) -> Result<[String; 2], Refusal> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Refusal::Signature("a signed request needs a Host header".into()))?;
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    let (http, https) = (format!("http://{host}{pq}"), format!("https://{host}{pq}"));
+    Ok(if via_tls_proxy {
+        [https, http]
+    } else {
+        [http, https]
+    })
+}
+
+/// Whether a trusted proxy says that the client spoke TLS to it.
+fn via_tls_proxy(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    if !app.trusted_proxies.contains(peer.ip()) {
+        return false;
+    }
+    let says = |name: &str, f: fn(&str) -> bool| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(f)
+    };
+    says("x-forwarded-proto", |v| {
+        v.split(',').any(|p| p.trim().eq_ignore_ascii_case("https"))
+    }) || says("forwarded", |v| {
+        v.split([';', ','])
+            .any(|p| p.trim().eq_ignore_ascii_case("proto=https"))
+    })
+}
+
+/// Checks the signature labelled `label`: `None` when the request carries no signature headers
+/// at all, else the verified signer, or a refusal (a bad signature, or `created` outside the
+/// window). `body` is the content the `Content-Digest` must match.
+fn check_labelled(
+    app: &App,
+    peer: SocketAddr,
+    label: &str,
+    method: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Verified>, Refusal> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Refusal::Signature(format!("{name} is not text")))
+            })
+            .transpose()
+    };
+    let (input, signature) = match (text("signature-input")?, text("signature")?) {
+        (None, None) => return Ok(None),
+        (Some(i), Some(s)) => (i, s),
+        _ => {
+            return Err(Refusal::Signature(
+                "Signature-Input and Signature must be sent together".into(),
+            ));
+        }
+    };
+    let digest = text("content-digest")?.ok_or_else(|| {
+        Refusal::Signature("a signed request must carry Content-Digest (covered)".into())
+    })?;
+    if parse_content_digest(digest) != Some(sha256(body)) {
+        return Err(Refusal::Digest(
+            "`Content-Digest` does not match the body received",
+        ));
+    }
+    let mut verified = Err(SignatureError::Invalid);
+    for target in target_uris(uri, headers, via_tls_proxy(app, peer, headers))? {
+        let request = SignedRequest {
+            method,
+            target_uri: &target,
+            content_digest: digest,
+        };
+        verified = verify_request(label, input, signature, &request);
+        if !matches!(verified, Err(SignatureError::Invalid)) {
+            break;
+        }
+    }
+    let v = verified.map_err(|e| Refusal::Signature(format!("{label}: {e}")))?;
+    let now = (app.clock)().div_euclid(1_000_000);
+    let age = now.saturating_sub(v.created);
+    if age > SIGNATURE_MAX_AGE.as_secs() as i64 || -age > SIGNATURE_MAX_SKEW.as_secs() as i64 {
+        return Err(Refusal::SignatureExpired);
+    }
+    Ok(Some(v))
+}
+
+/// [`check_labelled`] for the agent's label.
+fn check_signature(
+    app: &App,
+    peer: SocketAddr,
+    method: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Verified>, Refusal> {
+    check_labelled(app, peer, SIGNATURE_LABEL, method, uri, headers, body)
+}
+
+/// Counts and answers a request about one deployment.
+fn counted(app: &App, method: &'static str, result: Result<Response, Refusal>) -> Response {
+    match result {
+        Ok(resp) => {
+            app.metrics.deployment_request(method, 200, "ok");
+            resp
+        }
+        Err(refusal) => {
+            let reason = refusal.reason();
+            let resp = refusal.into_response();
+            app.metrics
+                .deployment_request(method, resp.status().as_u16(), reason);
+            resp
+        }
+    }
+}
+
+/// The per-address limit and a required signature of the agent's label, for the deployment
+/// endpoints.
+fn signed_by(
+    app: &App,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Verified, Refusal> {
+    let client = client_addr::client_ip(peer.ip(), headers, &app.trusted_proxies);
+    app.by_addr
+        .take(ratelimit::addr_key(client), Instant::now())
+        .map_err(Refusal::RateLimited)?;
+    check_signature(app, peer, method.as_str(), uri, headers, body)?.ok_or(Refusal::Unsigned)
+}
+
+/// One stored report as `GET /api/v1/deployments/{uid}` shows it.
+#[derive(serde::Serialize)]
+struct HeldReport {
+    received_at: String,
+    sha256: String,
+    verified: bool,
+    signed_by: Option<String>,
+    /// The body exactly as stored (a JSON text).
+    body: String,
+    receipt: Receipt,
+}
+
+/// `GET /api/v1/deployments/{uid}`: every stored report of the uid and its receipt.
+async fn deployment_get(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(uid): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let v = signed_by(&app, peer, &Method::GET, &uri, &headers, b"")?;
+        match app
+            .store
+            .deployment(&uid, &v.keyid)
+            .await
+            .map_err(Refusal::Storage)?
+        {
+            Held::NotPinned => Err(Refusal::NotPinned),
+            Held::WrongKey => Err(Refusal::KeyRefused(
+                "this request is not signed by the key pinned for this uid",
+            )),
+            Held::Found(pin, reports) => {
+                let reports: Vec<HeldReport> = reports
+                    .into_iter()
+                    .map(|r| HeldReport {
+                        received_at: format_rfc3339_micros(r.received_at),
+                        verified: r.signed_by.is_some(),
+                        receipt: Receipt {
+                            stored: true,
+                            sha256: r.sha256.clone(),
+                            repeat: false,
+                            keyid: r.signed_by.clone(),
+                        },
+                        sha256: r.sha256,
+                        signed_by: r.signed_by,
+                        body: String::from_utf8_lossy(&r.body).into_owned(),
+                    })
+                    .collect();
+                let body = serde_json::json!({
+                    "uid": uid,
+                    "pin": {
+                        "keyid": pin.keyid,
+                        "kind": pin.kind,
+                        "pinned_at": format_rfc3339_micros(pin.pinned_at),
+                    },
+                    "reports": reports,
+                });
+                Ok(digested_json(body.to_string()))
+            }
+        }
+    }
+    .await;
+    counted(&app, "GET", result)
+}
+
+/// `DELETE /api/v1/deployments/{uid}`: forget the uid; the answer is the receipt of what was
+/// deleted.
+async fn deployment_delete(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(uid): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let v = signed_by(&app, peer, &Method::DELETE, &uri, &headers, b"")?;
+        let op = Admin::Forget {
+            uid,
+            keyid: v.keyid,
+        };
+        match app.store.admin(op).await.map_err(Refusal::Storage)? {
+            AdminReply::Forgotten(f) => {
+                let mut body = serde_json::to_value(&f).unwrap_or_default();
+                body["forgotten"] = true.into();
+                Ok(digested_json(body.to_string()))
+            }
+            other => Err(admin_refusal(other)),
+        }
+    }
+    .await;
+    counted(&app, "DELETE", result)
+}
+
+fn admin_refusal(reply: AdminReply) -> Refusal {
+    match reply {
+        AdminReply::NotPinned => Refusal::NotPinned,
+        _ => Refusal::KeyRefused("this request is not signed by the key pinned for this uid"),
+    }
+}
+
+/// Most bytes of a key rotation's body.
+const MAX_ROTATION_BYTES: usize = 1024;
+
+/// `POST /api/v1/deployments/{uid}/key` with `{"keyid":"<new>"}`: signed by the pinned key
+/// (label `ttn`) and by the new key (label `ttn-new`, proof that the sender holds it).
+async fn deployment_rotate(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(uid): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let read = Limited::new(body, MAX_ROTATION_BYTES).collect();
+        let bytes = match tokio::time::timeout(app.limits.body_timeout, read).await {
+            Err(_) => return Err(Refusal::BodyTimeout),
+            Ok(Err(e)) => return Err(Refusal::BadBody(e.to_string())),
+            Ok(Ok(c)) => c.to_bytes(),
+        };
+        let old = signed_by(&app, peer, &Method::POST, &uri, &headers, &bytes)?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Rotation {
+            keyid: String,
+        }
+        let rotation: Rotation = serde_json::from_slice(&bytes).map_err(|e| {
+            Refusal::BadRotation(format!(
+                "the body must be {{\"keyid\":\"<new key id>\"}}: {e}"
+            ))
+        })?;
+        ttn_telemetry_core::PublicKey::from_keyid(&rotation.keyid)
+            .map_err(|e| Refusal::BadRotation(e.to_string()))?;
+        let new = check_labelled(&app, peer, ROTATION_LABEL, "POST", &uri, &headers, &bytes)?
+            .ok_or(Refusal::Unsigned)?;
+        if new.keyid != rotation.keyid {
+            return Err(Refusal::Signature(format!(
+                "{ROTATION_LABEL} must be signed by the new key the body names"
+            )));
+        }
+        let op = Admin::Rotate {
+            uid: uid.clone(),
+            keyid: old.keyid.clone(),
+            new: rotation.keyid.clone(),
+            at: (app.clock)(),
+        };
+        match app.store.admin(op).await.map_err(Refusal::Storage)? {
+            AdminReply::Rotated => Ok(digested_json(
+                serde_json::json!({
+                    "rotated": true,
+                    "uid": uid,
+                    "old": old.keyid,
+                    "keyid": rotation.keyid,
+                })
+                .to_string(),
+            )),
+            other => Err(admin_refusal(other)),
+        }
+    }
+    .await;
+    counted(&app, "POST", result)
 }
 
 /// Open data: the daily totals, under the same threshold, as JSON (see README).

@@ -17,6 +17,10 @@
 //!   latest report was of that form.
 //! - Daily totals: for each UTC day, the latest report of each deployment received that day,
 //!   summed. The last [`DAYS`] days that have any report are returned, oldest first.
+//! - **Verified** (issue 14 §2): how many deployments (and CLI installations) have a pinned
+//!   key, that is, signed their reports; every report of such a uid since its pin is verified.
+//!   The share is `verified.deployments / deployments.total`. It is a total with no category
+//!   value, so k-anonymity leaves it as it is.
 //! - **k-anonymity** (issue 14 §4). The period is the stats' own window: the latest report of
 //!   each deployment (or CLI installation). A frequency-plan id, version, OS or arch reported by
 //!   fewer than `k` distinct uids in that window is folded into `other`, which carries its
@@ -54,6 +58,8 @@ pub struct Stats {
     pub deployments: Windows,
     /// CLI installations by their latest report.
     pub cli_installations: Windows,
+    /// How many of them sign their reports (have a pinned key).
+    pub verified: VerifiedCounts,
     /// Entity totals over the latest report of each deployment.
     pub entities: Entities,
     /// Active end devices over the latest report of each deployment.
@@ -83,6 +89,15 @@ pub struct Windows {
     pub last_week: Count,
     /// Within the last calendar month.
     pub last_month: Count,
+}
+
+/// Uids with a pinned key (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifiedCounts {
+    /// Deployments whose reports are signed.
+    pub deployments: Count,
+    /// CLI installations whose reports are signed.
+    pub cli_installations: Count,
 }
 
 /// Entity totals.
@@ -291,6 +306,10 @@ impl Stats {
             reports_stored: get("meta", "reports"),
             deployments: windows("is", get("latest", "deployments")),
             cli_installations: windows("cli", get("latest", "cli_installations")),
+            verified: VerifiedCounts {
+                deployments: get("latest", "verified_deployments"),
+                cli_installations: get("latest", "verified_cli_installations"),
+            },
             entities: Entities {
                 gateways: get("latest", "gateways"),
                 end_devices: get("latest", "end_devices"),

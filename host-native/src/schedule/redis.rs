@@ -99,6 +99,21 @@ impl RedisTarget {
     }
 }
 
+impl RedisTarget {
+    /// A connection with the coordinator's I/O timeouts (one-off calls outside a schedule, such
+    /// as sharing the deployment key, see [`crate::signing`]).
+    pub fn connect(&self) -> anyhow::Result<redis::Connection> {
+        redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(IO_TIMEOUT))
+            .and_then(|c| {
+                c.set_read_timeout(Some(IO_TIMEOUT))?;
+                c.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(c)
+            })
+            .map_err(|e| redis_error(self, e))
+    }
+}
+
 fn percent_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {

@@ -65,6 +65,12 @@ test('every figure on the page equals /api/v1/stats', async () => {
   }
 });
 
+test('the verified share is shown (issue 14 §2)', async () => {
+  const share = await page.locator('#verified-share').textContent();
+  const want = Math.round((100 * stats.verified.deployments) / stats.deployments.total);
+  assert.equal(share, `${want} %`);
+});
+
 test('every spread is drawn as bars with the same entries', async () => {
   for (const list of ['gateways_by_frequency_plan', 'binary_versions', 'operating_systems', 'architectures']) {
     const rows = await page.$$eval(`[data-list="${list}"] g.row`, gs => gs.map(g => ({

@@ -11,8 +11,10 @@
 //!     (the hostile mix of issue 11: H = 900 gives 921,600 distinct plans)
 //! collector-driver post --addr ADDR --count N [--start I] [--plan ID]
 //!     POSTs N reports of deployments I.. (with one extra frequency plan ID) over HTTP
-//! collector-driver load --addr ADDR --requests N --concurrency C
-//!     bounded load: C keep-alive connections send N fresh reports; prints reports/s, p50, p99
+//! collector-driver load --addr ADDR --requests N --concurrency C [--signed]
+//!     bounded load: C keep-alive connections send N fresh reports; prints reports/s, p50, p99;
+//!     `--signed`: each deployment signs its report with its own key (RFC 9421, issue 14 §2),
+//!     signed before the clock starts, so the collector verifies and pins every one
 //! collector-driver stats-time --addr ADDR --runs R
 //!     times GET /api/v1/stats R times; prints p50 and max
 //! ```
@@ -255,13 +257,26 @@ impl Conn {
         path: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<(u16, Vec<u8>)> {
+        self.request_with(method, path, &[], body).await
+    }
+
+    async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         self.send.ready().await?;
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", self.addr.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req.body(Full::new(Bytes::from(body)))?;
         let resp = self.send.send_request(req).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes().to_vec();
@@ -312,10 +327,36 @@ async fn load(args: &[String]) -> anyhow::Result<()> {
     let requests = num(args, "--requests", 20_000)?;
     let concurrency = num(args, "--concurrency", 64)?.max(1);
     let offset = num(args, "--start", now_micros() as u64 % 1_000_000_000)?;
-    // Bodies are built before the clock starts: the benchmark measures the collector.
-    let mut per_worker: Vec<Vec<Vec<u8>>> = vec![Vec::new(); concurrency as usize];
+    let signed = args.iter().any(|a| a == "--signed");
+    let created = now_micros() / 1_000_000;
+    let target = format!("http://{addr}/collect");
+    // Bodies (and signatures) are made before the clock starts: the benchmark measures the
+    // collector.
+    type Req = (Vec<u8>, Vec<(&'static str, String)>);
+    let mut per_worker: Vec<Vec<Req>> = vec![Vec::new(); concurrency as usize];
     for i in 0..requests {
-        per_worker[(i % concurrency) as usize].push(is_report(offset + i, 0, None));
+        let body = is_report(offset + i, 0, None);
+        let mut headers = Vec::new();
+        if signed {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(offset + i).to_le_bytes());
+            let key = ttn_telemetry_core::SigningKey::from_seed(&seed);
+            let digest = ttn_telemetry_core::content_digest(&body);
+            let h = key.sign_request(
+                &ttn_telemetry_core::Request {
+                    method: "POST",
+                    target_uri: &target,
+                    content_digest: &digest,
+                },
+                created,
+            );
+            headers = vec![
+                ("content-digest", digest),
+                ("signature-input", h.input),
+                ("signature", h.signature),
+            ];
+        }
+        per_worker[(i % concurrency) as usize].push((body, headers));
     }
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -324,9 +365,11 @@ async fn load(args: &[String]) -> anyhow::Result<()> {
             let mut conn = Conn::open(addr).await?;
             let mut lat = Vec::with_capacity(bodies.len());
             let mut refused = 0u64;
-            for body in bodies {
+            for (body, headers) in bodies {
                 let t = Instant::now();
-                let (status, _) = conn.request("POST", "/collect", body).await?;
+                let (status, _) = conn
+                    .request_with("POST", "/collect", &headers, body)
+                    .await?;
                 lat.push(t.elapsed());
                 if status != 200 {
                     refused += 1;
@@ -345,7 +388,8 @@ async fn load(args: &[String]) -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     lat.sort();
     println!(
-        "load: {requests} reports, concurrency {concurrency}: {:.0} reports/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, non-2xx {refused}",
+        "load: {requests} {}reports, concurrency {concurrency}: {:.0} reports/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, non-2xx {refused}",
+        if signed { "signed " } else { "" },
         requests as f64 / secs,
         percentile(&lat, 0.50).as_secs_f64() * 1e3,
         percentile(&lat, 0.99).as_secs_f64() * 1e3,

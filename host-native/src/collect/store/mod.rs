@@ -45,13 +45,27 @@
 //!   stored byte for byte but counts in no aggregate. SQLite keeps the version in
 //!   `PRAGMA user_version`; PostgreSQL in the table `collector_schema`. Version 3 added the
 //!   count of deployments per frequency-plan id (scope `plan_deployments`, for k-anonymity);
-//!   a store of version 1 or 2 gets its counters rebuilt the same way. Version 5 added the
-//!   index `reports_received` (retention) and, on PostgreSQL, the table `uid_buckets` (the
-//!   per-uid rate limit shared by collectors, see [`postgres`]); it rebuilds nothing, but
-//!   building the index reads every stored report once, holding the writer for that time on a
-//!   large store (in proportion to the reports stored), once. (Version
-//!   4 is another change's; migrations are steps, so either order of the two reaches the
-//!   same schema.)
+//!   a store of version 1 or 2 gets its counters rebuilt the same way. Version 4 added signed
+//!   reports (issue 14 §2, `docs/signing.md`): the table `pins` (uid → the Ed25519 key id first
+//!   seen signing for it, its kind and when it was pinned), the column `reports.signed_by` (the
+//!   key id that signed a report, `NULL` for an unsigned one: the verified mark) and the counters
+//!   `latest`/`verified_deployments` and `latest`/`verified_cli_installations` (uids with a
+//!   pin). Its rebuild counts the pins too. Version 5 added the index `reports_received`
+//!   (retention) and, on PostgreSQL, the table `uid_buckets` (the per-uid rate limit shared by
+//!   collectors, see [`postgres`]); it rebuilds nothing, but building the index reads every
+//!   stored report once, holding the writer for that time on a large store (in proportion to
+//!   the reports stored), once. Migrations are steps, applied in order.
+//! - **Pins are decided in the writer.** A report's signature is checked before it is queued;
+//!   whether its key may speak for its uid is decided in the batch's transaction ([`authorize`]):
+//!   the first signed report of a uid pins its key (trust on first use), and from then on a
+//!   report of that uid that is unsigned or signed by another key is refused
+//!   ([`Outcome::KeyRefused`], HTTP 401) and nothing of it is written. Since the pin is written
+//!   in the same transaction as the report (under the advisory lock on PostgreSQL), two replicas
+//!   cannot pin two keys for one uid.
+//! - **Forget is exact.** [`Admin::Forget`] deletes a uid's reports, `latest` and `day_latest`
+//!   rows and pin, and subtracts what they added to every counter, computed by the same
+//!   functions that added it: the aggregates are then those of a store that never saw the uid
+//!   (within retention, see below).
 //! - **Retention keeps the aggregates** ([`Store::retain`], `collector.retention`, off by
 //!   default). It deletes the raw reports received before the start of the UTC day of
 //!   `now − retention`, except each deployment's latest report (`latest` points at it, and the
@@ -62,9 +76,9 @@
 //!   not the rows left) are unchanged. A rebuild of the counters from the rows (the
 //!   migration from version 1 or 2) would no longer see the deleted reports; stores that old
 //!   never ran retention. A deployment's contributions to the days before the cut-off can no
-//!   longer be attributed to it once their `day_latest` rows are gone: removing one
-//!   deployment's data (a "forget") can then only take back its latest counts and the days
-//!   still kept; the older daily aggregates stay as they are, anonymous sums.
+//!   longer be attributed to it once their `day_latest` rows are gone: a forget can then only
+//!   take back its latest counts, its pin and the days still kept; the older daily aggregates
+//!   stay as they are, anonymous sums.
 //!
 //! [`stats::TOP`]: super::stats::TOP
 //! [`stats::DAYS`]: super::stats::DAYS
@@ -173,6 +187,9 @@ pub enum Outcome {
     /// Its uid is over the per-uid rate limit the store keeps across collectors (PostgreSQL):
     /// nothing was written; retry after this long.
     RateLimited(std::time::Duration),
+    /// The uid has a pinned key, and this report is unsigned or signed by another key: nothing
+    /// was written (HTTP 401). The message says which.
+    KeyRefused(&'static str),
 }
 
 /// A report that passed validation, with the time it was received.
@@ -186,9 +203,17 @@ pub struct NewReport {
     pub report: Report,
     /// SHA-256 of the body, hex: stored with it and returned in the receipt.
     pub sha256: String,
+    /// The key id whose signature of this delivery checked out, or `None` when unsigned.
+    pub signed_by: Option<String>,
 }
 
 impl NewReport {
+    /// This report, signed by `keyid` (its signature already checked).
+    pub fn signed_by(mut self, keyid: impl Into<String>) -> Self {
+        self.signed_by = Some(keyid.into());
+        self
+    }
+
     /// Parses and validates `body` with the core; the error is the core's.
     pub fn parse(received_at: i64, body: Vec<u8>) -> Result<Self, ttn_telemetry_core::ReportError> {
         let report = parse_report(&body)?;
@@ -197,6 +222,7 @@ impl NewReport {
             sha256: sha256_hex(&body),
             body,
             report,
+            signed_by: None,
         })
     }
 
@@ -220,6 +246,8 @@ pub struct StoredReport {
     pub sha256: String,
     /// The body exactly as received.
     pub body: Vec<u8>,
+    /// The key id that signed it, `None` when it came unsigned (see [`NewReport::signed_by`]).
+    pub signed_by: Option<String>,
 }
 
 /// `is` for an Identity Server report, `cli` for a CLI report.
@@ -313,6 +341,30 @@ impl Store {
             Store::Sqlite(s) => s.all_reports().await,
             Store::Postgres(s) => s.all_reports().await,
         }
+    }
+
+    /// Every stored report of `uid` and its pin, if `keyid` is the key pinned for it (issue 14
+    /// §3, `GET /api/v1/deployments/{uid}`); the check and the read are one read transaction.
+    pub async fn deployment(&self, uid: &str, keyid: &str) -> anyhow::Result<Held> {
+        match self {
+            Store::Sqlite(s) => s.deployment(uid, keyid).await,
+            Store::Postgres(s) => s.deployment(uid, keyid).await,
+        }
+    }
+
+    /// Runs `op` in the writer, in its own transaction between two batches, if `keyid` is the
+    /// key pinned for the uid.
+    pub async fn admin(&self, op: Admin) -> anyhow::Result<AdminReply> {
+        let (reply, wait) = oneshot::channel();
+        let tx = match self {
+            Store::Sqlite(s) => &s.tx,
+            Store::Postgres(s) => &s.tx,
+        };
+        let stopped = || anyhow::anyhow!("the store's writer has stopped");
+        tx.send(Msg::Admin(op, reply)).map_err(|_| stopped())?;
+        wait.await
+            .map_err(|_| stopped())?
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// What its writer records about group commits (batch sizes, commit time, failures).
@@ -662,6 +714,7 @@ enum Msg {
     Insert(Vec<NewReport>, oneshot::Sender<Reply>),
     /// One bounded step of retention (see [`Store::retain`]).
     Prune(PruneStep, oneshot::Sender<Result<Pruned, String>>),
+    Admin(Admin, oneshot::Sender<Result<AdminReply, String>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -672,8 +725,8 @@ const MAX_BATCH: usize = 4096;
 type Job = (Vec<NewReport>, oneshot::Sender<Reply>);
 
 /// Takes `first` and whatever else is already queued (up to [`MAX_BATCH`] inserts, stopping at
-/// a request that is not an insert, which is returned for the writer to do after the batch),
-/// so that one commit serves them all.
+/// a request that is not an insert (close, retention step, admin request), which is returned
+/// for the writer to do after the batch), so that one commit serves them all.
 fn take_batch(first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) -> (Vec<Job>, Option<Msg>) {
     let mut jobs = Vec::new();
     let mut next = Some(first);
@@ -738,6 +791,185 @@ fn isolate(
     }
 }
 
+/// The pin of a uid: the key id first seen signing for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pin {
+    /// The key id (see `ttn_telemetry_core::PublicKey::keyid`).
+    pub keyid: String,
+    /// `is` or `cli`: the kind of the report that pinned it.
+    pub kind: String,
+    /// When it was pinned (or last rotated), Unix microseconds.
+    pub pinned_at: i64,
+}
+
+/// The counter of uids with a pin, by kind.
+fn verified_name(kind: &str) -> &'static str {
+    if kind == "cli" {
+        "verified_cli_installations"
+    } else {
+        "verified_deployments"
+    }
+}
+
+/// A pin a batch makes: `(uid, key id, kind, pinned_at)`.
+pub type NewPin = (String, String, &'static str, i64);
+
+/// Decides, for each report of a batch, whether its signer may speak for its uid, given the
+/// `pins` the store holds for the batch's uids (uid → key id). Returns each report's refusal
+/// (`None`: admitted) and the pins to add, `(uid, key id, kind, pinned_at)`. The first signed
+/// report of an unpinned uid pins its key, and later reports of the same batch are held to it.
+pub fn authorize(
+    batch: &[&NewReport],
+    pins: &HashMap<String, String>,
+) -> (Vec<Option<Outcome>>, Vec<NewPin>) {
+    let mut known: HashMap<&str, &str> =
+        pins.iter().map(|(u, k)| (u.as_str(), k.as_str())).collect();
+    let mut new_pins = Vec::new();
+    let verdicts = batch
+        .iter()
+        .map(|r| {
+            let uid = r.report.uid.as_str();
+            match (known.get(uid), r.signed_by.as_deref()) {
+                (None, None) => None,
+                (None, Some(k)) => {
+                    known.insert(uid, k);
+                    new_pins.push((uid.to_owned(), k.to_owned(), r.kind(), r.received_at));
+                    None
+                }
+                (Some(pin), Some(k)) if *pin == k => None,
+                (Some(_), Some(_)) => Some(Outcome::KeyRefused(
+                    "this uid's reports must be signed by its pinned key, and this one is signed by another",
+                )),
+                (Some(_), None) => Some(Outcome::KeyRefused(
+                    "this uid's reports are signed since its key was pinned, and this one is unsigned",
+                )),
+            }
+        })
+        .collect();
+    (verdicts, new_pins)
+}
+
+/// Puts the outcomes of the admitted reports (in order) into the places [`authorize`] left
+/// `None`.
+pub fn merge_outcomes(verdicts: Vec<Option<Outcome>>, admitted: Vec<Outcome>) -> Vec<Outcome> {
+    let mut admitted = admitted.into_iter();
+    verdicts
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| admitted.next().unwrap_or(Outcome::Stored)))
+        .collect()
+}
+
+/// The counter deltas of new pins.
+pub fn pin_deltas(new_pins: &[NewPin]) -> Deltas {
+    let mut d = Deltas::new();
+    for (_, _, kind, _) in new_pins {
+        bump(&mut d, "latest", verified_name(kind), 1);
+    }
+    d
+}
+
+/// An operation on one uid that only its pinned key may ask for (issue 14 §2 and §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    /// Erase every stored report of `uid`, its pin, and its part of every aggregate.
+    Forget {
+        /// The deployment.
+        uid: String,
+        /// The key id that signed the request.
+        keyid: String,
+    },
+    /// Pin `new` instead of `keyid` for `uid`.
+    Rotate {
+        /// The deployment.
+        uid: String,
+        /// The key id that signed the request (must be the pinned one).
+        keyid: String,
+        /// The key id to pin from now on.
+        new: String,
+        /// When, Unix microseconds.
+        at: i64,
+    },
+}
+
+impl Admin {
+    /// The uid and the key id that asked.
+    pub fn who(&self) -> (&str, &str) {
+        match self {
+            Admin::Forget { uid, keyid } | Admin::Rotate { uid, keyid, .. } => (uid, keyid),
+        }
+    }
+}
+
+/// What became of an [`Admin`] request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminReply {
+    /// The uid has no pin: no key may ask for it.
+    NotPinned,
+    /// The uid's pin is another key.
+    WrongKey,
+    /// Forgotten.
+    Forgotten(Forgotten),
+    /// The new key is pinned.
+    Rotated,
+}
+
+/// What [`Admin::Forget`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Forgotten {
+    /// The deployment.
+    pub uid: String,
+    /// How many stored reports were deleted.
+    pub reports: u64,
+    /// The SHA-256 (hex) of each deleted report, in commit order.
+    pub sha256: Vec<String>,
+    /// Whether it was the latest report of a deployment in the aggregates (`latest` row).
+    pub latest: bool,
+    /// How many per-day rows (`day_latest`) were deleted.
+    pub days: u64,
+    /// The key id whose pin was deleted.
+    pub pin: String,
+}
+
+/// What the store holds about one uid (`GET /api/v1/deployments/{uid}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// The uid has no pin.
+    NotPinned,
+    /// The uid's pin is another key.
+    WrongKey,
+    /// Its pin and every stored report, in commit order.
+    Found(Pin, Vec<StoredReport>),
+}
+
+/// The counter deltas that remove a uid from every aggregate: `latest` is its latest report
+/// (received at), `days` its per-day latest reports (day, body), `reports` how many stored
+/// reports it had, and `pin_kind` the kind of its pin. Applied to the counters, they give what
+/// the counters would be had the uid never reported.
+pub fn forget_deltas(
+    latest: Option<(i64, &[u8])>,
+    days: &[(i64, Vec<u8>)],
+    reports: u64,
+    pin_kind: Option<&str>,
+) -> Deltas {
+    let mut d = Deltas::new();
+    bump(&mut d, "meta", "reports", -i128::from(reports));
+    if let Some((at, body)) = latest
+        && let Ok(r) = parse_report(body)
+    {
+        add_latest(&mut d, &r, at, -1);
+    }
+    for (day, body) in days {
+        if let Ok(r) = parse_report(body) {
+            add_daily(&mut d, &r, *day, -1);
+        }
+    }
+    if let Some(kind) = pin_kind {
+        bump(&mut d, "latest", verified_name(kind), -1);
+    }
+    d.retain(|_, v| *v != 0);
+    d
+}
+
 /// Rebuilds every counter from the store's rows (a schema migration): feed it each `latest`
 /// row's report with [`Rebuild::latest`] and each `day_latest` row's with [`Rebuild::daily`],
 /// then write [`Rebuild::finish`]. Reports the core now refuses count in nothing.
@@ -764,6 +996,11 @@ impl Rebuild {
         if let Ok(r) = parse_report(body) {
             add_daily(&mut self.0, &r, day, 1);
         }
+    }
+
+    /// Adds a pin of `kind`.
+    pub fn pin(&mut self, kind: &str) {
+        bump(&mut self.0, "latest", verified_name(kind), 1);
     }
 
     /// The counters, zeros left out.
@@ -851,6 +1088,60 @@ mod tests {
             !p.counters
                 .contains_key(&("is_version".into(), "1.1".into()))
         );
+    }
+
+    #[test]
+    fn the_first_signed_report_of_a_batch_pins_and_binds_the_rest() {
+        let d = MICROS_PER_DAY;
+        let a = report("a", 1, "1", d).signed_by("KEY_A");
+        let b = report("a", 2, "1", d + 1).signed_by("KEY_B");
+        let unsigned = report("a", 3, "1", d + 2);
+        let other = report("b", 1, "1", d + 3);
+        let (v, pins) = authorize(&[&unsigned, &a, &b, &unsigned, &other], &HashMap::new());
+        // Before the pin, unsigned is admitted; after it, neither another key nor unsigned.
+        assert_eq!(v[0], None);
+        assert_eq!(v[1], None);
+        assert!(matches!(v[2], Some(Outcome::KeyRefused(_))));
+        assert!(matches!(v[3], Some(Outcome::KeyRefused(_))));
+        assert_eq!(v[4], None);
+        assert_eq!(pins.len(), 1);
+        assert_eq!((pins[0].1.as_str(), pins[0].2), ("KEY_A", "is"));
+        assert_eq!(
+            pin_deltas(&pins),
+            Deltas::from([(("latest".into(), "verified_deployments".into()), 1)])
+        );
+        // A pin the store already holds binds the batch the same way.
+        let held = HashMap::from([(a.report.uid.clone(), "KEY_B".to_owned())]);
+        let (v, pins) = authorize(&[&a, &b], &held);
+        assert!(matches!(v[0], Some(Outcome::KeyRefused(_))));
+        assert_eq!(v[1], None);
+        assert!(pins.is_empty());
+        let merged = merge_outcomes(v, vec![Outcome::Repeat]);
+        assert!(matches!(merged[0], Outcome::KeyRefused(_)));
+        assert_eq!(merged[1], Outcome::Repeat);
+    }
+
+    #[test]
+    fn forgetting_undoes_what_the_reports_added() {
+        let d = MICROS_PER_DAY;
+        let a1 = report("a", 5, "1.0", 10 * d + 1);
+        let a2 = report("a", 7, "1.1", 11 * d + 2);
+        let p = plan(&[(1, &a1), (2, &a2)], HashMap::new(), HashMap::new());
+        let mut all = p.counters.clone();
+        for (k, v) in pin_deltas(&[("a".into(), "K".into(), "is", 0)]) {
+            *all.entry(k).or_default() += v;
+        }
+        let undo = forget_deltas(
+            Some((a2.received_at, &a2.body)),
+            &[(10, a1.body.clone()), (11, a2.body.clone())],
+            2,
+            Some("is"),
+        );
+        for (k, v) in undo {
+            *all.entry(k).or_default() += v;
+        }
+        all.retain(|_, v| *v != 0);
+        assert!(all.is_empty(), "left over: {all:?}");
     }
 
     #[test]

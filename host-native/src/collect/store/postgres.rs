@@ -42,10 +42,11 @@ use super::super::metrics::WriterMetrics;
 use super::super::ratelimit::{self, RateLimit};
 use super::super::stats::{DAYS, TOP};
 use super::{
-    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, PruneStep, Pruned,
-    REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
-    day_name, day_of, dedupe, enqueue, failed, isolate, join_counter, plan, split_counter,
-    take_batch,
+    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Outcome,
+    PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild,
+    SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of,
+    dedupe, enqueue, failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas,
+    plan, split_counter, take_batch,
 };
 
 /// Advisory lock key that serializes batches, retention steps and migrations of collectors
@@ -96,6 +97,19 @@ CREATE TABLE counters (
     PRIMARY KEY (scope, name)
 );
 CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
+";
+
+/// Schema version 4 (signed reports, see the parent module): the pins, the verified mark of
+/// each report, and an index that finds a uid's reports (read and forget by uid).
+const PINS: &str = "
+CREATE TABLE IF NOT EXISTS pins (
+    uid TEXT PRIMARY KEY,
+    keyid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pinned_at BIGINT NOT NULL
+);
+ALTER TABLE reports ADD COLUMN IF NOT EXISTS signed_by TEXT;
+CREATE INDEX IF NOT EXISTS reports_uid ON reports (uid);
 ";
 
 /// An open PostgreSQL store. Clones share the writer and the read connection.
@@ -241,21 +255,38 @@ impl PgStore {
         reconnect(&self.uri, &mut client).await?;
         let rows = client
             .query(
-                "SELECT id, received_at, uid, kind, sha256, body FROM reports ORDER BY id",
+                "SELECT id, received_at, uid, kind, sha256, body, signed_by FROM reports ORDER BY id",
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredReport {
-                id: r.get(0),
-                received_at: r.get(1),
-                uid: r.get(2),
-                kind: r.get(3),
-                sha256: r.get(4),
-                body: r.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(stored_report).collect())
+    }
+
+    /// A uid's pin and stored reports, if `keyid` is its pinned key (one read snapshot).
+    pub async fn deployment(&self, uid: &str, keyid: &str) -> anyhow::Result<Held> {
+        let mut client = self.read.lock().await;
+        reconnect(&self.uri, &mut client).await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let Some(pin) = read_pin(&tx, uid).await? else {
+            return Ok(Held::NotPinned);
+        };
+        if pin.keyid != keyid {
+            return Ok(Held::WrongKey);
+        }
+        let rows = tx
+            .query(
+                "SELECT id, received_at, uid, kind, sha256, body, signed_by FROM reports
+                 WHERE uid = $1 ORDER BY id",
+                &[&uid],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(Held::Found(pin, rows.iter().map(stored_report).collect()))
     }
 
     /// Lets the writer commit what is queued, then stops it.
@@ -274,6 +305,108 @@ async fn reconnect(uri: &str, client: &mut Client) -> anyhow::Result<()> {
         *client = connect(uri).await?;
     }
     Ok(())
+}
+
+fn stored_report(r: &tokio_postgres::Row) -> StoredReport {
+    StoredReport {
+        id: r.get(0),
+        received_at: r.get(1),
+        uid: r.get(2),
+        kind: r.get(3),
+        sha256: r.get(4),
+        body: r.get(5),
+        signed_by: r.get(6),
+    }
+}
+
+async fn read_pin(tx: &tokio_postgres::Transaction<'_>, uid: &str) -> anyhow::Result<Option<Pin>> {
+    Ok(tx
+        .query_opt(
+            "SELECT keyid, kind, pinned_at FROM pins WHERE uid = $1",
+            &[&uid],
+        )
+        .await?
+        .map(|r| Pin {
+            keyid: r.get(0),
+            kind: r.get(1),
+            pinned_at: r.get(2),
+        }))
+}
+
+/// Runs an [`Admin`] request in its own transaction, under the advisory lock.
+async fn admin(client: &mut Client, op: &Admin) -> anyhow::Result<AdminReply> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
+        .await?;
+    let (uid, keyid) = op.who();
+    let Some(pin) = read_pin(&tx, uid).await? else {
+        return Ok(AdminReply::NotPinned);
+    };
+    if pin.keyid != keyid {
+        return Ok(AdminReply::WrongKey);
+    }
+    let reply = match op {
+        Admin::Rotate { new, at, .. } => {
+            tx.execute(
+                "UPDATE pins SET keyid = $2, pinned_at = $3 WHERE uid = $1",
+                &[&uid, new, at],
+            )
+            .await?;
+            AdminReply::Rotated
+        }
+        Admin::Forget { .. } => {
+            let sha256: Vec<String> = tx
+                .query(
+                    "SELECT sha256 FROM reports WHERE uid = $1 ORDER BY id",
+                    &[&uid],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let latest: Option<(i64, Vec<u8>)> = tx
+                .query_opt(
+                    "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id
+                     WHERE l.uid = $1",
+                    &[&uid],
+                )
+                .await?
+                .map(|r| (r.get(0), r.get(1)));
+            let days: Vec<(i64, Vec<u8>)> = tx
+                .query(
+                    "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id
+                     WHERE d.uid = $1",
+                    &[&uid],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let deltas = forget_deltas(
+                latest.as_ref().map(|(at, b)| (*at, b.as_slice())),
+                &days,
+                sha256.len() as u64,
+                Some(&pin.kind),
+            );
+            add_counters(&tx, &deltas).await?;
+            for table in ["latest", "day_latest", "reports", "pins"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE uid = $1"), &[&uid])
+                    .await?;
+            }
+            AdminReply::Forgotten(Forgotten {
+                uid: uid.to_owned(),
+                reports: sha256.len() as u64,
+                sha256,
+                latest: latest.is_some(),
+                days: days.len() as u64,
+                pin: pin.keyid,
+            })
+        }
+    };
+    tx.commit()
+        .await
+        .context("committing a request of a pinned key")?;
+    Ok(reply)
 }
 
 async fn writer(
@@ -321,6 +454,13 @@ async fn writer(
             Some(Msg::Prune(step, reply)) => {
                 let done = match reconnect(&uri, &mut client).await {
                     Ok(()) => prune(&mut client, step).await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(done.map_err(|e| format!("{e:#}")));
+            }
+            Some(Msg::Admin(op, reply)) => {
+                let done = match reconnect(&uri, &mut client).await {
+                    Ok(()) => admin(&mut client, &op).await,
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(done.map_err(|e| format!("{e:#}")));
@@ -396,6 +536,7 @@ async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
         .await?;
     tx.batch_execute(TABLES).await?;
+    tx.batch_execute(PINS).await?;
     let version: Option<i64> = tx
         .query_one("SELECT max(version) FROM collector_schema", &[])
         .await?
@@ -426,6 +567,9 @@ async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Resul
         .await?
         .get(0);
     let mut rebuild = Rebuild::new(reports);
+    for r in tx.query("SELECT kind FROM pins", &[]).await? {
+        rebuild.pin(r.get(0));
+    }
     // Read in pages through a portal: a large store does not fit in memory at once.
     let latest = tx
         .bind(
@@ -540,37 +684,115 @@ async fn take_tokens<'a>(
     Ok((allowed, waits))
 }
 
+/// Adds `deltas` to the counters, exactly (read, add in 128 bits, write back: the advisory lock
+/// makes this transaction the only writer).
+async fn add_counters(tx: &tokio_postgres::Transaction<'_>, deltas: &Deltas) -> anyhow::Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let (mut s, mut nm) = (vec![], vec![]);
+    for (scope, name) in deltas.keys() {
+        s.push(scope.as_str());
+        nm.push(name.as_str());
+    }
+    let mut old: HashMap<(String, String), i128> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT c.scope, c.name, c.hi, c.value FROM counters c
+             JOIN UNNEST($1::text[], $2::text[]) AS k(scope, name)
+               ON c.scope = k.scope AND c.name = k.name",
+            &[&s, &nm],
+        )
+        .await?
+    {
+        old.insert(
+            (row.get(0), row.get(1)),
+            join_counter(row.get(2), row.get(3)),
+        );
+    }
+    write_counters(
+        tx,
+        deltas.iter().map(|((scope, name), delta)| {
+            let was = old
+                .get(&(scope.clone(), name.clone()))
+                .copied()
+                .unwrap_or(0);
+            (scope.as_str(), name.as_str(), was + delta)
+        }),
+    )
+    .await
+}
+
 async fn write_batch(
     client: &mut Client,
-    batch: &[&NewReport],
+    all: &[&NewReport],
     per_uid: Option<RateLimit>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let tx = client.transaction().await?;
     tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
         .await?;
+    // Which reports their uid's pin admits, and the pins this batch makes. Before the rate
+    // limit, so that a spoofed report never spends the tokens of the uid it names.
+    let uids: Vec<&str> = all.iter().map(|r| r.report.uid.as_str()).collect();
+    let mut pins = HashMap::new();
+    for row in tx
+        .query("SELECT uid, keyid FROM pins WHERE uid = ANY($1)", &[&uids])
+        .await?
+    {
+        pins.insert(row.get::<_, String>(0), row.get::<_, String>(1));
+    }
+    let (verdicts, new_pins) = authorize(all, &pins);
+    if !new_pins.is_empty() {
+        let (mut u, mut k, mut kd, mut at) = (vec![], vec![], vec![], vec![]);
+        for (uid, keyid, kind, pinned_at) in &new_pins {
+            u.push(uid.as_str());
+            k.push(keyid.as_str());
+            kd.push(*kind);
+            at.push(*pinned_at);
+        }
+        tx.execute(
+            "INSERT INTO pins (uid, keyid, kind, pinned_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])",
+            &[&u, &k, &kd, &at],
+        )
+        .await?;
+    }
+    let admitted: Vec<&NewReport> = all
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| v.is_none())
+        .map(|(r, _)| *r)
+        .collect();
     let (allowed, waits) = match per_uid {
-        Some(limit) => take_tokens(&tx, batch, limit).await?,
-        None => (batch.to_vec(), vec![None; batch.len()]),
+        Some(limit) => take_tokens(&tx, &admitted, limit).await?,
+        None => (admitted.clone(), vec![None; admitted.len()]),
     };
-    let mut outcomes = stored_outcomes(&tx, &allowed).await?.into_iter();
-    let outcomes = waits
+    // The pins' counters are added with the batch's other counters (one read and one write
+    // of counters per batch).
+    let mut stored = stored_outcomes(&tx, &allowed, pin_deltas(&new_pins))
+        .await?
+        .into_iter();
+    let limited = waits
         .into_iter()
         .map(|w| match w {
             Some(wait) => Outcome::RateLimited(wait),
-            None => outcomes.next().unwrap_or(Outcome::Stored),
+            None => stored.next().unwrap_or(Outcome::Stored),
         })
         .collect();
     tx.commit().await.context("committing a batch of reports")?;
-    Ok(outcomes)
+    Ok(merge_outcomes(verdicts, limited))
 }
 
 /// Stores the reports of a batch that are not repeats, in the caller's transaction (which
-/// holds the lock), and returns each one's outcome.
+/// holds the lock), adds their counters and `pinned` (the counters of the batch's new pins),
+/// and returns each one's outcome.
 async fn stored_outcomes(
     tx: &tokio_postgres::Transaction<'_>,
     batch: &[&NewReport],
+    pinned: Deltas,
 ) -> anyhow::Result<Vec<Outcome>> {
     if batch.is_empty() {
+        add_counters(tx, &pinned).await?;
         return Ok(Vec::new());
     }
     let uids: Vec<&str> = batch.iter().map(|r| r.report.uid.as_str()).collect();
@@ -592,6 +814,7 @@ async fn stored_outcomes(
     let (outcomes, fresh) = dedupe(batch, &prev_latest);
     let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
     if fresh.is_empty() {
+        add_counters(tx, &pinned).await?;
         return Ok(outcomes);
     }
     let n = i32::try_from(fresh.len())?;
@@ -610,10 +833,12 @@ async fn stored_outcomes(
     let kinds: Vec<&str> = fresh.iter().map(|r| r.kind()).collect();
     let digests: Vec<&str> = fresh.iter().map(|r| r.sha256.as_str()).collect();
     let bodies: Vec<&[u8]> = fresh.iter().map(|r| r.body.as_slice()).collect();
+    let signers: Vec<Option<&str>> = fresh.iter().map(|r| r.signed_by.as_deref()).collect();
     tx.execute(
-        "INSERT INTO reports (id, received_at, uid, kind, sha256, body)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[])",
-        &[&ids, &received, &uids, &kinds, &digests, &bodies],
+        "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                              $6::bytea[], $7::text[])",
+        &[&ids, &received, &uids, &kinds, &digests, &bodies, &signers],
     )
     .await?;
     let with_ids: Vec<(i64, &NewReport)> = ids.iter().copied().zip(fresh.iter().copied()).collect();
@@ -636,7 +861,10 @@ async fn stored_outcomes(
             Prev::from_row(row.get(2), row.get(3), row.get(4), body),
         );
     }
-    let plan = plan(&with_ids, prev_latest, prev_day);
+    let mut plan = plan(&with_ids, prev_latest, prev_day);
+    for (k, v) in pinned {
+        *plan.counters.entry(k).or_default() += v;
+    }
 
     let (mut u, mut k, mut id, mut at) = (vec![], vec![], vec![], vec![]);
     for (uid, (kind, rid, rat)) in &plan.latest {
@@ -668,38 +896,6 @@ async fn stored_outcomes(
         &[&d, &u, &id, &at],
     )
     .await?;
-    // Exact sums: read, add in 128 bits, write back (the advisory lock makes this batch the
-    // only writer).
-    let (mut s, mut nm) = (vec![], vec![]);
-    for (scope, name) in plan.counters.keys() {
-        s.push(scope.as_str());
-        nm.push(name.as_str());
-    }
-    let mut old: HashMap<(String, String), i128> = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT c.scope, c.name, c.hi, c.value FROM counters c
-             JOIN UNNEST($1::text[], $2::text[]) AS k(scope, name)
-               ON c.scope = k.scope AND c.name = k.name",
-            &[&s, &nm],
-        )
-        .await?
-    {
-        old.insert(
-            (row.get(0), row.get(1)),
-            join_counter(row.get(2), row.get(3)),
-        );
-    }
-    write_counters(
-        tx,
-        plan.counters.iter().map(|((scope, name), delta)| {
-            let was = old
-                .get(&(scope.clone(), name.clone()))
-                .copied()
-                .unwrap_or(0);
-            (scope.as_str(), name.as_str(), was + delta)
-        }),
-    )
-    .await?;
+    add_counters(tx, &plan.counters).await?;
     Ok(outcomes)
 }

@@ -21,10 +21,11 @@ use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
 use super::{
-    DAY_FIELDS, Msg, NewReport, Outcome, PLAN_DEPLOYMENTS_OF_TOP, Prev, PruneStep, Pruned,
-    REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
-    day_name, day_of, dedupe, enqueue, failed, isolate, join_counter, plan, split_counter,
-    take_batch,
+    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Outcome,
+    PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild,
+    SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of,
+    dedupe, enqueue, failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas,
+    plan, split_counter, take_batch,
 };
 
 const TABLES: &str = "
@@ -65,6 +66,19 @@ CREATE TABLE counters (
     PRIMARY KEY (scope, name)
 ) WITHOUT ROWID;
 CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
+";
+
+/// Schema version 4 (signed reports, see the parent module): the pins, the verified mark of
+/// each report, and an index that finds a uid's reports (read and forget by uid). Run after
+/// [`TABLES`]; the column is added by [`migrate`] when missing.
+const PINS: &str = "
+CREATE TABLE IF NOT EXISTS pins (
+    uid TEXT PRIMARY KEY,
+    keyid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pinned_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reports_uid ON reports (uid);
 ";
 
 /// An open SQLite store. Clones share the writer and the read connection.
@@ -219,19 +233,37 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let conn = read.lock().map_err(|_| anyhow!("SQLite reader poisoned"))?;
             let mut q = conn.prepare(
-                "SELECT id, received_at, uid, kind, sha256, body FROM reports ORDER BY id",
+                "SELECT id, received_at, uid, kind, sha256, body, signed_by FROM reports ORDER BY id",
             )?;
-            let rows = q.query_map([], |r| {
-                Ok(StoredReport {
-                    id: r.get(0)?,
-                    received_at: r.get(1)?,
-                    uid: r.get(2)?,
-                    kind: r.get(3)?,
-                    sha256: r.get(4)?,
-                    body: r.get(5)?,
-                })
-            })?;
+            let rows = q.query_map([], stored_report)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?
+    }
+
+    /// A uid's pin and stored reports, if `keyid` is its pinned key (one read transaction).
+    pub async fn deployment(&self, uid: &str, keyid: &str) -> anyhow::Result<Held> {
+        let read = self.read.clone();
+        let (uid, keyid) = (uid.to_owned(), keyid.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = read.lock().map_err(|_| anyhow!("SQLite reader poisoned"))?;
+            let tx = conn.transaction()?;
+            let Some(pin) = read_pin(&tx, &uid)? else {
+                return Ok(Held::NotPinned);
+            };
+            if pin.keyid != keyid {
+                return Ok(Held::WrongKey);
+            }
+            let reports = {
+                let mut q = tx.prepare_cached(
+                    "SELECT id, received_at, uid, kind, sha256, body, signed_by FROM reports
+                     WHERE uid = ?1 ORDER BY id",
+                )?;
+                q.query_map([&uid], stored_report)?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            tx.commit()?;
+            Ok(Held::Found(pin, reports))
         })
         .await?
     }
@@ -243,6 +275,116 @@ impl SqliteStore {
             let _ = wait.await;
         }
     }
+}
+
+fn stored_report(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredReport> {
+    Ok(StoredReport {
+        id: r.get(0)?,
+        received_at: r.get(1)?,
+        uid: r.get(2)?,
+        kind: r.get(3)?,
+        sha256: r.get(4)?,
+        body: r.get(5)?,
+        signed_by: r.get(6)?,
+    })
+}
+
+fn read_pin(tx: &rusqlite::Transaction<'_>, uid: &str) -> anyhow::Result<Option<Pin>> {
+    let mut q = tx.prepare_cached("SELECT keyid, kind, pinned_at FROM pins WHERE uid = ?1")?;
+    Ok(q.query_row([uid], |r| {
+        Ok(Pin {
+            keyid: r.get(0)?,
+            kind: r.get(1)?,
+            pinned_at: r.get(2)?,
+        })
+    })
+    .optional()?)
+}
+
+/// Runs an [`Admin`] request in its own transaction.
+fn admin(conn: &mut Connection, op: &Admin) -> anyhow::Result<AdminReply> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (uid, keyid) = op.who();
+    let Some(pin) = read_pin(&tx, uid)? else {
+        return Ok(AdminReply::NotPinned);
+    };
+    if pin.keyid != keyid {
+        return Ok(AdminReply::WrongKey);
+    }
+    let reply = match op {
+        Admin::Rotate { new, at, .. } => {
+            tx.execute(
+                "UPDATE pins SET keyid = ?2, pinned_at = ?3 WHERE uid = ?1",
+                params![uid, new, at],
+            )?;
+            AdminReply::Rotated
+        }
+        Admin::Forget { .. } => {
+            let sha256 = {
+                let mut q = tx.prepare("SELECT sha256 FROM reports WHERE uid = ?1 ORDER BY id")?;
+                q.query_map([uid], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let latest: Option<(i64, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id
+                     WHERE l.uid = ?1",
+                    [uid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let days = {
+                let mut q = tx.prepare(
+                    "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id
+                     WHERE d.uid = ?1",
+                )?;
+                q.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<(i64, Vec<u8>)>, _>>()?
+            };
+            let deltas = forget_deltas(
+                latest.as_ref().map(|(at, b)| (*at, b.as_slice())),
+                &days,
+                sha256.len() as u64,
+                Some(&pin.kind),
+            );
+            add_counters(&tx, &deltas)?;
+            tx.execute("DELETE FROM latest WHERE uid = ?1", [uid])?;
+            tx.execute("DELETE FROM day_latest WHERE uid = ?1", [uid])?;
+            tx.execute("DELETE FROM reports WHERE uid = ?1", [uid])?;
+            tx.execute("DELETE FROM pins WHERE uid = ?1", [uid])?;
+            AdminReply::Forgotten(Forgotten {
+                uid: uid.to_owned(),
+                reports: sha256.len() as u64,
+                sha256,
+                latest: latest.is_some(),
+                days: days.len() as u64,
+                pin: pin.keyid,
+            })
+        }
+    };
+    tx.commit()
+        .context("committing a request of a pinned key")?;
+    Ok(reply)
+}
+
+/// Adds `deltas` to the counters, exactly (read, add in 128 bits, write back: the writer is
+/// the only one that writes).
+fn add_counters(tx: &rusqlite::Transaction<'_>, deltas: &Deltas) -> anyhow::Result<()> {
+    let mut get =
+        tx.prepare_cached("SELECT hi, value FROM counters WHERE scope = ?1 AND name = ?2")?;
+    let mut put = tx.prepare_cached(
+        "INSERT INTO counters (scope, name, hi, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (scope, name) DO UPDATE SET hi = excluded.hi, value = excluded.value",
+    )?;
+    for ((scope, name), delta) in deltas {
+        let old: Option<(i64, i64)> = get
+            .query_row(params![scope, name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (hi, lo) = old.unwrap_or_default();
+        let (hi, lo) = split_counter(join_counter(hi, lo) + delta);
+        put.execute(params![scope, name, hi, lo])?;
+    }
+    Ok(())
 }
 
 fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &WriterMetrics) {
@@ -267,6 +409,9 @@ fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &
             }
             Some(Msg::Prune(step, reply)) => {
                 let _ = reply.send(prune(&mut conn, step).map_err(|e| format!("{e:#}")));
+            }
+            Some(Msg::Admin(op, reply)) => {
+                let _ = reply.send(admin(&mut conn, &op).map_err(|e| format!("{e:#}")));
             }
             Some(Msg::Insert(..)) | None => {}
         }
@@ -339,6 +484,16 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
         return Ok(tx.commit()?);
     }
     tx.execute_batch(TABLES)?;
+    // Version 4: pins and the verified mark.
+    tx.execute_batch(PINS)?;
+    let signed_by: i64 = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('reports') WHERE name = 'signed_by'",
+        [],
+        |r| r.get(0),
+    )?;
+    if signed_by == 0 {
+        tx.execute_batch("ALTER TABLE reports ADD COLUMN signed_by TEXT")?;
+    }
     if version < REBUILD_BELOW {
         rebuild_counters(&tx)?;
     }
@@ -347,12 +502,18 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the counters of schema version 3 and fills them from the stored rows.
+/// Creates the counters of schema version 3 and fills them from the stored rows (pins
+/// included, see version 4).
 fn rebuild_counters(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
     tx.execute_batch(COUNTERS)?;
     let deltas = {
         let reports: i64 = tx.query_row("SELECT count(*) FROM reports", [], |r| r.get(0))?;
         let mut rebuild = Rebuild::new(reports);
+        let mut q = tx.prepare("SELECT kind FROM pins")?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            rebuild.pin(r.get_ref(0)?.as_str()?);
+        }
         let mut q = tx.prepare(
             "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id",
         )?;
@@ -380,10 +541,39 @@ fn rebuild_counters(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<Vec<Outcome>> {
+fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<Outcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let outcomes;
     {
+        // Which reports their uid's pin admits, and the pins this batch makes.
+        let mut pins = HashMap::new();
+        let mut q = tx.prepare_cached("SELECT keyid FROM pins WHERE uid = ?1")?;
+        for r in all {
+            let uid = &r.report.uid;
+            if !pins.contains_key(uid)
+                && let Some(k) = q
+                    .query_row([uid], |row| row.get::<_, String>(0))
+                    .optional()?
+            {
+                pins.insert(uid.clone(), k);
+            }
+        }
+        let (verdicts, new_pins) = authorize(all, &pins);
+        let mut q = tx.prepare_cached(
+            "INSERT INTO pins (uid, keyid, kind, pinned_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (uid, keyid, kind, at) in &new_pins {
+            q.execute(params![uid, keyid, kind, at])?;
+        }
+        // Added with the batch's other counters.
+        let pinned = pin_deltas(&new_pins);
+        let batch: Vec<&NewReport> = all
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| v.is_none())
+            .map(|(r, _)| *r)
+            .collect();
+        let batch = batch.as_slice();
         let mut prev_latest = HashMap::new();
         let mut q = tx.prepare_cached(
             "SELECT l.report_id, l.received_at, r.sha256, r.body FROM latest l JOIN reports r ON r.id = l.report_id WHERE l.uid = ?1",
@@ -403,10 +593,11 @@ fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<Ve
             }
         }
         let (o, fresh) = dedupe(batch, &prev_latest);
-        outcomes = o;
+        outcomes = merge_outcomes(verdicts, o);
         let mut with_ids = Vec::with_capacity(fresh.len());
         let mut ins = tx.prepare_cached(
-            "INSERT INTO reports (received_at, uid, kind, sha256, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO reports (received_at, uid, kind, sha256, body, signed_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for i in fresh {
             let r = batch[i];
@@ -415,7 +606,8 @@ fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<Ve
                 r.report.uid,
                 r.kind(),
                 r.sha256,
-                r.body
+                r.body,
+                r.signed_by
             ])?;
             with_ids.push((tx.last_insert_rowid(), r));
         }
@@ -437,7 +629,10 @@ fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<Ve
                 prev_day.insert(key, Prev::from_row(id, at, sha, &body));
             }
         }
-        let plan = plan(&with_ids, prev_latest, prev_day);
+        let mut plan = plan(&with_ids, prev_latest, prev_day);
+        for (k, v) in pinned {
+            *plan.counters.entry(k).or_default() += v;
+        }
         let mut q = tx.prepare_cached(
             "INSERT INTO latest (uid, kind, report_id, received_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
@@ -454,21 +649,7 @@ fn write_batch(conn: &mut Connection, batch: &[&NewReport]) -> anyhow::Result<Ve
         for ((day, uid), (id, at)) in &plan.day_latest {
             q.execute(params![day, uid, id, at])?;
         }
-        // Exact sums: read, add in 128 bits, write back (this thread is the only writer).
-        let mut get =
-            tx.prepare_cached("SELECT hi, value FROM counters WHERE scope = ?1 AND name = ?2")?;
-        let mut put = tx.prepare_cached(
-            "INSERT INTO counters (scope, name, hi, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (scope, name) DO UPDATE SET hi = excluded.hi, value = excluded.value",
-        )?;
-        for ((scope, name), delta) in &plan.counters {
-            let old: Option<(i64, i64)> = get
-                .query_row(params![scope, name], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let (hi, lo) = old.unwrap_or_default();
-            let (hi, lo) = split_counter(join_counter(hi, lo) + delta);
-            put.execute(params![scope, name, hi, lo])?;
-        }
+        add_counters(&tx, &plan.counters)?;
     }
     tx.commit().context("committing a batch of reports")?;
     Ok(outcomes)
