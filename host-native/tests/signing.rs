@@ -198,6 +198,34 @@ async fn spoofed_report_for_a_pinned_uid_is_refused(b: Backend) {
     c.shutdown().await;
 }
 
+both!(spoofed_reports_do_not_spend_the_uid_rate_limit);
+async fn spoofed_reports_do_not_spend_the_uid_rate_limit(b: Backend) {
+    let (uri, _g) = fresh_store(b, "sig_spoof_limit").await;
+    let clock = TestClock::at(T0);
+    // Two reports per uid, then one more every 10 minutes (which the test never reaches).
+    let mut limits = unlimited();
+    limits.per_uid = Some(ttn_lw_telemetry::collect::ratelimit::RateLimit {
+        burst: 2,
+        per_second: 1.0 / 600.0,
+    });
+    let c = start(&uri, limits, Some(clock.clock())).await;
+    let addr = c.local_addr();
+    let owner = key(1);
+    let r = post(addr, is_report(1, 0), Some((&owner, secs(T0)))).await;
+    assert_eq!(r.status, 200);
+    // Spoofs of the pinned uid are refused for what they are, and spend none of its tokens.
+    for n in 1..=4 {
+        let r = post(addr, is_report(1, n), None).await;
+        assert_eq!(r.status, 401, "spoof {n}: {}", error_of(&r));
+    }
+    let r = post(addr, is_report(1, 7), Some((&owner, secs(T0)))).await;
+    assert_eq!(r.status, 200, "{}", error_of(&r));
+    // The owner's own limit still holds.
+    let r = post(addr, is_report(1, 8), Some((&owner, secs(T0)))).await;
+    assert_eq!(r.status, 429, "{}", error_of(&r));
+    c.shutdown().await;
+}
+
 both!(a_replayed_signature_is_refused);
 async fn a_replayed_signature_is_refused(b: Backend) {
     let (uri, _g) = fresh_store(b, "sig_replay").await;

@@ -795,8 +795,9 @@ async fn collect(
         report = report.signed_by(v.keyid);
     }
     let keyid = report.signed_by.clone();
+    let uid = report.report.uid.clone();
     app.by_uid
-        .take(report.report.uid.clone(), Instant::now())
+        .take(uid.clone(), Instant::now())
         .map_err(Refusal::RateLimited)?;
     let sha256 = report.sha256.clone();
     let outcome = app
@@ -816,7 +817,12 @@ async fn collect(
             eprintln!("collect: the store refused a report's data: {why}");
             return Err(Refusal::Unstorable);
         }
-        Some(Outcome::KeyRefused(why)) => return Err(Refusal::KeyRefused(why)),
+        Some(Outcome::KeyRefused(why)) => {
+            // Not the uid's own report: its tokens stay the uid's (PostgreSQL's shared limit
+            // checks the pin before it takes one).
+            app.by_uid.give_back(&uid);
+            return Err(Refusal::KeyRefused(why));
+        }
         None => {
             return Err(Refusal::Storage(anyhow::anyhow!(
                 "the store gave no outcome"

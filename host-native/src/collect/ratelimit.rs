@@ -55,12 +55,7 @@ fn retry_after(d: Duration) -> Duration {
 /// to wait. The one GCRA step of the in-memory [`Buckets`] and of the shared buckets a
 /// PostgreSQL store keeps across collectors (see [`super::store`]).
 pub fn step(limit: RateLimit, ahead: Duration) -> Result<Duration, Duration> {
-    // T: one token's refill time; a rate of 0 (or too small to matter) refills after MAX_WAIT.
-    let period = if limit.per_second > 1.0 / MAX_WAIT.as_secs_f64() {
-        Duration::from_secs_f64(1.0 / limit.per_second)
-    } else {
-        MAX_WAIT
-    };
+    let period = period(limit);
     let tolerance = period.saturating_mul(limit.burst.max(1));
     let Some(next) = ahead.checked_add(period) else {
         return Err(MAX_WAIT);
@@ -69,6 +64,15 @@ pub fn step(limit: RateLimit, ahead: Duration) -> Result<Duration, Duration> {
         return Err(retry_after(next - tolerance));
     }
     Ok(next)
+}
+
+/// One token's refill time; a rate of 0 (or too small to matter) refills after [`MAX_WAIT`].
+fn period(limit: RateLimit) -> Duration {
+    if limit.per_second > 1.0 / MAX_WAIT.as_secs_f64() {
+        Duration::from_secs_f64(1.0 / limit.per_second)
+    } else {
+        MAX_WAIT
+    }
 }
 
 #[derive(Debug)]
@@ -129,6 +133,23 @@ impl<K: Hash + Ord + Clone> Buckets<K> {
         state.by_time.insert((next, key.clone()));
         state.tat.insert(key, next);
         Ok(())
+    }
+
+    /// Gives back the token a request took for `key` when the request turned out not to be
+    /// the key's own: a report refused because its uid's pinned key did not sign it must not
+    /// spend that uid's tokens, or anyone could silence a deployment by spoofing it.
+    pub fn give_back(&self, key: &K) {
+        let Some(limit) = self.limit else {
+            return;
+        };
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        if let Some(t) = state.tat.get(key).copied() {
+            let back = t.checked_sub(period(limit)).unwrap_or(t);
+            state.by_time.remove(&(t, key.clone()));
+            state.by_time.insert((back, key.clone()));
+            state.tat.insert(key.clone(), back);
+        }
     }
 
     /// How many keys are tracked.

@@ -22,10 +22,10 @@ use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
 use super::{
     Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Outcome,
-    PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild,
-    SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of,
-    dedupe, enqueue, failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas,
-    plan, split_counter, take_batch,
+    PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
+    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
+    failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, split_counter,
+    take_batch,
 };
 
 const TABLES: &str = "
