@@ -58,7 +58,9 @@ measure() { # measure STORE WHAT ROUND -> appends "rps p50 p99" to $work/STORE.W
     floor.sqlite) "$bin" sqlite --path "$db" >"$work/serve.out" 2>&1 & ;;
     floor.postgres) "$bin" postgres --uri "$db" >"$work/serve.out" 2>&1 & ;;
     collector.sqlite) "$driver" serve --no-rate-limit --database-uri "sqlite:$db" >"$work/serve.out" 2>&1 & ;;
-    collector.postgres) "$driver" serve --no-rate-limit --database-uri "$db" >"$work/serve.out" 2>&1 & ;;
+    # sslmode=disable: the floor talks plain TCP to PostgreSQL, so the collector does too (its
+    # default, libpq's prefer, would use TLS where the server offers it: work the floor skips).
+    collector.postgres) "$driver" serve --no-rate-limit --database-uri "$db?sslmode=disable" >"$work/serve.out" 2>&1 & ;;
   esac
   pid=$!
   for _ in $(seq 100); do

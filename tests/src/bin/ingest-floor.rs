@@ -67,7 +67,7 @@ fn sqlite_writer(path: String, mut rx: mpsc::UnboundedReceiver<Job>) -> anyhow::
         bail!("SQLite refused WAL mode (got {mode})");
     }
     conn.execute_batch(
-        "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;
+        "PRAGMA synchronous=FULL;
          CREATE TABLE IF NOT EXISTS reports (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, body BLOB NOT NULL);",
     )?;
     while let Some(first) = rx.blocking_recv() {

@@ -121,17 +121,7 @@ impl SqliteStore {
             if !mode.eq_ignore_ascii_case("wal") {
                 anyhow::bail!("SQLite {} refused WAL mode (got {mode})", p.display());
             }
-            // A checkpoint copies every page committed since the last one into the database
-            // file. Random inserts into `latest` and `day_latest` dirty the same pages again and
-            // again under load; checkpointing every 16,384 pages (64 MiB of WAL) instead of
-            // SQLite's 1,000 writes such a page once per checkpoint, not once per 1,000 frames
-            // (`./task bench floor` prints the bytes written per report). The WAL is truncated
-            // back to that size after a checkpoint. Durability is unchanged: every commit still
-            // fsyncs the WAL.
-            write.execute_batch(
-                "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=16384;
-                 PRAGMA journal_size_limit=67108864;",
-            )?;
+            write.execute_batch("PRAGMA synchronous=FULL;")?;
             migrate(&mut write).context("creating or migrating the collector schema")?;
             let read = open_conn(&p)?;
             read.execute_batch("PRAGMA query_only=ON;")?;
