@@ -687,15 +687,24 @@ async fn take_tokens<'a>(
 /// Adds `deltas` to the counters, exactly (read, add in 128 bits, write back: the advisory lock
 /// makes this transaction the only writer).
 async fn add_counters(tx: &tokio_postgres::Transaction<'_>, deltas: &Deltas) -> anyhow::Result<()> {
+    let old = read_counters(tx, deltas).await?;
+    write_deltas(tx, deltas, &old).await
+}
+
+/// The current values of the counters `deltas` names (absent ones are 0).
+async fn read_counters(
+    tx: &tokio_postgres::Transaction<'_>,
+    deltas: &Deltas,
+) -> Result<HashMap<(String, String), i128>, tokio_postgres::Error> {
+    let mut old = HashMap::new();
     if deltas.is_empty() {
-        return Ok(());
+        return Ok(old);
     }
     let (mut s, mut nm) = (vec![], vec![]);
     for (scope, name) in deltas.keys() {
         s.push(scope.as_str());
         nm.push(name.as_str());
     }
-    let mut old: HashMap<(String, String), i128> = HashMap::new();
     for row in tx
         .query(
             "SELECT c.scope, c.name, c.hi, c.value FROM counters c
@@ -710,6 +719,18 @@ async fn add_counters(tx: &tokio_postgres::Transaction<'_>, deltas: &Deltas) -> 
             join_counter(row.get(2), row.get(3)),
         );
     }
+    Ok(old)
+}
+
+/// Writes `old + delta` for each of `deltas`.
+async fn write_deltas(
+    tx: &tokio_postgres::Transaction<'_>,
+    deltas: &Deltas,
+    old: &HashMap<(String, String), i128>,
+) -> anyhow::Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
     write_counters(
         tx,
         deltas.iter().map(|((scope, name), delta)| {
@@ -723,24 +744,44 @@ async fn add_counters(tx: &tokio_postgres::Transaction<'_>, deltas: &Deltas) -> 
     .await
 }
 
+/// Reads the `latest` row of each of `uids` (with its report) for [`dedupe`] and [`plan`].
+const PREV_LATEST: &str = "SELECT l.uid, l.report_id, l.received_at, r.sha256, r.body FROM latest l
+     JOIN reports r ON r.id = l.report_id WHERE l.uid = ANY($1)";
+
+/// One batch in one transaction. Queries that do not need each other's answers are sent
+/// together (tokio-postgres pipelines them on the one connection, and the server runs them in
+/// order), so a batch takes 7 round trips without the shared per-uid limit instead of 12: the
+/// writer is serial, and its round trips bound the ingest rate (`./task bench floor`).
 async fn write_batch(
     client: &mut Client,
     all: &[&NewReport],
     per_uid: Option<RateLimit>,
 ) -> anyhow::Result<Vec<Outcome>> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
-        .await?;
+    let lock = format!("SELECT pg_advisory_xact_lock({LOCK_KEY})");
+    let uids: Vec<&str> = all.iter().map(|r| r.report.uid.as_str()).collect();
+    // Row ids for every report of the batch (sequences allow gaps: those not stored are
+    // skipped), and the pins and latest rows of every uid: the lock comes first in the
+    // pipeline, so all of it is read under the lock.
+    let n = i32::try_from(all.len())?;
+    let by_uid: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&uids];
+    let count: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&n];
+    let (locked, pin_rows, latest_rows, id_rows) = tokio::join!(
+        tx.batch_execute(&lock),
+        tx.query("SELECT uid, keyid FROM pins WHERE uid = ANY($1)", by_uid),
+        tx.query(PREV_LATEST, by_uid),
+        tx.query(
+            "SELECT nextval('reports_id_seq') FROM generate_series(1, $1::int)",
+            count,
+        ),
+    );
+    // Errors in the order the queries were sent: a query after a failed one fails only
+    // because the transaction is aborted (25P02), which would hide the cause.
+    locked?;
+    let (pin_rows, latest_rows, id_rows) = (pin_rows?, latest_rows?, id_rows?);
     // Which reports their uid's pin admits, and the pins this batch makes. Before the rate
     // limit, so that a spoofed report never spends the tokens of the uid it names.
-    let uids: Vec<&str> = all.iter().map(|r| r.report.uid.as_str()).collect();
-    let mut pins = HashMap::new();
-    for row in tx
-        .query("SELECT uid, keyid FROM pins WHERE uid = ANY($1)", &[&uids])
-        .await?
-    {
-        pins.insert(row.get::<_, String>(0), row.get::<_, String>(1));
-    }
+    let pins: HashMap<String, String> = pin_rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let (verdicts, new_pins) = authorize(all, &pins);
     if !new_pins.is_empty() {
         let (mut u, mut k, mut kd, mut at) = (vec![], vec![], vec![], vec![]);
@@ -767,9 +808,21 @@ async fn write_batch(
         Some(limit) => take_tokens(&tx, &admitted, limit).await?,
         None => (admitted.clone(), vec![None; admitted.len()]),
     };
+    let prev_latest: HashMap<String, Prev> = latest_rows
+        .iter()
+        .map(|row| {
+            let body: &[u8] = row.get(4);
+            (
+                row.get(0),
+                Prev::from_row(row.get(1), row.get(2), row.get(3), body),
+            )
+        })
+        .collect();
+    let mut ids: Vec<i64> = id_rows.iter().map(|r| r.get(0)).collect();
+    ids.sort_unstable();
     // The pins' counters are added with the batch's other counters (one read and one write
     // of counters per batch).
-    let mut stored = stored_outcomes(&tx, &allowed, pin_deltas(&new_pins))
+    let mut stored = stored_outcomes(&tx, &allowed, prev_latest, &ids, pin_deltas(&new_pins))
         .await?
         .into_iter();
     let limited = waits
@@ -785,82 +838,61 @@ async fn write_batch(
 
 /// Stores the reports of a batch that are not repeats, in the caller's transaction (which
 /// holds the lock), adds their counters and `pinned` (the counters of the batch's new pins),
-/// and returns each one's outcome.
+/// and returns each one's outcome. `prev_latest` holds the `latest` rows of (at least) the
+/// batch's uids, `ids` (ascending) at least one free row id per report.
 async fn stored_outcomes(
     tx: &tokio_postgres::Transaction<'_>,
     batch: &[&NewReport],
+    prev_latest: HashMap<String, Prev>,
+    ids: &[i64],
     pinned: Deltas,
 ) -> anyhow::Result<Vec<Outcome>> {
-    if batch.is_empty() {
-        add_counters(tx, &pinned).await?;
-        return Ok(Vec::new());
-    }
-    let uids: Vec<&str> = batch.iter().map(|r| r.report.uid.as_str()).collect();
-    let mut prev_latest = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT l.uid, l.report_id, l.received_at, r.sha256, r.body FROM latest l
-             JOIN reports r ON r.id = l.report_id WHERE l.uid = ANY($1)",
-            &[&uids],
-        )
-        .await?
-    {
-        let body: &[u8] = row.get(4);
-        prev_latest.insert(
-            row.get(0),
-            Prev::from_row(row.get(1), row.get(2), row.get(3), body),
-        );
-    }
     let (outcomes, fresh) = dedupe(batch, &prev_latest);
     let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
     if fresh.is_empty() {
         add_counters(tx, &pinned).await?;
         return Ok(outcomes);
     }
-    let n = i32::try_from(fresh.len())?;
-    let mut ids: Vec<i64> = tx
-        .query(
-            "SELECT nextval('reports_id_seq') FROM generate_series(1, $1::int)",
-            &[&n],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    ids.sort_unstable();
+    let ids = &ids[..fresh.len()];
     let received: Vec<i64> = fresh.iter().map(|r| r.received_at).collect();
     let uids: Vec<&str> = fresh.iter().map(|r| r.report.uid.as_str()).collect();
     let kinds: Vec<&str> = fresh.iter().map(|r| r.kind()).collect();
     let digests: Vec<&str> = fresh.iter().map(|r| r.sha256.as_str()).collect();
     let bodies: Vec<&[u8]> = fresh.iter().map(|r| r.body.as_slice()).collect();
     let signers: Vec<Option<&str>> = fresh.iter().map(|r| r.signed_by.as_deref()).collect();
-    tx.execute(
-        "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                              $6::bytea[], $7::text[])",
-        &[&ids, &received, &uids, &kinds, &digests, &bodies, &signers],
-    )
-    .await?;
-    let with_ids: Vec<(i64, &NewReport)> = ids.iter().copied().zip(fresh.iter().copied()).collect();
-
     let days: Vec<i64> = fresh.iter().map(|r| day_of(r.received_at)).collect();
-    let mut prev_day = HashMap::new();
-    for row in tx
-        .query(
+    let rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
+        &[&ids, &received, &uids, &kinds, &digests, &bodies, &signers];
+    let keys: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&days, &uids];
+    // The day rows read here point at earlier reports, never at the ones inserted beside.
+    let (inserted, day_rows) = tokio::join!(
+        tx.execute(
+            "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                                  $6::bytea[], $7::text[])",
+            rows,
+        ),
+        tx.query(
             "SELECT d.day, d.uid, d.report_id, d.received_at, r.sha256, r.body FROM day_latest d
              JOIN (SELECT DISTINCT * FROM UNNEST($1::bigint[], $2::text[]) AS k(day, uid)) k
                ON d.day = k.day AND d.uid = k.uid
              JOIN reports r ON r.id = d.report_id",
-            &[&days, &uids],
-        )
-        .await?
-    {
-        let body: &[u8] = row.get(5);
-        prev_day.insert(
-            (row.get::<_, i64>(0), row.get::<_, String>(1)),
-            Prev::from_row(row.get(2), row.get(3), row.get(4), body),
-        );
-    }
+            keys,
+        ),
+    );
+    inserted?;
+    let day_rows = day_rows?;
+    let with_ids: Vec<(i64, &NewReport)> = ids.iter().copied().zip(fresh.iter().copied()).collect();
+    let prev_day: HashMap<(i64, String), Prev> = day_rows
+        .iter()
+        .map(|row| {
+            let body: &[u8] = row.get(5);
+            (
+                (row.get::<_, i64>(0), row.get::<_, String>(1)),
+                Prev::from_row(row.get(2), row.get(3), row.get(4), body),
+            )
+        })
+        .collect();
     let mut plan = plan(&with_ids, prev_latest, prev_day);
     for (k, v) in pinned {
         *plan.counters.entry(k).or_default() += v;
@@ -873,29 +905,35 @@ async fn stored_outcomes(
         id.push(*rid);
         at.push(*rat);
     }
-    tx.execute(
-        "INSERT INTO latest (uid, kind, report_id, received_at)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-         ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
-         received_at = excluded.received_at",
-        &[&u, &k, &id, &at],
-    )
-    .await?;
-    let (mut d, mut u, mut id, mut at) = (vec![], vec![], vec![], vec![]);
+    let (mut d, mut du, mut did, mut dat) = (vec![], vec![], vec![], vec![]);
     for ((day, uid), (rid, rat)) in &plan.day_latest {
         d.push(*day);
-        u.push(uid.as_str());
-        id.push(*rid);
-        at.push(*rat);
+        du.push(uid.as_str());
+        did.push(*rid);
+        dat.push(*rat);
     }
-    tx.execute(
-        "INSERT INTO day_latest (day, uid, report_id, received_at)
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
-         ON CONFLICT (day, uid) DO UPDATE SET report_id = excluded.report_id,
-         received_at = excluded.received_at",
-        &[&d, &u, &id, &at],
-    )
-    .await?;
-    add_counters(tx, &plan.counters).await?;
+    let latest_rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&u, &k, &id, &at];
+    let daily_rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&d, &du, &did, &dat];
+    let (latest, daily, old) = tokio::join!(
+        tx.execute(
+            "INSERT INTO latest (uid, kind, report_id, received_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
+             received_at = excluded.received_at",
+            latest_rows,
+        ),
+        tx.execute(
+            "INSERT INTO day_latest (day, uid, report_id, received_at)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (day, uid) DO UPDATE SET report_id = excluded.report_id,
+             received_at = excluded.received_at",
+            daily_rows,
+        ),
+        read_counters(tx, &plan.counters),
+    );
+    latest?;
+    daily?;
+    let old = old?;
+    write_deltas(tx, &plan.counters, &old).await?;
     Ok(outcomes)
 }
