@@ -35,8 +35,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Statement, ToStatement};
+use tokio_postgres::Client;
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
 use super::super::metrics::WriterMetrics;
@@ -417,31 +416,22 @@ async fn writer(
     metrics: Arc<WriterMetrics>,
     per_uid: Option<RateLimit>,
 ) {
-    // Prepared on the current connection; dropped whenever it may not be (a new connection,
-    // or a failed batch: preparing again costs one round trip).
-    let mut hot: Option<Hot> = None;
     while let Some(first) = rx.recv().await {
         let (jobs, then) = take_batch(first, &mut rx);
-        if client.is_closed() {
-            hot = None;
-        }
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
             let started = Instant::now();
             let whole = match reconnect(&uri, &mut client).await {
-                Ok(()) => write_batch(&mut client, &mut hot, &batch, per_uid).await,
+                Ok(()) => write_batch(&mut client, &batch, per_uid).await,
                 Err(e) => Err(e),
             };
-            if whole.is_err() {
-                hot = None;
-            }
             // One report at a time when the batch failed, so that one that cannot be stored
             // fails alone (the closure form of `isolate` cannot await).
             let results = if whole.is_err() && batch.len() > 1 {
                 let mut one = Vec::with_capacity(batch.len());
                 for r in &batch {
                     one.push(
-                        write_batch(&mut client, &mut hot, &[r], per_uid)
+                        write_batch(&mut client, &[r], per_uid)
                             .await
                             .map(|mut o| o.remove(0))
                             .or_else(|e| unstorable(&e).ok_or_else(|| format!("{e:#}"))),
@@ -462,7 +452,6 @@ async fn writer(
                 return;
             }
             Some(Msg::Prune(step, reply)) => {
-                hot = None;
                 let done = match reconnect(&uri, &mut client).await {
                     Ok(()) => prune(&mut client, step).await,
                     Err(e) => Err(e),
@@ -470,7 +459,6 @@ async fn writer(
                 let _ = reply.send(done.map_err(|e| format!("{e:#}")));
             }
             Some(Msg::Admin(op, reply)) => {
-                hot = None;
                 let done = match reconnect(&uri, &mut client).await {
                     Ok(()) => admin(&mut client, &op).await,
                     Err(e) => Err(e),
@@ -617,7 +605,6 @@ async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Resul
     for chunk in deltas.chunks(10_000) {
         write_counters(
             tx,
-            WRITE_COUNTERS,
             chunk.iter().map(|((s, n), v)| (s.as_str(), n.as_str(), *v)),
         )
         .await?;
@@ -626,9 +613,8 @@ async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Resul
 }
 
 /// Writes counters' new values (upsert).
-async fn write_counters<'a, S: ToStatement + ?Sized>(
+async fn write_counters<'a>(
     tx: &tokio_postgres::Transaction<'_>,
-    query: &S,
     rows: impl Iterator<Item = (&'a str, &'a str, i128)>,
 ) -> anyhow::Result<()> {
     let (mut s, mut n, mut h, mut v) = (vec![], vec![], vec![], vec![]);
@@ -639,7 +625,13 @@ async fn write_counters<'a, S: ToStatement + ?Sized>(
         h.push(hi);
         v.push(lo);
     }
-    tx.execute(query, &[&s, &n, &h, &v]).await?;
+    tx.execute(
+        "INSERT INTO counters (scope, name, hi, value)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (scope, name) DO UPDATE SET hi = excluded.hi, value = excluded.value",
+        &[&s, &n, &h, &v],
+    )
+    .await?;
     Ok(())
 }
 
@@ -695,14 +687,13 @@ async fn take_tokens<'a>(
 /// Adds `deltas` to the counters, exactly (read, add in 128 bits, write back: the advisory lock
 /// makes this transaction the only writer).
 async fn add_counters(tx: &tokio_postgres::Transaction<'_>, deltas: &Deltas) -> anyhow::Result<()> {
-    let old = read_counters(tx, READ_COUNTERS, deltas).await?;
-    write_deltas(tx, WRITE_COUNTERS, deltas, &old).await
+    let old = read_counters(tx, deltas).await?;
+    write_deltas(tx, deltas, &old).await
 }
 
 /// The current values of the counters `deltas` names (absent ones are 0).
-async fn read_counters<S: ToStatement + ?Sized>(
+async fn read_counters(
     tx: &tokio_postgres::Transaction<'_>,
-    query: &S,
     deltas: &Deltas,
 ) -> Result<HashMap<(String, String), i128>, tokio_postgres::Error> {
     let mut old = HashMap::new();
@@ -714,7 +705,15 @@ async fn read_counters<S: ToStatement + ?Sized>(
         s.push(scope.as_str());
         nm.push(name.as_str());
     }
-    for row in tx.query(query, &[&s, &nm]).await? {
+    for row in tx
+        .query(
+            "SELECT c.scope, c.name, c.hi, c.value FROM counters c
+             JOIN UNNEST($1::text[], $2::text[]) AS k(scope, name)
+               ON c.scope = k.scope AND c.name = k.name",
+            &[&s, &nm],
+        )
+        .await?
+    {
         old.insert(
             (row.get(0), row.get(1)),
             join_counter(row.get(2), row.get(3)),
@@ -724,9 +723,8 @@ async fn read_counters<S: ToStatement + ?Sized>(
 }
 
 /// Writes `old + delta` for each of `deltas`.
-async fn write_deltas<S: ToStatement + ?Sized>(
+async fn write_deltas(
     tx: &tokio_postgres::Transaction<'_>,
-    query: &S,
     deltas: &Deltas,
     old: &HashMap<(String, String), i128>,
 ) -> anyhow::Result<()> {
@@ -735,7 +733,6 @@ async fn write_deltas<S: ToStatement + ?Sized>(
     }
     write_counters(
         tx,
-        query,
         deltas.iter().map(|((scope, name), delta)| {
             let was = old
                 .get(&(scope.clone(), name.clone()))
@@ -750,74 +747,6 @@ async fn write_deltas<S: ToStatement + ?Sized>(
 /// Reads the `latest` row of each of `uids` (with its report) for [`dedupe`] and [`plan`].
 const PREV_LATEST: &str = "SELECT l.uid, l.report_id, l.received_at, r.sha256, r.body FROM latest l
      JOIN reports r ON r.id = l.report_id WHERE l.uid = ANY($1)";
-const PINS_OF: &str = "SELECT uid, keyid FROM pins WHERE uid = ANY($1)";
-const NEXT_IDS: &str = "SELECT nextval('reports_id_seq') FROM generate_series(1, $1::int)";
-const INSERT_REPORTS: &str =
-    "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
-     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                          $6::bytea[], $7::text[])";
-const PREV_DAY: &str = "SELECT d.day, d.uid, d.report_id, d.received_at, r.sha256, r.body
-     FROM day_latest d
-     JOIN (SELECT DISTINCT * FROM UNNEST($1::bigint[], $2::text[]) AS k(day, uid)) k
-       ON d.day = k.day AND d.uid = k.uid
-     JOIN reports r ON r.id = d.report_id";
-const UPSERT_LATEST: &str = "INSERT INTO latest (uid, kind, report_id, received_at)
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-     ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
-     received_at = excluded.received_at";
-const UPSERT_DAY: &str = "INSERT INTO day_latest (day, uid, report_id, received_at)
-     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
-     ON CONFLICT (day, uid) DO UPDATE SET report_id = excluded.report_id,
-     received_at = excluded.received_at";
-const READ_COUNTERS: &str = "SELECT c.scope, c.name, c.hi, c.value FROM counters c
-     JOIN UNNEST($1::text[], $2::text[]) AS k(scope, name)
-       ON c.scope = k.scope AND c.name = k.name";
-const WRITE_COUNTERS: &str = "INSERT INTO counters (scope, name, hi, value)
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-     ON CONFLICT (scope, name) DO UPDATE SET hi = excluded.hi, value = excluded.value";
-
-/// The statements of every batch, prepared once per connection (all in one round trip), so
-/// that a batch's queries are not each parsed again first (a round trip each).
-pub(super) struct Hot {
-    pins_of: Statement,
-    prev_latest: Statement,
-    next_ids: Statement,
-    insert_reports: Statement,
-    prev_day: Statement,
-    upsert_latest: Statement,
-    upsert_day: Statement,
-    read_counters: Statement,
-    write_counters: Statement,
-}
-
-impl Hot {
-    async fn prepare(client: &Client) -> Result<Hot, tokio_postgres::Error> {
-        let (pins_of, prev_latest, next_ids, insert_reports, prev_day) = tokio::try_join!(
-            client.prepare(PINS_OF),
-            client.prepare(PREV_LATEST),
-            client.prepare(NEXT_IDS),
-            client.prepare(INSERT_REPORTS),
-            client.prepare(PREV_DAY),
-        )?;
-        let (upsert_latest, upsert_day, read_counters, write_counters) = tokio::try_join!(
-            client.prepare(UPSERT_LATEST),
-            client.prepare(UPSERT_DAY),
-            client.prepare(READ_COUNTERS),
-            client.prepare(WRITE_COUNTERS),
-        )?;
-        Ok(Hot {
-            pins_of,
-            prev_latest,
-            next_ids,
-            insert_reports,
-            prev_day,
-            upsert_latest,
-            upsert_day,
-            read_counters,
-            write_counters,
-        })
-    }
-}
 
 /// One batch in one transaction. Queries that do not need each other's answers are sent
 /// together (tokio-postgres pipelines them on the one connection, and the server runs them in
@@ -825,16 +754,9 @@ impl Hot {
 /// writer is serial, and its round trips bound the ingest rate (`./task bench floor`).
 async fn write_batch(
     client: &mut Client,
-    hot: &mut Option<Hot>,
     all: &[&NewReport],
     per_uid: Option<RateLimit>,
 ) -> anyhow::Result<Vec<Outcome>> {
-    if hot.is_none() {
-        *hot = Some(Hot::prepare(client).await?);
-    }
-    let Some(hot) = hot.as_ref() else {
-        unreachable!("prepared above");
-    };
     let tx = client.transaction().await?;
     let lock = format!("SELECT pg_advisory_xact_lock({LOCK_KEY})");
     let uids: Vec<&str> = all.iter().map(|r| r.report.uid.as_str()).collect();
@@ -842,13 +764,16 @@ async fn write_batch(
     // skipped), and the pins and latest rows of every uid: the lock comes first in the
     // pipeline, so all of it is read under the lock.
     let n = i32::try_from(all.len())?;
-    let by_uid: &[&(dyn ToSql + Sync)] = &[&uids];
-    let count: &[&(dyn ToSql + Sync)] = &[&n];
+    let by_uid: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&uids];
+    let count: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&n];
     let (locked, pin_rows, latest_rows, id_rows) = tokio::join!(
         tx.batch_execute(&lock),
-        tx.query(&hot.pins_of, by_uid),
-        tx.query(&hot.prev_latest, by_uid),
-        tx.query(&hot.next_ids, count),
+        tx.query("SELECT uid, keyid FROM pins WHERE uid = ANY($1)", by_uid),
+        tx.query(PREV_LATEST, by_uid),
+        tx.query(
+            "SELECT nextval('reports_id_seq') FROM generate_series(1, $1::int)",
+            count,
+        ),
     );
     // Errors in the order the queries were sent: a query after a failed one fails only
     // because the transaction is aborted (25P02), which would hide the cause.
@@ -897,7 +822,7 @@ async fn write_batch(
     ids.sort_unstable();
     // The pins' counters are added with the batch's other counters (one read and one write
     // of counters per batch).
-    let mut stored = stored_outcomes(&tx, hot, &allowed, prev_latest, &ids, pin_deltas(&new_pins))
+    let mut stored = stored_outcomes(&tx, &allowed, prev_latest, &ids, pin_deltas(&new_pins))
         .await?
         .into_iter();
     let limited = waits
@@ -917,7 +842,6 @@ async fn write_batch(
 /// batch's uids, `ids` (ascending) at least one free row id per report.
 async fn stored_outcomes(
     tx: &tokio_postgres::Transaction<'_>,
-    hot: &Hot,
     batch: &[&NewReport],
     prev_latest: HashMap<String, Prev>,
     ids: &[i64],
@@ -926,8 +850,7 @@ async fn stored_outcomes(
     let (outcomes, fresh) = dedupe(batch, &prev_latest);
     let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
     if fresh.is_empty() {
-        let old = read_counters(tx, &hot.read_counters, &pinned).await?;
-        write_deltas(tx, &hot.write_counters, &pinned, &old).await?;
+        add_counters(tx, &pinned).await?;
         return Ok(outcomes);
     }
     let ids = &ids[..fresh.len()];
@@ -938,13 +861,24 @@ async fn stored_outcomes(
     let bodies: Vec<&[u8]> = fresh.iter().map(|r| r.body.as_slice()).collect();
     let signers: Vec<Option<&str>> = fresh.iter().map(|r| r.signed_by.as_deref()).collect();
     let days: Vec<i64> = fresh.iter().map(|r| day_of(r.received_at)).collect();
-    let rows: &[&(dyn ToSql + Sync)] =
+    let rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
         &[&ids, &received, &uids, &kinds, &digests, &bodies, &signers];
-    let keys: &[&(dyn ToSql + Sync)] = &[&days, &uids];
+    let keys: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&days, &uids];
     // The day rows read here point at earlier reports, never at the ones inserted beside.
     let (inserted, day_rows) = tokio::join!(
-        tx.execute(&hot.insert_reports, rows),
-        tx.query(&hot.prev_day, keys),
+        tx.execute(
+            "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                                  $6::bytea[], $7::text[])",
+            rows,
+        ),
+        tx.query(
+            "SELECT d.day, d.uid, d.report_id, d.received_at, r.sha256, r.body FROM day_latest d
+             JOIN (SELECT DISTINCT * FROM UNNEST($1::bigint[], $2::text[]) AS k(day, uid)) k
+               ON d.day = k.day AND d.uid = k.uid
+             JOIN reports r ON r.id = d.report_id",
+            keys,
+        ),
     );
     inserted?;
     let day_rows = day_rows?;
@@ -978,16 +912,28 @@ async fn stored_outcomes(
         did.push(*rid);
         dat.push(*rat);
     }
-    let latest_rows: &[&(dyn ToSql + Sync)] = &[&u, &k, &id, &at];
-    let daily_rows: &[&(dyn ToSql + Sync)] = &[&d, &du, &did, &dat];
+    let latest_rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&u, &k, &id, &at];
+    let daily_rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&d, &du, &did, &dat];
     let (latest, daily, old) = tokio::join!(
-        tx.execute(&hot.upsert_latest, latest_rows),
-        tx.execute(&hot.upsert_day, daily_rows),
-        read_counters(tx, &hot.read_counters, &plan.counters),
+        tx.execute(
+            "INSERT INTO latest (uid, kind, report_id, received_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
+             received_at = excluded.received_at",
+            latest_rows,
+        ),
+        tx.execute(
+            "INSERT INTO day_latest (day, uid, report_id, received_at)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (day, uid) DO UPDATE SET report_id = excluded.report_id,
+             received_at = excluded.received_at",
+            daily_rows,
+        ),
+        read_counters(tx, &plan.counters),
     );
     latest?;
     daily?;
     let old = old?;
-    write_deltas(tx, &hot.write_counters, &plan.counters, &old).await?;
+    write_deltas(tx, &plan.counters, &old).await?;
     Ok(outcomes)
 }
