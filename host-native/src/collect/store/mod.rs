@@ -79,6 +79,12 @@
 //!   longer be attributed to it once their `day_latest` rows are gone: a forget can then only
 //!   take back its latest counts, its pin and the days still kept; the older daily aggregates
 //!   stay as they are, anonymous sums.
+//! - **What a report costs.** Each stored report writes its row and one random page of each of
+//!   three B-trees keyed by uid (`latest`, `day_latest` and the `reports (uid)` index). That,
+//!   not parsing or HTTP, is what keeps SQLite ingest at about a fifth of a bare append
+//!   (`./task bench floor`, figures in `scripts/bench.d/61-floor.sh`). The known way to close
+//!   it is one uid-keyed structure per report (e.g. `reports` clustered by uid, from which the
+//!   latest and per-day rows are read), a schema change left for a later version.
 //!
 //! [`stats::TOP`]: super::stats::TOP
 //! [`stats::DAYS`]: super::stats::DAYS
