@@ -759,25 +759,7 @@ async fn version_2_stores_gain_plan_deployment_counts(b: Backend) {
     store.close().await;
     // What a version-2 collector left behind: no plan deployment counts.
     let downgrade = "DELETE FROM counters WHERE scope = 'plan_deployments'";
-    match b {
-        Backend::Sqlite => {
-            let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
-            conn.execute_batch(&format!("{downgrade}; PRAGMA user_version = 2;"))
-                .unwrap();
-        }
-        Backend::Postgres => {
-            let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-                .batch_execute(&format!(
-                    "{downgrade}; DELETE FROM collector_schema; INSERT INTO collector_schema VALUES (2)"
-                ))
-                .await
-                .unwrap();
-        }
-    }
+    collect_util::downgrade(b, &uri, downgrade, 2).await;
     let store = Store::open(Some(&uri)).await.unwrap();
     let s = store.stats(now + 1, 5).await.unwrap();
     assert_eq!(name(&s), want);

@@ -602,25 +602,7 @@ async fn version_3_stores_gain_pins_on_open(b: Backend) {
     store.close().await;
     let downgrade = "DROP TABLE pins; DROP INDEX reports_uid; ALTER TABLE reports DROP COLUMN signed_by; \
                      DELETE FROM counters WHERE name LIKE 'verified%'";
-    match b {
-        Backend::Sqlite => {
-            let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
-            conn.execute_batch(&format!("{downgrade}; PRAGMA user_version = 3;"))
-                .unwrap();
-        }
-        Backend::Postgres => {
-            let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-                .batch_execute(&format!(
-                    "{downgrade}; DELETE FROM collector_schema; INSERT INTO collector_schema VALUES (3)"
-                ))
-                .await
-                .unwrap();
-        }
-    }
+    collect_util::downgrade(b, &uri, downgrade, 3).await;
     let store = Store::open(Some(&uri)).await.unwrap();
     assert_eq!(store.stats(T0 + 1, 1).await.unwrap(), before);
     let signed = NewReport::parse(T0 + 2, is_report(0, 1))

@@ -172,6 +172,30 @@ impl Drop for StoreGuard {
     }
 }
 
+/// Takes the (closed) store at `uri` back to schema `version`: runs `sql` (what that version
+/// did not have), then sets the version mark, as an older collector would have left it.
+pub async fn downgrade(backend: Backend, uri: &str, sql: &str, version: i64) {
+    match backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
+            conn.execute_batch(&format!("{sql}; PRAGMA user_version = {version};"))
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!(
+                    "{sql}; DELETE FROM collector_schema; INSERT INTO collector_schema VALUES ({version})"
+                ))
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// A database URI for a fresh store of `backend`, and the guard that removes it.
 pub async fn fresh_store(backend: Backend, tag: &str) -> (String, StoreGuard) {
     match backend {
