@@ -312,6 +312,8 @@ fn demo_then_preview_prints_the_exact_core_bytes() {
         "--telemetry.enable=false",
         "Delivered, as the agent delivers, to the collector the demo runs on loopback (http://127.0.0.1:",
         "delivered: HTTP 200, receipt matched",
+        "signed by the deployment key ",
+        ".ttn-lw-telemetry/demo/signing-key.pem, mode 0600), which the collector pinned",
         "The Telemetry Dashboard (the collector, store .ttn-lw-telemetry/demo/collector.sqlite3): http://127.0.0.1:",
         "/api/v1/stats",
         "/console/telemetry",
@@ -322,6 +324,11 @@ fn demo_then_preview_prints_the_exact_core_bytes() {
     }
     assert!(!text.contains("until Ctrl-C"), "--once does not serve on");
     assert!(d.join(".ttn-lw-telemetry/demo/collector.sqlite3").is_file());
+    let key = std::fs::metadata(d.join(".ttn-lw-telemetry/demo/signing-key.pem")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
 
     let want = Inputs {
         identity: Identity::Elements(vec![DEFAULT_BASE.into(); 5]),

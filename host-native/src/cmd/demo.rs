@@ -3,7 +3,8 @@
 //! the report the core builds, and explains what would be sent, where, and how to turn it off.
 //! Then it starts the real collector ([`crate::collect`]) in-process on loopback, with its
 //! SQLite store in the demo directory, delivers the report to it exactly as `send` does (retry
-//! policy, `Content-Digest`, receipt check, audit log), and prints the audit log entry. It also
+//! policy, `Content-Digest`, an RFC 9421 signature by a deployment key kept in the demo
+//! directory, receipt check, audit log), and prints the audit log entry. It also
 //! starts the agent's admin listener with the Console page on loopback, prints the dashboard URL
 //! and the Console URL, and serves both until Ctrl-C (or SIGTERM). `--once` exits as soon as the
 //! first report is stored (for scripts and tests). Nothing leaves the machine. With telemetry
@@ -353,13 +354,14 @@ pub fn run(mut loaded: Loaded, once: bool, out: &mut dyn Write) -> anyhow::Resul
         }
         None => {
             let mut seen = collector.accepted();
+            // Signed as the agent signs (docs/signing.md), with a deployment key of the demo's
+            // own, so the collector pins it and the dashboard counts a verified deployment.
+            let key = crate::signing::local_key(&dir).context("the demo's deployment key")?;
+            let keyid = key.keyid();
+            let mut deliver = DeliverConfig::new(target.clone());
+            deliver.signing_key = Some(key);
             let attempt = SystemTime::now();
-            let d = send_now(
-                &DeliverConfig::new(target.clone()),
-                &dir,
-                bytes,
-                attempt + Duration::from_secs(30),
-            )?;
+            let d = send_now(&deliver, &dir, bytes, attempt + Duration::from_secs(30))?;
             {
                 let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
                 st.last_attempt = Some(attempt);
@@ -373,10 +375,12 @@ pub fn run(mut loaded: Loaded, once: bool, out: &mut dyn Write) -> anyhow::Resul
                 "8. Delivered, as the agent delivers, to the collector the demo runs on loopback ({target}),"
             ));
             line(format!(
-                "   not to {}: {} ({} attempt(s)). Its audit log entry ({}):",
-                c.target,
-                d.result,
-                d.attempts,
+                "   not to {}: {} ({} attempt(s)), signed by the deployment key {keyid}",
+                c.target, d.result, d.attempts,
+            ));
+            line(format!(
+                "   ({}, mode 0600), which the collector pinned. Its audit log entry ({}):",
+                dir.join(crate::signing::KEY_FILE).display(),
                 dir.join(crate::audit::AUDIT_FILE).display()
             ));
             let history = read_history(&dir)?;
