@@ -379,6 +379,56 @@ fn with_redis_down_run_says_so_and_sends_nothing() {
     assert!(read_history(&f.path("state")).unwrap().entries.is_empty());
 }
 
+/// Off means no connection for the commands that ask the collector too: with DO_NOT_TRACK,
+/// `telemetry.enable: false` or local-only mode, `collected`, `forget` and `rotate-key` say why
+/// and open no connection, though a deployment key exists. (Control: with telemetry on,
+/// `collected` reaches the same listener.)
+#[test]
+fn off_means_collected_forget_and_rotate_key_open_no_connection() {
+    let f = Fixture::new();
+    let sink = Sink::start(vec![], Reply::Receipt(200));
+    let flags = f.flags("state", &sink.url(), "24h", &unique("off-deployment"));
+    std::fs::create_dir_all(f.path("state")).unwrap();
+    ttn_lw_telemetry::signing::local_key(&f.path("state")).unwrap();
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
+        (&[], &[("DO_NOT_TRACK", "1")], "DO_NOT_TRACK is set"),
+        (
+            &["--telemetry.enable=false"],
+            &[],
+            "telemetry.enable is false",
+        ),
+        (&["--telemetry.local-only"], &[], "local only"),
+    ];
+    for (extra, env, why) in cases {
+        for command in ["collected", "forget", "rotate-key"] {
+            let mut args = vec![command.to_owned()];
+            args.extend(flags.iter().cloned());
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+            let o = output(f.dir.path(), &args, env);
+            let err = text(&o.stderr);
+            assert!(!o.status.success(), "{command} {extra:?} {env:?}: {err}");
+            assert!(
+                err.contains(why) && err.contains("opens no connection"),
+                "{command} {extra:?} {env:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(
+        sink.settled_connection_count(),
+        0,
+        "off opens no connection"
+    );
+    let mut args = vec!["collected".to_owned()];
+    args.extend(flags.iter().cloned());
+    let control = output(f.dir.path(), &args, &[]);
+    assert!(
+        sink.settled_connection_count() >= 1,
+        "the control run connects: {}",
+        text(&control.stderr)
+    );
+}
+
 // ---- The state directory without Redis ----
 
 #[test]

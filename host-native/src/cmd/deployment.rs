@@ -14,6 +14,10 @@
 //! error with the collector's message (exit code 1). `rotate-key` keeps the new key where the
 //! old one was (the key file, or Redis and the state directory) once the collector accepted
 //! it; running agents load it before their next report.
+//!
+//! With telemetry off (`DO_NOT_TRACK`, `telemetry.enable: false`, …) or local-only, each
+//! refuses with one line saying why, and opens no connection: off means no connection, even
+//! for a request the operator types.
 
 use std::io::Write;
 use std::time::Duration;
@@ -59,8 +63,34 @@ pub fn deployment_url(target: &str, uid: &str) -> String {
 }
 
 /// Runs one of the commands.
+impl Action {
+    /// The command's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Collected => "collected",
+            Action::Forget => "forget",
+            Action::RotateKey => "rotate-key",
+        }
+    }
+}
+
 pub fn run(loaded: &Loaded, action: Action, out: &mut dyn Write) -> anyhow::Result<()> {
     let c = &loaded.config;
+    // Every way of saying off means no connection (SPEC §5), for these commands too: they
+    // refuse, saying why, before a key is read or a socket opened. To ask the collector, turn
+    // telemetry on for the one command (e.g. `--telemetry.enable=true`, without DO_NOT_TRACK).
+    if let Some(reason) = c.off_reason() {
+        anyhow::bail!(
+            "telemetry is off ({reason}): `{}` opens no connection to the collector",
+            action.name()
+        );
+    }
+    if c.local_only() {
+        anyhow::bail!(
+            "local only: reports are kept here and never sent, and `{}` opens no connection to the collector",
+            action.name()
+        );
+    }
     let uid = compute_uid(&c.uid_elements()).context("computing the UID")?;
     let key = crate::signing::existing_key(c)?;
     let url = deployment_url(&c.target, &uid);
