@@ -55,7 +55,8 @@ start_postgres() {
     dir="${TTN_PG_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ttn-lw-telemetry/postgres}"
   fi
   "${as_pg[@]}" mkdir -p "$dir"
-  port=$(cat "$dir/port" 2>/dev/null || true)
+  port=""
+  if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); fi
   if [ -n "$port" ] && ttn_pg_ready "$port"; then
     echo "reusing the throwaway PostgreSQL cluster in $dir" >&2
   else
@@ -84,4 +85,37 @@ start_redis() {
   fi
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis does not answer on 127.0.0.1:6379 and could not be started" >&2; exit 1; }
   export TTN_TEST_REDIS_URL="redis://127.0.0.1:6379"
+}
+
+# Starts a server (a command that prints `listening URL` once bound) in the background, its
+# output in OUT, and waits for that line (10 s at most): sets $pid and $url, or shows the
+# output and fails.
+serve_bg() { # serve_bg OUT COMMAND [ARGS...]
+  local out=$1
+  shift
+  "$@" >"$out" 2>&1 &
+  pid=$!
+  url=""
+  for _ in $(seq 100); do
+    url=$(sed -n 's/^listening //p' "$out")
+    [ -n "$url" ] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$1 did not start:" >&2
+  cat "$out" >&2
+  exit 1
+}
+
+# Stops the server serve_bg started (SIGTERM) and waits for it: it must exit 0 or by that
+# signal (status 143); any other status fails the step.
+stop_bg() {
+  local rc=0
+  kill "$pid"
+  wait "$pid" 2>/dev/null || rc=$?
+  pid=""
+  case "$rc" in
+    0 | 143) ;;
+    *) echo "the server exited with status $rc" >&2; exit 1 ;;
+  esac
 }

@@ -13,7 +13,7 @@ idle=${IDLE_SECONDS:-30}
 cargo build --release --locked -q -p ttn-lw-telemetry
 bin="$CARGO_TARGET_DIR/release/ttn-lw-telemetry"
 state=$(mktemp -d)
-trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$state"' EXIT
+trap 'if [ -n "${pid:-}" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; fi; rm -rf "$state"' EXIT
 # The demo makes the example database under its state directory (and sends on loopback only).
 (cd "$state" && "$bin" demo >/dev/null)
 (cd "$state" && exec "$bin" run --is.database-uri "sqlite:.ttn-lw-telemetry/demo/is.sqlite" \

@@ -43,6 +43,7 @@ hostile="${BENCH_HOSTILE:-900}"
 stores="${BENCH_STORES:-sqlite postgres}"
 pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 
+source scripts/lib.sh
 cargo build --release --locked -q -p ttn-telemetry-tests --bin collector-driver
 bin="$CARGO_TARGET_DIR/release/collector-driver"
 work=$(mktemp -d /tmp/ttn-bench-collect.XXXXXX)
@@ -50,7 +51,7 @@ pid=""
 dbs=()
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  wait 2>/dev/null || true
+  wait
   for d in "${dbs[@]}"; do psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || echo "warning: could not drop the bench database $d" >&2; done
   rm -rf "$work"
 }
@@ -65,16 +66,8 @@ pg_db() { # creates a fresh database, prints its URI
 }
 
 serve() { # serve URI -> sets $url
-  "$bin" serve --listen 127.0.0.1:0 --database-uri "$1" --no-rate-limit >"$work/serve.out" 2>&1 &
-  pid=$!
-  url=""
-  for _ in $(seq 100); do
-    url=$(sed -n 's/^listening //p' "$work/serve.out"); [ -n "$url" ] && return
-    sleep 0.1
-  done
-  cat "$work/serve.out" >&2; exit 1
+  serve_bg "$work/serve.out" "$bin" serve --listen 127.0.0.1:0 --database-uri "$1" --no-rate-limit
 }
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 
 if [ "$requests" != 0 ]; then
 for store in $stores; do
@@ -85,7 +78,7 @@ for store in $stores; do
   # Issue 14 §2: the same load, each deployment signing its report (the collector verifies each
   # signature and pins each key).
   printf '%-9s ' "$store"; "$bin" load --addr "$url" --requests "$requests" --concurrency "$concurrency" --signed
-  stop
+  stop_bg
 done
 fi
 
@@ -99,5 +92,5 @@ for store in $stores; do
   printf '%-9s ' "$store"; "$bin" stats-time --addr "$url" --runs 20
   printf '%-9s collector RSS after the stats runs: %s (peak %s)\n' "$store" \
     "$(awk '/^VmRSS/ {print $2, $3}' /proc/$pid/status)" "$(awk '/^VmHWM/ {print $2, $3}' /proc/$pid/status)"
-  stop
+  stop_bg
 done

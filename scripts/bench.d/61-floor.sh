@@ -47,7 +47,7 @@ pid=""
 dbs=()
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  wait 2>/dev/null || true
+  wait
   for d in "${dbs[@]}"; do psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || echo "warning: could not drop the bench database $d" >&2; done
   rm -rf "$work"
 }
@@ -69,20 +69,13 @@ measure() { # measure STORE WHAT ROUND -> appends "rps p50 p99" to $work/STORE.W
   local store=$1 what=$2 url=""
   fresh "$store"
   case "$what.$store" in
-    floor.sqlite) "$bin" sqlite --path "$db" >"$work/serve.out" 2>&1 & ;;
-    floor.postgres) "$bin" postgres --uri "$db" >"$work/serve.out" 2>&1 & ;;
-    collector.sqlite) "$driver" serve --no-rate-limit --database-uri "sqlite:$db" >"$work/serve.out" 2>&1 & ;;
+    floor.sqlite) serve_bg "$work/serve.out" "$bin" sqlite --path "$db" ;;
+    floor.postgres) serve_bg "$work/serve.out" "$bin" postgres --uri "$db" ;;
+    collector.sqlite) serve_bg "$work/serve.out" "$driver" serve --no-rate-limit --database-uri "sqlite:$db" ;;
     # sslmode=disable: the floor talks plain TCP to PostgreSQL, so the collector does too (its
     # default, libpq's prefer, would use TLS where the server offers it: work the floor skips).
-    collector.postgres) "$driver" serve --no-rate-limit --database-uri "$db?sslmode=disable" >"$work/serve.out" 2>&1 & ;;
+    collector.postgres) serve_bg "$work/serve.out" "$driver" serve --no-rate-limit --database-uri "$db?sslmode=disable" ;;
   esac
-  pid=$!
-  for _ in $(seq 100); do
-    url=$(sed -n 's/^listening //p' "$work/serve.out"); [ -n "$url" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "the $what on $store did not start" >&2; cat "$work/serve.out" >&2; exit 1; }
   local out
   out=$(wrk -t"$threads" -c"$concurrency" -d"${secs}s" --timeout 10s -s scripts/bench.d/wrk-post.lua "$url" -- "$work/bodies" "$threads")
   # What the server process did for it: bytes written (all files: WAL, checkpoints) and CPU
@@ -90,7 +83,7 @@ measure() { # measure STORE WHAT ROUND -> appends "rps p50 p99" to $work/STORE.W
   local wchar ticks
   wchar=$(awk '/^wchar:/ { print $2 }' "/proc/$pid/io")
   ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  stop_bg
   read -r _ n dur p50 p99 errors <<<"$(grep '^RESULT' <<<"$out")"
   [ "$errors" = 0 ] || { echo "$what on $store: $errors failed or non-2xx requests" >&2; echo "$out" >&2; tail -n 5 "$work/serve.out" >&2; exit 1; }
   local rps

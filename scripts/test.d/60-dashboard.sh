@@ -29,7 +29,7 @@ pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 pg_db="ttn_dashboard_test_$$"
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  wait 2>/dev/null || true
+  wait
   psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || echo "warning: could not drop the test database $pg_db" >&2
   rm -rf "$work"
 }
@@ -43,19 +43,10 @@ for store in sqlite postgres; do
   else db="${pg_admin%/*}/$pg_db"; shot=dashboard-postgres.png; fi
   echo "-- dashboard on $store"
   "$bin" seed --database-uri "$db" --deployments 60 --days 40 --cli 8
-  "$bin" serve --listen 127.0.0.1:0 --database-uri "$db" >"$work/serve.out" 2>&1 &
-  pid=$!
-  url=""
-  for _ in $(seq 100); do
-    url=$(sed -n 's/^listening //p' "$work/serve.out")
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.out" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "the collector did not start" >&2; cat "$work/serve.out" >&2; exit 1; }
+  serve_bg "$work/serve.out" "$bin" serve --listen 127.0.0.1:0 --database-uri "$db"
   "$bin" post --addr "$url" --count 5 --start 1000 --plan '<script>alert(1)</script>'
   "$bin" post --addr "$url" --count 4 --start 2000 --plan 'RARE_PLAN_K_MINUS_1'
   (cd "$dir" && COLLECTOR_URL="$url/" SCREENSHOT=$shot node --test dashboard.test.mjs)
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  stop_bg
   echo "dashboard screenshot ($store): ${ARTIFACTS_DIR:-/tmp/ttn-artifacts}/$shot"
 done
