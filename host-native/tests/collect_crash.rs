@@ -87,10 +87,13 @@ async fn crash_once(backend: Backend) {
     let bodies = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // How many reports were acknowledged so far: the moment to kill is an event, not a time.
+    let (acks, mut acks_seen) = tokio::sync::watch::channel(0usize);
+    let acks = Arc::new(acks);
     let mut workers = Vec::new();
     for _ in 0..16 {
         let (acked, sent, next, stop) = (acked.clone(), sent.clone(), next.clone(), stop.clone());
-        let bodies = bodies.clone();
+        let (bodies, acks) = (bodies.clone(), acks.clone());
         workers.push(tokio::spawn(async move {
             let mut errors = 0;
             while !stop.load(Ordering::SeqCst) && errors < 3 {
@@ -111,6 +114,7 @@ async fn crash_once(backend: Backend) {
                     Ok(r) if r.status == 200 => {
                         assert_eq!(r.json()["sha256"], digest.as_str());
                         acked.lock().unwrap().push(digest);
+                        acks.send_modify(|n| *n += 1);
                     }
                     Ok(r) => panic!("unexpected status {}", r.status),
                     Err(_) => errors += 1,
@@ -119,20 +123,20 @@ async fn crash_once(backend: Backend) {
         }));
     }
     // Kill the collector while requests are in flight.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        if acked.lock().unwrap().len() >= 500 {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{backend:?}: the collector acknowledged too few reports under load");
-        }
+    let enough = tokio::time::timeout(
+        Duration::from_secs(120),
+        // The guard `wait_for` returns holds the channel's lock: drop it at once.
+        async { acks_seen.wait_for(|n| *n >= 500).await.map(drop) },
+    )
+    .await;
+    if !matches!(enough, Ok(Ok(()))) {
+        let _ = child.kill();
+        panic!("{backend:?}: the collector acknowledged too few reports under load");
     }
     child.kill().expect("kill -9 the collector"); // SIGKILL on Unix
     child.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each worker finishes the request it has in flight (an answer sent before the kill is
+    // still read and counted), then stops.
     stop.store(true, Ordering::SeqCst);
     for w in workers {
         w.await.expect("load worker");
