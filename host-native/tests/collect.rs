@@ -278,15 +278,16 @@ async fn slow_bodies_do_not_pin_workers(b: Backend) {
 
     // Many clients trickle a body one byte at a time (far more than the runtime's 2 workers).
     let mut tricklers = Vec::new();
+    // Each is connected with its request head sent before the normal report below is.
     for _ in 0..64 {
         let body = body.clone();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /collect HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
         tricklers.push(tokio::spawn(async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let head = format!(
-                "POST /collect HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                body.len()
-            );
-            s.write_all(head.as_bytes()).await.unwrap();
             let start = Instant::now();
             for byte in body.iter().take(50) {
                 if s.write_all(&[*byte]).await.is_err() {
@@ -310,7 +311,6 @@ async fn slow_bodies_do_not_pin_workers(b: Backend) {
 
     // Meanwhile a normal report is served long before the slow ones time out (a pinned
     // worker would make it wait for them).
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let t = Instant::now();
     let r = post_json(addr, body.clone()).await;
     assert_eq!(r.status, 200);
@@ -623,7 +623,25 @@ async fn postgres_connections_come_back() {
         .await
         .unwrap();
     assert_eq!(killed, 2, "the writer's and the reader's connections");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The backends are gone once the server no longer lists them (each check is a round trip).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} backends outlived pg_terminate_backend"
+        );
+    }
     let mut statuses = Vec::new();
     for i in 0..5 {
         let r = post_json(c.local_addr(), is_report(10 + i, 0)).await;
@@ -727,8 +745,15 @@ async fn connections_are_capped() {
         ..unlimited()
     };
     let c = start(&uri, limits, None).await;
-    let hog = TcpStream::connect(c.local_addr()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The hog is served once (so it is known to hold the one connection), then stays open
+    // and idle until the header timeout closes it.
+    let mut hog = TcpStream::connect(c.local_addr()).await.unwrap();
+    hog.write_all(b"GET /favicon.svg HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    hog.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
     let t = Instant::now();
     let r = post_json(c.local_addr(), is_report(1, 0)).await;
     assert_eq!(r.status, 200);
