@@ -389,6 +389,26 @@ fn redis_first_report_waits_one_interval() {
     );
 }
 
+/// Returns once Redis has expired the claim of `slot` (its holder stopped renewing): it waits
+/// as long as Redis says the lease has left (PTTL), and returns when the key is gone.
+fn wait_for_expiry(ns: &Ns, slot: u32) {
+    let key = format!("{}:claim:{slot}", ns.0);
+    let mut c = redis_conn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut c).unwrap();
+        if pttl == -2 {
+            return;
+        }
+        assert!(pttl >= 0, "the claim {key} has no lease (PTTL {pttl})");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claim {key} never expired"
+        );
+        std::thread::sleep(Duration::from_millis(pttl.unsigned_abs() + 1));
+    }
+}
+
 #[test]
 fn redis_a_dead_holder_is_taken_over_after_its_lease() {
     let ns = Ns::new("takeover");
@@ -406,7 +426,7 @@ fn redis_a_dead_holder_is_taken_over_after_its_lease() {
     }
     // a is killed: it neither renews nor completes.
     drop(a);
-    std::thread::sleep(lease + Duration::from_millis(100));
+    wait_for_expiry(&ns, 1);
     let g2 = granted(b.claim(SystemTime::now()).unwrap());
     assert_eq!(g2.slot, 1);
     assert_eq!(b.next_due(SystemTime::now()).unwrap(), Some(g2.due));
@@ -437,7 +457,7 @@ fn redis_renewal_keeps_the_claim_and_a_lost_claim_is_not_overwritten() {
         ));
     }
     // a stalls past its lease; b takes over; a learns it lost the claim.
-    std::thread::sleep(lease + Duration::from_millis(100));
+    wait_for_expiry(&ns, 2);
     let gb = granted(b.claim(SystemTime::now()).unwrap());
     assert!(!a.renew(&g, SystemTime::now()).unwrap());
     a.complete(&g, SystemTime::now()).unwrap();
