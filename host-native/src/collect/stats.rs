@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use ttn_telemetry_core::{cutoffs, format_rfc3339};
 
-use super::store::{Snapshot, day_of};
+use super::store::{DAY_FIELDS, Snapshot, day_of};
 
 /// Every aggregate is an exact 128-bit sum (see the module docs).
 pub type Count = i128;
@@ -339,20 +339,11 @@ impl Stats {
     }
 }
 
-/// The columns of the open data (`/api/v1/daily.csv` and `.json`), in order; see [`Day`].
-pub const DAILY_COLUMNS: [&str; 11] = [
-    "date",
-    "deployments",
-    "cli_installations",
-    "gateways",
-    "end_devices",
-    "active_last_day",
-    "active_last_week",
-    "active_last_month",
-    "applications",
-    "users",
-    "organizations",
-];
+/// The columns of the open data (`/api/v1/daily.csv` and `.json`), in order: the date, then
+/// each day counter of the store ([`DAY_FIELDS`]); see [`Day`].
+pub fn daily_columns() -> Vec<&'static str> {
+    std::iter::once("date").chain(DAY_FIELDS).collect()
+}
 
 /// The open data document (`/api/v1/daily.json`).
 #[derive(Serialize)]
@@ -369,16 +360,16 @@ impl Stats {
         serde_json::to_string(&DailyDoc {
             generated_at: &self.generated_at,
             k_anonymity: self.k_anonymity,
-            columns: &DAILY_COLUMNS,
+            columns: &daily_columns(),
             days: &self.daily,
         })
         .unwrap_or_default()
     }
 
-    /// `/api/v1/daily.csv`: a header row of [`DAILY_COLUMNS`], then one row per day, oldest
+    /// `/api/v1/daily.csv`: a header row of [`daily_columns`], then one row per day, oldest
     /// first (every field is a date or an integer, so nothing needs quoting).
     pub fn daily_csv(&self) -> String {
-        let mut out = DAILY_COLUMNS.join(",");
+        let mut out = daily_columns().join(",");
         out.push_str("\r\n");
         for d in &self.daily {
             let row = [

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const base = process.env.COLLECTOR_URL;
+assert.ok(base, 'COLLECTOR_URL must name the collector under test (run scripts/test.d/60-dashboard.sh)');
 const artifacts = process.env.ARTIFACTS_DIR || '/tmp/ttn-artifacts';
 const XSS_PLAN = '<script>alert(1)</script>';
 // Issue 14 §4: the seed posts this plan id from k − 1 = 4 deployments (XSS_PLAN from k = 5).

@@ -570,37 +570,18 @@ async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Resul
     for r in tx.query("SELECT kind FROM pins", &[]).await? {
         rebuild.pin(r.get(0));
     }
-    // Read in pages through a portal: a large store does not fit in memory at once.
-    let latest = tx
-        .bind(
-            "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id",
-            &[],
-        )
-        .await?;
-    loop {
-        let rows = tx.query_portal(&latest, 5000).await?;
-        for r in &rows {
-            rebuild.latest(r.get(0), r.get(1));
-        }
-        if rows.len() < 5000 {
-            break;
-        }
-    }
-    let daily = tx
-        .bind(
-            "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id",
-            &[],
-        )
-        .await?;
-    loop {
-        let rows = tx.query_portal(&daily, 5000).await?;
-        for r in &rows {
-            rebuild.daily(r.get(0), r.get(1));
-        }
-        if rows.len() < 5000 {
-            break;
-        }
-    }
+    for_each_row(
+        tx,
+        "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id",
+        |r| rebuild.latest(r.get(0), r.get(1)),
+    )
+    .await?;
+    for_each_row(
+        tx,
+        "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id",
+        |r| rebuild.daily(r.get(0), r.get(1)),
+    )
+    .await?;
     let deltas: Vec<_> = rebuild.finish().into_iter().collect();
     for chunk in deltas.chunks(10_000) {
         write_counters(
@@ -610,6 +591,24 @@ async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Resul
         .await?;
     }
     Ok(())
+}
+
+/// Runs `f` on every row of `query`, read in pages of 5,000 through a portal: a large store
+/// does not fit in memory at once.
+async fn for_each_row(
+    tx: &tokio_postgres::Transaction<'_>,
+    query: &str,
+    mut f: impl FnMut(&tokio_postgres::Row),
+) -> anyhow::Result<()> {
+    const PAGE: i32 = 5000;
+    let portal = tx.bind(query, &[]).await?;
+    loop {
+        let rows = tx.query_portal(&portal, PAGE).await?;
+        rows.iter().for_each(&mut f);
+        if rows.len() < PAGE as usize {
+            return Ok(());
+        }
+    }
 }
 
 /// Writes counters' new values (upsert).
