@@ -600,7 +600,7 @@ async fn version_3_stores_gain_pins_on_open(b: Backend) {
     store.insert(batch).await.unwrap();
     let before = store.stats(T0 + 1, 1).await.unwrap();
     store.close().await;
-    let downgrade = "DROP TABLE pins; DROP INDEX reports_uid; ALTER TABLE reports DROP COLUMN signed_by; \
+    let downgrade = "DROP TABLE pins; DROP INDEX reports_uid_received; ALTER TABLE reports DROP COLUMN signed_by; \
                      DELETE FROM counters WHERE name LIKE 'verified%'";
     collect_util::downgrade(b, &uri, downgrade, 3).await;
     let store = Store::open(Some(&uri)).await.unwrap();

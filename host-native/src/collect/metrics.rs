@@ -8,7 +8,7 @@
 //! | `ttn_lw_telemetry_collector_batch_size` | histogram | reports per group commit |
 //! | `ttn_lw_telemetry_collector_commit_seconds` | histogram | time to write and commit one batch |
 //! | `ttn_lw_telemetry_collector_store_errors_total` | counter | reports the store failed to write (each answered 503) |
-//! | `ttn_lw_telemetry_collector_retention_deleted_total{table}` | counter | rows retention deleted: `reports`, `day_latest`, `uid_buckets` (see [`Store::retain`](super::store::Store::retain)) |
+//! | `ttn_lw_telemetry_collector_retention_deleted_total{table}` | counter | rows retention deleted: `reports`, `uid_buckets` (see [`Store::retain`](super::store::Store::retain)) |
 //! | `ttn_lw_telemetry_collector_deployment_requests_total{method,status,reason}` | counter | signed requests to `/api/v1/deployments/{uid}` (read, forget, key rotation), by method, status and [`Refusal`](super::Refusal) kind (`ok` when answered 200) |
 //!
 //! # Decisions where the issue and SPEC are silent
@@ -40,8 +40,8 @@ pub struct WriterMetrics {
     batch_size: Histogram,
     commit_seconds: Histogram,
     store_errors: AtomicU64,
-    /// Rows deleted by retention: reports, day_latest, uid_buckets.
-    deleted: [AtomicU64; 3],
+    /// Rows deleted by retention: reports, uid_buckets.
+    deleted: [AtomicU64; 2],
 }
 
 impl Default for WriterMetrics {
@@ -72,7 +72,7 @@ impl WriterMetrics {
         for (n, v) in self
             .deleted
             .iter()
-            .zip([p.reports, p.day_latest, p.buckets])
+            .zip([p.reports, p.buckets])
         {
             n.fetch_add(v, Ordering::Relaxed);
         }
@@ -188,7 +188,7 @@ impl Metrics {
             "Rows deleted by retention since start-up, by table (the aggregates are kept).",
             "counter",
         );
-        for (table, n) in ["reports", "day_latest", "uid_buckets"]
+        for (table, n) in ["reports", "uid_buckets"]
             .iter()
             .zip(&writer.deleted)
         {

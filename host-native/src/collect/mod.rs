@@ -393,10 +393,9 @@ async fn maintenance(
             _ = stopped.wait_for(|s| *s) => return,
         }
         match store.retain(clock(), retention).await {
-            Ok(p) if p.reports + p.day_latest > 0 => eprintln!(
-                "collect: retention deleted {} reports and {} day_latest rows",
-                p.reports, p.day_latest
-            ),
+            Ok(p) if p.reports > 0 => {
+                eprintln!("collect: retention deleted {} reports", p.reports)
+            }
             Ok(_) => {}
             Err(e) => eprintln!("collect: retention failed (tried again later): {e:#}"),
         }

@@ -108,7 +108,7 @@ use super::stats::Stats;
 pub const DEFAULT_SQLITE_FILE: &str = "ttn-lw-telemetry-collector.sqlite3";
 
 /// The schema version this collector writes (see the module docs).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Stores below this version get their counters rebuilt when migrated (see the module docs).
 const REBUILD_BELOW: i64 = 3;
@@ -165,6 +165,39 @@ pub const PLAN_DEPLOYMENTS_OF_TOP: &str = "SELECT scope, name, hi, value FROM co
      WHERE scope = 'plan_deployments' AND name IN (
          SELECT name FROM counters WHERE scope = 'plan' AND (hi > 0 OR value > 0)
          ORDER BY hi DESC, value DESC, name LIMIT $1)";
+
+/// Whether the report `r` is its uid's latest: no report of the uid was received later (or at
+/// the same time with a higher id). `reports` is the one uid-keyed structure (version 6), and
+/// its index on `(uid, received_at)` answers this with one probe.
+macro_rules! newest_of_its_uid {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM reports n WHERE n.uid = r.uid AND n.received_at >= r.received_at
+             AND (n.received_at > r.received_at OR n.id > r.id))"
+    };
+}
+
+/// Counts the deployments of kind `$1` whose latest report was received in `[$2, $3)` (the
+/// partial-day windows of [`Snapshot::partial`]): the same text on both stores.
+pub const PARTIAL: &str = concat!(
+    "SELECT count(*) FROM reports r WHERE r.kind = $1 AND r.received_at >= $2 AND r.received_at < $3 AND ",
+    newest_of_its_uid!()
+);
+
+/// The next reports of a retention pass (received before `$1`, after `($2, $3)` in
+/// `(received_at, id)` order, at most `$4`), each with whether it is still its uid's latest
+/// (kept): the same text on both stores.
+pub const PRUNE_NEXT: &str = concat!(
+    "SELECT r.id, r.received_at, ",
+    newest_of_its_uid!(),
+    " FROM reports r WHERE r.received_at < $1 AND (r.received_at, r.id) > ($2, $3)
+     ORDER BY r.received_at, r.id LIMIT $4"
+);
+
+/// A uid's (`$1`) latest report received in `[$2, $3)`: the previous report of a day that
+/// [`prev_days`] could not derive (SQLite; PostgreSQL reads them for a whole batch at once).
+pub const PREV_OF_DAY: &str = "SELECT id, received_at, sha256, body FROM reports
+     WHERE uid = $1 AND received_at >= $2 AND received_at < $3
+     ORDER BY received_at DESC, id DESC LIMIT 1";
 
 /// The names of each day's counters (scope [`day_scope`]); a day has at most this many rows.
 pub const DAY_FIELDS: [&str; 10] = [
@@ -388,8 +421,8 @@ impl Store {
     }
 
     /// Retention at time `now`: deletes the raw reports received before [`retention_cutoff`]
-    /// except those still the latest of their deployment, and the `day_latest` rows of the days
-    /// before it; the counters stay, so every aggregate is unchanged. Also forgets the per-uid
+    /// except those still the latest of their deployment; the counters stay, so every aggregate
+    /// is unchanged. Also forgets the per-uid
     /// buckets that are full again (PostgreSQL). Runs as bounded steps of at most
     /// [`PRUNE_BATCH`] rows, each its own short transaction through the writer, so ingest waits
     /// for one step at most. `None`: keep every report (only the buckets are pruned).
@@ -418,7 +451,6 @@ impl Store {
                 .map_err(|_| stopped())?
                 .map_err(|e| anyhow::anyhow!("retention: {e}"))?;
             total.reports += done.reports;
-            total.day_latest += done.day_latest;
             total.buckets += done.buckets;
             self.writer_metrics().pruned(&done);
             match done.next {
@@ -442,7 +474,7 @@ impl Store {
 pub const PRUNE_BATCH: usize = 1000;
 
 /// Where retention cuts at `now`: the start of the UTC day of `now − retention`. Whole days
-/// only, so that every `day_latest` row that stays points at a report that stays (see the
+/// only, so that each day keeps all its reports or only the deployments' latest ones (see the
 /// module docs).
 pub fn retention_cutoff(now: i64, retention: std::time::Duration) -> i64 {
     let r = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
@@ -467,8 +499,6 @@ pub struct PruneStep {
 pub struct Pruned {
     /// Rows of `reports`.
     pub reports: u64,
-    /// Rows of `day_latest`.
-    pub day_latest: u64,
     /// Rows of `uid_buckets` (PostgreSQL: buckets that are full again carry no state).
     pub buckets: u64,
     /// Where the next step resumes; `None` when this step finished the pass.
@@ -488,7 +518,7 @@ pub struct Snapshot {
     pub partial: BTreeMap<(String, i64), i64>,
 }
 
-/// A previous `latest` or `day_latest` row, with its report parsed again.
+/// A uid's previous latest report (overall or of one day), with its body parsed again.
 #[derive(Debug, Clone)]
 pub struct Prev {
     /// Row id in `reports`.
@@ -542,28 +572,49 @@ pub fn dedupe(batch: &[&NewReport], latest: &HashMap<String, Prev>) -> (Vec<Outc
     (outcomes, fresh)
 }
 
-/// The row changes one batch makes besides inserting its reports.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// `uid → (kind, report id, received_at)` for `latest`.
-    pub latest: BTreeMap<String, (&'static str, i64, i64)>,
-    /// `(day, uid) → (report id, received_at)` for `day_latest`.
-    pub day_latest: BTreeMap<(i64, String), (i64, i64)>,
-    /// `(scope, name) → delta` for `counters`, zeros left out.
-    pub counters: BTreeMap<(String, String), i128>,
+/// A UTC day number and a uid.
+pub type DayUid = (i64, String);
+
+/// The previous latest report of each `(UTC day, uid)` of `fresh` that [`plan`] needs, derived
+/// from `prev_latest` (each uid's latest stored report): when that was received on the
+/// report's day, it is the day's latest too; when on an earlier day, the uid has no report
+/// that day. Only a report older than its uid's latest and of an earlier day (received out of
+/// order across midnight) needs the store: those keys are returned second, to be read with the
+/// store's query for one uid's latest report of one day.
+pub fn prev_days(
+    fresh: &[&NewReport],
+    prev_latest: &HashMap<String, Prev>,
+) -> (HashMap<DayUid, Prev>, Vec<DayUid>) {
+    let mut known = HashMap::new();
+    let mut missing = std::collections::BTreeSet::new();
+    for r in fresh {
+        let uid = &r.report.uid;
+        let Some(p) = prev_latest.get(uid) else {
+            continue;
+        };
+        let (day, latest_day) = (day_of(r.received_at), day_of(p.received_at));
+        if latest_day == day {
+            known
+                .entry((day, uid.clone()))
+                .or_insert_with(|| p.clone());
+        } else if latest_day > day {
+            missing.insert((day, uid.clone()));
+        }
+    }
+    (known, missing.into_iter().collect())
 }
 
-/// Works out what a batch changes: which reports become the latest of their deployment (overall
-/// and for their day), and how the counters move. `new` holds the batch's reports with their
-/// row ids; `prev_latest` / `prev_day` hold the rows the store had for the uids (and days) of the
-/// batch before it. A report replaces a previous one when it was received later (ties: higher
-/// id), so bulk loads in any order give the same result as live ingest.
+/// Works out how a batch moves the counters: which reports become the latest of their
+/// deployment (overall and for their day), and what that adds and takes away. `new` holds the
+/// batch's reports with their row ids; `prev_latest` / `prev_day` hold the latest reports the
+/// store had for the uids (and days, see [`prev_days`]) of the batch before it. A report
+/// replaces a previous one when it was received later (ties: higher id), so bulk loads in any
+/// order give the same result as live ingest. Returns `(scope, name) → delta`, zeros left out.
 pub fn plan(
     new: &[(i64, &NewReport)],
     mut prev_latest: HashMap<String, Prev>,
     mut prev_day: HashMap<(i64, String), Prev>,
-) -> Plan {
-    let mut out = Plan::default();
+) -> Deltas {
     let mut deltas: BTreeMap<(String, String), i128> = BTreeMap::new();
     *deltas.entry(("meta".into(), "reports".into())).or_default() += new.len() as i128;
     for &(id, r) in new {
@@ -580,8 +631,6 @@ pub fn plan(
                 add_latest(&mut deltas, p, *received_at, -1);
             }
             add_latest(&mut deltas, &r.report, r.received_at, 1);
-            out.latest
-                .insert(uid.clone(), (r.kind(), id, r.received_at));
             prev_latest.insert(uid.clone(), Prev::of(id, r));
         }
         let day = day_of(r.received_at);
@@ -595,13 +644,11 @@ pub fn plan(
                 add_daily(&mut deltas, p, day, -1);
             }
             add_daily(&mut deltas, &r.report, day, 1);
-            out.day_latest.insert(key.clone(), (id, r.received_at));
             prev_day.insert(key, Prev::of(id, r));
         }
     }
     deltas.retain(|_, v| *v != 0);
-    out.counters = deltas;
-    out
+    deltas
 }
 
 impl Prev {
@@ -928,9 +975,9 @@ pub struct Forgotten {
     pub reports: u64,
     /// The SHA-256 (hex) of each deleted report, in commit order.
     pub sha256: Vec<String>,
-    /// Whether it was the latest report of a deployment in the aggregates (`latest` row).
+    /// Whether it had a latest report in the aggregates.
     pub latest: bool,
-    /// How many per-day rows (`day_latest`) were deleted.
+    /// How many days' aggregates it was taken out of (the days of its stored reports).
     pub days: u64,
     /// The key id whose pin was deleted.
     pub pin: String,
@@ -947,28 +994,56 @@ pub enum Held {
     Found(Pin, Vec<StoredReport>),
 }
 
-/// The counter deltas that remove a uid from every aggregate: `latest` is its latest report
-/// (received at), `days` its per-day latest reports (day, body), `reports` how many stored
-/// reports it had, and `pin_kind` the kind of its pin. Applied to the counters, they give what
-/// the counters would be had the uid never reported.
-pub fn forget_deltas(
-    latest: Option<(i64, &[u8])>,
-    days: &[(i64, Vec<u8>)],
-    reports: u64,
-    pin_kind: Option<&str>,
-) -> Deltas {
-    let mut d = Deltas::new();
-    bump(&mut d, "meta", "reports", -i128::from(reports));
-    if let Some((at, body)) = latest
-        && let Ok(r) = parse_report(body)
-    {
-        add_latest(&mut d, &r, at, -1);
-    }
-    for (day, body) in days {
-        if let Ok(r) = parse_report(body) {
-            add_daily(&mut d, &r, *day, -1);
+/// A uid's stored reports reduced to what the aggregates count: its latest report (by received
+/// time, then row id: the order [`plan`] uses) and its latest report of each UTC day. Since
+/// schema version 6 these are read from `reports` itself (see the module docs); feed it the
+/// uid's rows in any order.
+#[derive(Debug, Default)]
+pub struct Newest {
+    /// `(received_at, id, body)` of the latest report.
+    pub latest: Option<(i64, i64, Vec<u8>)>,
+    /// UTC day → `(received_at, id, body)` of that day's latest report.
+    pub days: BTreeMap<i64, (i64, i64, Vec<u8>)>,
+}
+
+impl Newest {
+    /// Takes one stored report of the uid into account.
+    pub fn add(&mut self, received_at: i64, id: i64, body: &[u8]) {
+        let newer = |cur: &Option<&(i64, i64, Vec<u8>)>| {
+            cur.is_none_or(|(at, i, _)| (received_at, id) > (*at, *i))
+        };
+        if newer(&self.latest.as_ref()) {
+            self.latest = Some((received_at, id, body.to_vec()));
+        }
+        let day = day_of(received_at);
+        if newer(&self.days.get(&day)) {
+            self.days.insert(day, (received_at, id, body.to_vec()));
         }
     }
+
+    /// Adds (`sign` 1) or removes (−1) what these reports count for in the aggregates. A report
+    /// the core now refuses (stored by an older collector) counts in nothing.
+    fn count(&self, d: &mut Deltas, sign: i128) {
+        if let Some((at, _, body)) = &self.latest
+            && let Ok(r) = parse_report(body)
+        {
+            add_latest(d, &r, *at, sign);
+        }
+        for (day, (_, _, body)) in &self.days {
+            if let Ok(r) = parse_report(body) {
+                add_daily(d, &r, *day, sign);
+            }
+        }
+    }
+}
+
+/// The counter deltas that remove a uid from every aggregate: `newest` holds its stored
+/// reports, `reports` is how many it had, and `pin_kind` the kind of its pin. Applied to the
+/// counters, they give what the counters would be had the uid never reported.
+pub fn forget_deltas(newest: &Newest, reports: u64, pin_kind: Option<&str>) -> Deltas {
+    let mut d = Deltas::new();
+    bump(&mut d, "meta", "reports", -i128::from(reports));
+    newest.count(&mut d, -1);
     if let Some(kind) = pin_kind {
         bump(&mut d, "latest", verified_name(kind), -1);
     }
@@ -976,43 +1051,51 @@ pub fn forget_deltas(
     d
 }
 
-/// Rebuilds every counter from the store's rows (a schema migration): feed it each `latest`
-/// row's report with [`Rebuild::latest`] and each `day_latest` row's with [`Rebuild::daily`],
-/// then write [`Rebuild::finish`]. Reports the core now refuses count in nothing.
+/// Rebuilds every counter from the store's rows (a schema migration): feed it every stored
+/// report with [`Rebuild::report`], in uid order, and every pin with [`Rebuild::pin`], then
+/// write [`Rebuild::finish`]. Reports the core now refuses count in nothing.
 #[derive(Debug)]
-pub struct Rebuild(Deltas);
+pub struct Rebuild {
+    deltas: Deltas,
+    /// The uid being read, and its reports so far.
+    cur: Option<(String, Newest)>,
+}
 
 impl Rebuild {
     /// Starts from the number of stored reports.
     pub fn new(reports: i64) -> Rebuild {
-        let mut d = Deltas::new();
-        bump(&mut d, "meta", "reports", i128::from(reports));
-        Rebuild(d)
+        let mut deltas = Deltas::new();
+        bump(&mut deltas, "meta", "reports", i128::from(reports));
+        Rebuild { deltas, cur: None }
     }
 
-    /// Adds the latest report of a uid, received at `received_at`.
-    pub fn latest(&mut self, received_at: i64, body: &[u8]) {
-        if let Ok(r) = parse_report(body) {
-            add_latest(&mut self.0, &r, received_at, 1);
+    /// Adds one stored report; the reports of a uid must come one after another.
+    pub fn report(&mut self, uid: &str, received_at: i64, id: i64, body: &[u8]) {
+        if self.cur.as_ref().is_none_or(|(u, _)| u != uid) {
+            self.flush();
+            self.cur = Some((uid.to_owned(), Newest::default()));
+        }
+        if let Some((_, n)) = &mut self.cur {
+            n.add(received_at, id, body);
         }
     }
 
-    /// Adds the latest report of a uid on `day`.
-    pub fn daily(&mut self, day: i64, body: &[u8]) {
-        if let Ok(r) = parse_report(body) {
-            add_daily(&mut self.0, &r, day, 1);
+    fn flush(&mut self) {
+        if let Some((_, n)) = self.cur.take() {
+            n.count(&mut self.deltas, 1);
         }
     }
 
     /// Adds a pin of `kind`.
     pub fn pin(&mut self, kind: &str) {
-        bump(&mut self.0, "latest", verified_name(kind), 1);
+        bump(&mut self.deltas, "latest", verified_name(kind), 1);
     }
 
     /// The counters, zeros left out.
     pub fn finish(mut self) -> Deltas {
-        self.0.retain(|_, v| *v != 0);
-        self.0
+        self.flush();
+        self.deltas.retain(|_, v| *v != 0);
+        self.deltas
     }
 }
 
@@ -1043,9 +1126,8 @@ mod tests {
         NewReport::parse(at, body).unwrap()
     }
 
-    fn counter(p: &Plan, scope: &str, name: &str) -> i128 {
-        p.counters
-            .get(&(scope.to_owned(), name.to_owned()))
+    fn counter(p: &Deltas, scope: &str, name: &str) -> i128 {
+        p.get(&(scope.to_owned(), name.to_owned()))
             .copied()
             .unwrap_or(0)
     }
@@ -1070,16 +1152,16 @@ mod tests {
         assert_eq!(counter(&p, &day_scope(10), "deployments"), 1);
         assert_eq!(counter(&p, &day_scope(10), "gateways"), 7);
         assert_eq!(counter(&p, &day_scope(11), "gateways"), 3);
-        assert_eq!(p.latest[&a1.report.uid], ("is", 2, 10 * d + 2));
-        assert_eq!(p.day_latest.len(), 2);
+        assert_eq!(counter(&p, "is_seen_day", &day_name(10)), 1);
+        assert_eq!(counter(&p, "is_seen_day", &day_name(11)), 1);
 
         // A report older than what the store holds changes neither `latest` nor the totals,
         // but still counts as stored and as that day's report.
         let prev = HashMap::from([(a1.report.uid.clone(), Prev::of(2, &a2))]);
         let old = report("a", 1, "0.9", 3 * d);
         let p = plan(&[(4, &old)], prev, HashMap::new());
-        assert!(p.latest.is_empty());
         assert_eq!(counter(&p, "latest", "gateways"), 0);
+        assert_eq!(counter(&p, "is_seen_day", &day_name(3)), 0);
         assert_eq!(counter(&p, &day_scope(3), "gateways"), 1);
 
         // A newer one moves the totals by the difference only.
@@ -1090,10 +1172,7 @@ mod tests {
         assert_eq!(counter(&p, "latest", "deployments"), 0);
         assert_eq!(counter(&p, "is_seen_day", "0000010"), -1);
         assert_eq!(counter(&p, "is_seen_day", "0000012"), 1);
-        assert!(
-            !p.counters
-                .contains_key(&("is_version".into(), "1.1".into()))
-        );
+        assert!(!p.contains_key(&("is_version".into(), "1.1".into())));
     }
 
     #[test]
@@ -1132,22 +1211,36 @@ mod tests {
         let d = MICROS_PER_DAY;
         let a1 = report("a", 5, "1.0", 10 * d + 1);
         let a2 = report("a", 7, "1.1", 11 * d + 2);
-        let p = plan(&[(1, &a1), (2, &a2)], HashMap::new(), HashMap::new());
-        let mut all = p.counters.clone();
+        let mut all = plan(&[(1, &a1), (2, &a2)], HashMap::new(), HashMap::new());
         for (k, v) in pin_deltas(&[("a".into(), "K".into(), "is", 0)]) {
             *all.entry(k).or_default() += v;
         }
-        let undo = forget_deltas(
-            Some((a2.received_at, &a2.body)),
-            &[(10, a1.body.clone()), (11, a2.body.clone())],
-            2,
-            Some("is"),
-        );
+        let mut newest = Newest::default();
+        newest.add(a2.received_at, 2, &a2.body);
+        newest.add(a1.received_at, 1, &a1.body);
+        let undo = forget_deltas(&newest, 2, Some("is"));
         for (k, v) in undo {
             *all.entry(k).or_default() += v;
         }
         all.retain(|_, v| *v != 0);
         assert!(all.is_empty(), "left over: {all:?}");
+    }
+
+    #[test]
+    fn the_previous_day_report_comes_from_the_latest_unless_received_out_of_order() {
+        let d = MICROS_PER_DAY;
+        let latest = report("a", 5, "1.0", 10 * d + 5);
+        let prev = HashMap::from([(latest.report.uid.clone(), Prev::of(7, &latest))]);
+        let same_day = report("a", 6, "1.0", 10 * d + 9);
+        let next_day = report("a", 6, "1.0", 11 * d);
+        let day_before = report("a", 6, "1.0", 9 * d);
+        let stranger = report("b", 1, "1.0", 10 * d);
+        let (known, missing) = prev_days(&[&same_day, &next_day, &day_before, &stranger], &prev);
+        // The latest is its own day's latest; the next day has none yet; the day before can
+        // only be read from the store; a uid without a latest has no report at all.
+        assert_eq!(known.len(), 1);
+        assert_eq!(known[&(10, latest.report.uid.clone())].id, 7);
+        assert_eq!(missing, vec![(9, latest.report.uid.clone())]);
     }
 
     #[test]

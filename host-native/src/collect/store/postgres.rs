@@ -42,11 +42,11 @@ use super::super::metrics::WriterMetrics;
 use super::super::ratelimit::{self, RateLimit};
 use super::super::stats::{DAYS, TOP};
 use super::{
-    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Outcome,
-    PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
-    failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, split_counter,
-    take_batch,
+    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Newest, Outcome,
+    PARTIAL, PLAN_DEPLOYMENTS_OF_TOP, PRUNE_NEXT, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW,
+    Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name,
+    day_of, dedupe, enqueue, failed, forget_deltas, isolate, join_counter, merge_outcomes,
+    pin_deltas, plan, prev_days, split_counter, take_batch,
 };
 
 /// Advisory lock key that serializes batches, retention steps and migrations of collectors
@@ -61,20 +61,6 @@ CREATE TABLE IF NOT EXISTS reports (
     kind TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     body BYTEA NOT NULL
-);
-CREATE TABLE IF NOT EXISTS latest (
-    uid TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    report_id BIGINT NOT NULL,
-    received_at BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS latest_kind_received ON latest (kind, received_at);
-CREATE TABLE IF NOT EXISTS day_latest (
-    day BIGINT NOT NULL,
-    uid TEXT NOT NULL,
-    report_id BIGINT NOT NULL,
-    received_at BIGINT NOT NULL,
-    PRIMARY KEY (day, uid)
 );
 CREATE TABLE IF NOT EXISTS collector_schema (version BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS reports_received ON reports (received_at, id);
@@ -99,8 +85,8 @@ CREATE TABLE counters (
 CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
 ";
 
-/// Schema version 4 (signed reports, see the parent module): the pins, the verified mark of
-/// each report, and an index that finds a uid's reports (read and forget by uid).
+/// Schema version 4 (signed reports, see the parent module): the pins and the verified mark of
+/// each report.
 const PINS: &str = "
 CREATE TABLE IF NOT EXISTS pins (
     uid TEXT PRIMARY KEY,
@@ -109,7 +95,15 @@ CREATE TABLE IF NOT EXISTS pins (
     pinned_at BIGINT NOT NULL
 );
 ALTER TABLE reports ADD COLUMN IF NOT EXISTS signed_by TEXT;
-CREATE INDEX IF NOT EXISTS reports_uid ON reports (uid);
+";
+
+/// Schema version 6 (see the parent module): `reports` is the one structure keyed by uid, its
+/// index yields a uid's reports newest last; the tables it replaces go.
+const BY_UID: &str = "
+CREATE INDEX IF NOT EXISTS reports_uid_received ON reports (uid, received_at, id);
+DROP INDEX IF EXISTS reports_uid;
+DROP TABLE IF EXISTS latest;
+DROP TABLE IF EXISTS day_latest;
 ";
 
 /// An open PostgreSQL store. Clones share the writer and the read connection.
@@ -233,11 +227,7 @@ impl PgStore {
             )
             .await?,
         );
-        let q = tx
-            .prepare(
-                "SELECT count(*) FROM latest WHERE kind = $1 AND received_at >= $2 AND received_at < $3",
-            )
-            .await?;
+        let q = tx.prepare(PARTIAL).await?;
         for kind in ["is", "cli"] {
             for cut in [c.last_day, c.last_week, c.last_month] {
                 let end = (day_of(cut) + 1) * MICROS_PER_DAY;
@@ -355,41 +345,20 @@ async fn admin(client: &mut Client, op: &Admin) -> anyhow::Result<AdminReply> {
             AdminReply::Rotated
         }
         Admin::Forget { .. } => {
-            let sha256: Vec<String> = tx
+            let rows = tx
                 .query(
-                    "SELECT sha256 FROM reports WHERE uid = $1 ORDER BY id",
+                    "SELECT id, received_at, sha256, body FROM reports WHERE uid = $1 ORDER BY id",
                     &[&uid],
                 )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let latest: Option<(i64, Vec<u8>)> = tx
-                .query_opt(
-                    "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id
-                     WHERE l.uid = $1",
-                    &[&uid],
-                )
-                .await?
-                .map(|r| (r.get(0), r.get(1)));
-            let days: Vec<(i64, Vec<u8>)> = tx
-                .query(
-                    "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id
-                     WHERE d.uid = $1",
-                    &[&uid],
-                )
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
-            let deltas = forget_deltas(
-                latest.as_ref().map(|(at, b)| (*at, b.as_slice())),
-                &days,
-                sha256.len() as u64,
-                Some(&pin.kind),
-            );
+                .await?;
+            let mut newest = Newest::default();
+            for r in &rows {
+                newest.add(r.get(1), r.get(0), r.get(3));
+            }
+            let sha256: Vec<String> = rows.iter().map(|r| r.get(2)).collect();
+            let deltas = forget_deltas(&newest, sha256.len() as u64, Some(&pin.kind));
             add_counters(&tx, &deltas).await?;
-            for table in ["latest", "day_latest", "reports", "pins"] {
+            for table in ["reports", "pins"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE uid = $1"), &[&uid])
                     .await?;
             }
@@ -397,8 +366,8 @@ async fn admin(client: &mut Client, op: &Admin) -> anyhow::Result<AdminReply> {
                 uid: uid.to_owned(),
                 reports: sha256.len() as u64,
                 sha256,
-                latest: latest.is_some(),
-                days: days.len() as u64,
+                latest: newest.latest.is_some(),
+                days: newest.days.len() as u64,
                 pin: pin.keyid,
             })
         }
@@ -487,10 +456,7 @@ async fn prune(client: &mut Client, step: PruneStep) -> anyhow::Result<Pruned> {
     if let Some(before) = step.before {
         let rows = tx
             .query(
-                "SELECT r.id, r.received_at, l.uid IS NOT NULL FROM reports r
-                 LEFT JOIN latest l ON l.uid = r.uid AND l.report_id = r.id
-                 WHERE r.received_at < $1 AND (r.received_at, r.id) > ($2, $3)
-                 ORDER BY r.received_at, r.id LIMIT $4",
+                PRUNE_NEXT,
                 &[&before, &step.after.0, &step.after.1, &limit],
             )
             .await?;
@@ -502,15 +468,7 @@ async fn prune(client: &mut Client, step: PruneStep) -> anyhow::Result<Pruned> {
         out.reports = tx
             .execute("DELETE FROM reports WHERE id = ANY($1)", &[&gone])
             .await?;
-        let n = tx
-            .execute(
-                "DELETE FROM day_latest WHERE (day, uid) IN
-                 (SELECT day, uid FROM day_latest WHERE day < $1 LIMIT $2)",
-                &[&day_of(before), &limit],
-            )
-            .await?;
-        out.day_latest = n;
-        if rows.len() == step.limit || n == limit as u64 {
+        if rows.len() == step.limit {
             out.next = Some(
                 rows.last()
                     .map_or(step.after, |r| (r.get::<_, i64>(1), r.get::<_, i64>(0))),
@@ -545,6 +503,9 @@ async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     if !super::needs_migration(version)? {
         return Ok(tx.commit().await?);
     }
+    // Version 6: the uid index that replaces `latest` and `day_latest`, made before the
+    // rebuild reads reports in uid order.
+    tx.batch_execute(BY_UID).await?;
     if version < REBUILD_BELOW {
         rebuild_counters(&tx).await?;
     }
@@ -572,23 +533,19 @@ async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Resul
     }
     for_each_row(
         tx,
-        "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id",
-        |r| rebuild.latest(r.get(0), r.get(1)),
+        "SELECT uid, received_at, id, body FROM reports ORDER BY uid, received_at, id",
+        |r| rebuild.report(r.get(0), r.get(1), r.get(2), r.get(3)),
     )
     .await?;
-    for_each_row(
-        tx,
-        "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id",
-        |r| rebuild.daily(r.get(0), r.get(1)),
-    )
-    .await?;
-    let deltas: Vec<_> = rebuild.finish().into_iter().collect();
-    for chunk in deltas.chunks(10_000) {
-        write_counters(
-            tx,
-            chunk.iter().map(|((s, n), v)| (s.as_str(), n.as_str(), *v)),
-        )
-        .await?;
+    // Added to the new, empty table: the sums are the values.
+    let mut deltas = rebuild.finish();
+    while !deltas.is_empty() {
+        let rest = match deltas.keys().nth(10_000).cloned() {
+            Some(k) => deltas.split_off(&k),
+            None => Deltas::new(),
+        };
+        add_counters(tx, &deltas).await?;
+        deltas = rest;
     }
     Ok(())
 }
@@ -609,29 +566,6 @@ async fn for_each_row(
             return Ok(());
         }
     }
-}
-
-/// Writes counters' new values (upsert).
-async fn write_counters<'a>(
-    tx: &tokio_postgres::Transaction<'_>,
-    rows: impl Iterator<Item = (&'a str, &'a str, i128)>,
-) -> anyhow::Result<()> {
-    let (mut s, mut n, mut h, mut v) = (vec![], vec![], vec![], vec![]);
-    for (scope, name, value) in rows {
-        let (hi, lo) = split_counter(value);
-        s.push(scope);
-        n.push(name);
-        h.push(hi);
-        v.push(lo);
-    }
-    tx.execute(
-        "INSERT INTO counters (scope, name, hi, value)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-         ON CONFLICT (scope, name) DO UPDATE SET hi = excluded.hi, value = excluded.value",
-        &[&s, &n, &h, &v],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Takes one token per report from the shared per-uid buckets (see the module docs): the
@@ -683,74 +617,57 @@ async fn take_tokens<'a>(
     Ok((allowed, waits))
 }
 
-/// Adds `deltas` to the counters, exactly (read, add in 128 bits, write back: the advisory lock
-/// makes this transaction the only writer).
-async fn add_counters(tx: &tokio_postgres::Transaction<'_>, deltas: &Deltas) -> anyhow::Result<()> {
-    let old = read_counters(tx, deltas).await?;
-    write_deltas(tx, deltas, &old).await
-}
-
-/// The current values of the counters `deltas` names (absent ones are 0).
-async fn read_counters(
+/// Adds `deltas` to the counters, exactly, in one statement (no read first): a delta is split
+/// like a counter (`hi · 10^18 + value`, `0 ≤ value < 10^18`), so the two `value`s sum below
+/// 2·10^18, which a BIGINT holds, and their carry goes to `hi`. The advisory lock makes this
+/// transaction the only writer.
+async fn add_counters(
     tx: &tokio_postgres::Transaction<'_>,
     deltas: &Deltas,
-) -> Result<HashMap<(String, String), i128>, tokio_postgres::Error> {
-    let mut old = HashMap::new();
-    if deltas.is_empty() {
-        return Ok(old);
-    }
-    let (mut s, mut nm) = (vec![], vec![]);
-    for (scope, name) in deltas.keys() {
-        s.push(scope.as_str());
-        nm.push(name.as_str());
-    }
-    for row in tx
-        .query(
-            "SELECT c.scope, c.name, c.hi, c.value FROM counters c
-             JOIN UNNEST($1::text[], $2::text[]) AS k(scope, name)
-               ON c.scope = k.scope AND c.name = k.name",
-            &[&s, &nm],
-        )
-        .await?
-    {
-        old.insert(
-            (row.get(0), row.get(1)),
-            join_counter(row.get(2), row.get(3)),
-        );
-    }
-    Ok(old)
-}
-
-/// Writes `old + delta` for each of `deltas`.
-async fn write_deltas(
-    tx: &tokio_postgres::Transaction<'_>,
-    deltas: &Deltas,
-    old: &HashMap<(String, String), i128>,
-) -> anyhow::Result<()> {
+) -> Result<(), tokio_postgres::Error> {
     if deltas.is_empty() {
         return Ok(());
     }
-    write_counters(
-        tx,
-        deltas.iter().map(|((scope, name), delta)| {
-            let was = old
-                .get(&(scope.clone(), name.clone()))
-                .copied()
-                .unwrap_or(0);
-            (scope.as_str(), name.as_str(), was + delta)
-        }),
+    let (mut s, mut n, mut h, mut v) = (vec![], vec![], vec![], vec![]);
+    for ((scope, name), delta) in deltas {
+        let (hi, lo) = split_counter(*delta);
+        s.push(scope.as_str());
+        n.push(name.as_str());
+        h.push(hi);
+        v.push(lo);
+    }
+    tx.execute(
+        "INSERT INTO counters (scope, name, hi, value)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (scope, name) DO UPDATE SET
+           hi = counters.hi + excluded.hi + (counters.value + excluded.value) / 1000000000000000000,
+           value = (counters.value + excluded.value) % 1000000000000000000",
+        &[&s, &n, &h, &v],
     )
-    .await
+    .await?;
+    Ok(())
 }
 
-/// Reads the `latest` row of each of `uids` (with its report) for [`dedupe`] and [`plan`].
-const PREV_LATEST: &str = "SELECT l.uid, l.report_id, l.received_at, r.sha256, r.body FROM latest l
-     JOIN reports r ON r.id = l.report_id WHERE l.uid = ANY($1)";
+/// Reads the latest report of each of the uids `$1` for [`dedupe`] and [`plan`]: one probe of
+/// the index on `(uid, received_at, id)` per uid.
+const PREV_LATEST: &str = "SELECT l.uid, l.id, l.received_at, l.sha256, l.body
+     FROM (SELECT DISTINCT u FROM UNNEST($1::text[]) AS u) k
+     CROSS JOIN LATERAL (SELECT uid, id, received_at, sha256, body FROM reports r
+         WHERE r.uid = k.u ORDER BY received_at DESC, id DESC LIMIT 1) l";
+
+/// Reads, for each `(uid, from, to)` of `$1`, `$2`, `$3`, the uid's latest report received in
+/// `[from, to)`: the previous report of a day that [`prev_days`] could not derive.
+const PREV_OF_DAYS: &str = "SELECT k.day_from, l.uid, l.id, l.received_at, l.sha256, l.body
+     FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS k(uid, day_from, day_to)
+     CROSS JOIN LATERAL (SELECT uid, id, received_at, sha256, body FROM reports r
+         WHERE r.uid = k.uid AND r.received_at >= k.day_from AND r.received_at < k.day_to
+         ORDER BY received_at DESC, id DESC LIMIT 1) l";
 
 /// One batch in one transaction. Queries that do not need each other's answers are sent
 /// together (tokio-postgres pipelines them on the one connection, and the server runs them in
-/// order), so a batch takes 7 round trips without the shared per-uid limit instead of 12: the
-/// writer is serial, and its round trips bound the ingest rate (`./task bench floor`).
+/// order), so a batch takes 3 round trips without the shared per-uid limit (the reads, the
+/// writes, the commit): the writer is serial, and its round trips bound the ingest rate
+/// (`./task bench floor`).
 async fn write_batch(
     client: &mut Client,
     all: &[&NewReport],
@@ -837,7 +754,7 @@ async fn write_batch(
 
 /// Stores the reports of a batch that are not repeats, in the caller's transaction (which
 /// holds the lock), adds their counters and `pinned` (the counters of the batch's new pins),
-/// and returns each one's outcome. `prev_latest` holds the `latest` rows of (at least) the
+/// and returns each one's outcome. `prev_latest` holds the latest reports of (at least) the
 /// batch's uids, `ids` (ascending) at least one free row id per report.
 async fn stored_outcomes(
     tx: &tokio_postgres::Transaction<'_>,
@@ -852,87 +769,46 @@ async fn stored_outcomes(
         add_counters(tx, &pinned).await?;
         return Ok(outcomes);
     }
+    // Read before the batch's own rows are inserted; needed only for reports received out of
+    // order across midnight, so usually no round trip.
+    let (mut prev_day, missing) = prev_days(&fresh, &prev_latest);
+    if !missing.is_empty() {
+        let uids: Vec<&str> = missing.iter().map(|(_, u)| u.as_str()).collect();
+        let from: Vec<i64> = missing.iter().map(|(d, _)| d * MICROS_PER_DAY).collect();
+        let to: Vec<i64> = from.iter().map(|f| f + MICROS_PER_DAY).collect();
+        for row in tx.query(PREV_OF_DAYS, &[&uids, &from, &to]).await? {
+            let body: &[u8] = row.get(5);
+            prev_day.insert(
+                (day_of(row.get(0)), row.get(1)),
+                Prev::from_row(row.get(2), row.get(3), row.get(4), body),
+            );
+        }
+    }
     let ids = &ids[..fresh.len()];
+    let with_ids: Vec<(i64, &NewReport)> = ids.iter().copied().zip(fresh.iter().copied()).collect();
+    let mut counters = plan(&with_ids, prev_latest, prev_day);
+    for (k, v) in pinned {
+        *counters.entry(k).or_default() += v;
+    }
     let received: Vec<i64> = fresh.iter().map(|r| r.received_at).collect();
     let uids: Vec<&str> = fresh.iter().map(|r| r.report.uid.as_str()).collect();
     let kinds: Vec<&str> = fresh.iter().map(|r| r.kind()).collect();
     let digests: Vec<&str> = fresh.iter().map(|r| r.sha256.as_str()).collect();
     let bodies: Vec<&[u8]> = fresh.iter().map(|r| r.body.as_slice()).collect();
     let signers: Vec<Option<&str>> = fresh.iter().map(|r| r.signed_by.as_deref()).collect();
-    let days: Vec<i64> = fresh.iter().map(|r| day_of(r.received_at)).collect();
     let rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
         &[&ids, &received, &uids, &kinds, &digests, &bodies, &signers];
-    let keys: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&days, &uids];
-    // The day rows read here point at earlier reports, never at the ones inserted beside.
-    let (inserted, day_rows) = tokio::join!(
+    let (inserted, added) = tokio::join!(
         tx.execute(
             "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                                   $6::bytea[], $7::text[])",
             rows,
         ),
-        tx.query(
-            "SELECT d.day, d.uid, d.report_id, d.received_at, r.sha256, r.body FROM day_latest d
-             JOIN (SELECT DISTINCT * FROM UNNEST($1::bigint[], $2::text[]) AS k(day, uid)) k
-               ON d.day = k.day AND d.uid = k.uid
-             JOIN reports r ON r.id = d.report_id",
-            keys,
-        ),
+        add_counters(tx, &counters),
     );
+    // Errors in the order the statements were sent (see `write_batch`).
     inserted?;
-    let day_rows = day_rows?;
-    let with_ids: Vec<(i64, &NewReport)> = ids.iter().copied().zip(fresh.iter().copied()).collect();
-    let prev_day: HashMap<(i64, String), Prev> = day_rows
-        .iter()
-        .map(|row| {
-            let body: &[u8] = row.get(5);
-            (
-                (row.get::<_, i64>(0), row.get::<_, String>(1)),
-                Prev::from_row(row.get(2), row.get(3), row.get(4), body),
-            )
-        })
-        .collect();
-    let mut plan = plan(&with_ids, prev_latest, prev_day);
-    for (k, v) in pinned {
-        *plan.counters.entry(k).or_default() += v;
-    }
-
-    let (mut u, mut k, mut id, mut at) = (vec![], vec![], vec![], vec![]);
-    for (uid, (kind, rid, rat)) in &plan.latest {
-        u.push(uid.as_str());
-        k.push(*kind);
-        id.push(*rid);
-        at.push(*rat);
-    }
-    let (mut d, mut du, mut did, mut dat) = (vec![], vec![], vec![], vec![]);
-    for ((day, uid), (rid, rat)) in &plan.day_latest {
-        d.push(*day);
-        du.push(uid.as_str());
-        did.push(*rid);
-        dat.push(*rat);
-    }
-    let latest_rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&u, &k, &id, &at];
-    let daily_rows: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&d, &du, &did, &dat];
-    let (latest, daily, old) = tokio::join!(
-        tx.execute(
-            "INSERT INTO latest (uid, kind, report_id, received_at)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-             ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
-             received_at = excluded.received_at",
-            latest_rows,
-        ),
-        tx.execute(
-            "INSERT INTO day_latest (day, uid, report_id, received_at)
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
-             ON CONFLICT (day, uid) DO UPDATE SET report_id = excluded.report_id,
-             received_at = excluded.received_at",
-            daily_rows,
-        ),
-        read_counters(tx, &plan.counters),
-    );
-    latest?;
-    daily?;
-    let old = old?;
-    write_deltas(tx, &plan.counters, &old).await?;
+    added?;
     Ok(outcomes)
 }

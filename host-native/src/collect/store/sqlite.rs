@@ -21,11 +21,11 @@ use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
 use super::{
-    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Outcome,
-    PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
-    failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, split_counter,
-    take_batch,
+    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Newest, Outcome,
+    PARTIAL, PLAN_DEPLOYMENTS_OF_TOP, PREV_OF_DAY, PRUNE_NEXT, Pin, Prev, PruneStep, Pruned,
+    REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
+    authorize, day_name, day_of, dedupe, enqueue, failed, forget_deltas, isolate, join_counter,
+    merge_outcomes, pin_deltas, plan, prev_days, split_counter, take_batch,
 };
 
 const TABLES: &str = "
@@ -37,21 +37,17 @@ CREATE TABLE IF NOT EXISTS reports (
     sha256 TEXT NOT NULL,
     body BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS latest (
-    uid TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    report_id INTEGER NOT NULL,
-    received_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS latest_kind_received ON latest (kind, received_at);
-CREATE TABLE IF NOT EXISTS day_latest (
-    day INTEGER NOT NULL,
-    uid TEXT NOT NULL,
-    report_id INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    PRIMARY KEY (day, uid)
-) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reports_received ON reports (received_at);
+";
+
+/// Schema version 6 (see the parent module): `reports` is the one structure keyed by uid. Its
+/// index yields a uid's reports newest last (the row id, which SQLite appends to every index
+/// entry, breaks ties); the tables it replaces go.
+const BY_UID: &str = "
+CREATE INDEX IF NOT EXISTS reports_uid_received ON reports (uid, received_at);
+DROP INDEX IF EXISTS reports_uid;
+DROP TABLE IF EXISTS latest;
+DROP TABLE IF EXISTS day_latest;
 ";
 
 /// The counters of schema version 2 (see the parent module): exact sums as `hi · 10^18 + value`,
@@ -68,9 +64,8 @@ CREATE TABLE counters (
 CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name);
 ";
 
-/// Schema version 4 (signed reports, see the parent module): the pins, the verified mark of
-/// each report, and an index that finds a uid's reports (read and forget by uid). Run after
-/// [`TABLES`]; the column is added by [`migrate`] when missing.
+/// Schema version 4 (signed reports, see the parent module): the pins and the verified mark
+/// of each report. Run after [`TABLES`]; the column is added by [`migrate`] when missing.
 const PINS: &str = "
 CREATE TABLE IF NOT EXISTS pins (
     uid TEXT PRIMARY KEY,
@@ -78,7 +73,6 @@ CREATE TABLE IF NOT EXISTS pins (
     kind TEXT NOT NULL,
     pinned_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS reports_uid ON reports (uid);
 ";
 
 /// An open SQLite store. Clones share the writer and the read connection.
@@ -102,8 +96,8 @@ fn open_conn(path: &Path) -> anyhow::Result<Connection> {
     let conn =
         Connection::open(path).with_context(|| format!("opening SQLite {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // A larger page cache and memory-mapped reads keep the `latest` and `day_latest` lookups
-    // of each batch off the read syscalls.
+    // A larger page cache and memory-mapped reads keep the lookups of each batch (a uid's
+    // latest report) off the read syscalls.
     conn.execute_batch(
         "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;",
     )?;
@@ -200,9 +194,7 @@ impl SqliteStore {
                      ORDER BY scope DESC LIMIT ?1",
                 )?;
                 push(&mut q.query(params![(DAYS * DAY_FIELDS.len()) as i64])?)?;
-                let mut q = tx.prepare_cached(
-                    "SELECT count(*) FROM latest WHERE kind = ?1 AND received_at >= ?2 AND received_at < ?3",
-                )?;
+                let mut q = tx.prepare_cached(PARTIAL)?;
                 for kind in ["is", "cli"] {
                     for cut in [c.last_day, c.last_week, c.last_month] {
                         let end = (day_of(cut) + 1) * MICROS_PER_DAY;
@@ -310,44 +302,28 @@ fn admin(conn: &mut Connection, op: &Admin) -> anyhow::Result<AdminReply> {
             AdminReply::Rotated
         }
         Admin::Forget { .. } => {
-            let sha256 = {
-                let mut q = tx.prepare("SELECT sha256 FROM reports WHERE uid = ?1 ORDER BY id")?;
-                q.query_map([uid], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()?
-            };
-            let latest: Option<(i64, Vec<u8>)> = tx
-                .query_row(
-                    "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id
-                     WHERE l.uid = ?1",
-                    [uid],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let days = {
+            let mut sha256 = Vec::new();
+            let mut newest = Newest::default();
+            {
                 let mut q = tx.prepare(
-                    "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id
-                     WHERE d.uid = ?1",
+                    "SELECT id, received_at, sha256, body FROM reports WHERE uid = ?1 ORDER BY id",
                 )?;
-                q.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<(i64, Vec<u8>)>, _>>()?
-            };
-            let deltas = forget_deltas(
-                latest.as_ref().map(|(at, b)| (*at, b.as_slice())),
-                &days,
-                sha256.len() as u64,
-                Some(&pin.kind),
-            );
+                let mut rows = q.query([uid])?;
+                while let Some(r) = rows.next()? {
+                    newest.add(r.get(1)?, r.get(0)?, r.get_ref(3)?.as_blob()?);
+                    sha256.push(r.get::<_, String>(2)?);
+                }
+            }
+            let deltas = forget_deltas(&newest, sha256.len() as u64, Some(&pin.kind));
             add_counters(&tx, &deltas)?;
-            tx.execute("DELETE FROM latest WHERE uid = ?1", [uid])?;
-            tx.execute("DELETE FROM day_latest WHERE uid = ?1", [uid])?;
             tx.execute("DELETE FROM reports WHERE uid = ?1", [uid])?;
             tx.execute("DELETE FROM pins WHERE uid = ?1", [uid])?;
             AdminReply::Forgotten(Forgotten {
                 uid: uid.to_owned(),
                 reports: sha256.len() as u64,
                 sha256,
-                latest: latest.is_some(),
-                days: days.len() as u64,
+                latest: newest.latest.is_some(),
+                days: newest.days.len() as u64,
                 pin: pin.keyid,
             })
         }
@@ -418,12 +394,7 @@ fn prune(conn: &mut Connection, step: PruneStep) -> anyhow::Result<Pruned> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         // The next reports by received time, each marked when it is still a deployment's latest.
-        let mut q = tx.prepare_cached(
-            "SELECT r.id, r.received_at, l.uid IS NOT NULL FROM reports r
-             LEFT JOIN latest l ON l.uid = r.uid AND l.report_id = r.id
-             WHERE r.received_at < ?1 AND (r.received_at, r.id) > (?2, ?3)
-             ORDER BY r.received_at, r.id LIMIT ?4",
-        )?;
+        let mut q = tx.prepare_cached(PRUNE_NEXT)?;
         let rows: Vec<(i64, i64, bool)> = q
             .query_map(params![before, step.after.0, step.after.1, limit], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -435,13 +406,7 @@ fn prune(conn: &mut Connection, step: PruneStep) -> anyhow::Result<Pruned> {
                 out.reports += del.execute([id])? as u64;
             }
         }
-        let n = tx.execute(
-            "DELETE FROM day_latest WHERE (day, uid) IN
-             (SELECT day, uid FROM day_latest WHERE day < ?1 LIMIT ?2)",
-            params![day_of(before), limit],
-        )?;
-        out.day_latest = n as u64;
-        if rows.len() == step.limit || n == step.limit {
+        if rows.len() == step.limit {
             out.next = Some(rows.last().map_or(step.after, |(id, at, _)| (*at, *id)));
         }
     }
@@ -484,6 +449,9 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     if signed_by == 0 {
         tx.execute_batch("ALTER TABLE reports ADD COLUMN signed_by TEXT")?;
     }
+    // Version 6: the uid index that replaces `latest` and `day_latest`, made before the
+    // rebuild reads reports in uid order.
+    tx.execute_batch(BY_UID)?;
     if version < REBUILD_BELOW {
         rebuild_counters(&tx)?;
     }
@@ -505,18 +473,16 @@ fn rebuild_counters(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
             rebuild.pin(r.get_ref(0)?.as_str()?);
         }
         let mut q = tx.prepare(
-            "SELECT l.received_at, r.body FROM latest l JOIN reports r ON r.id = l.report_id",
+            "SELECT uid, received_at, id, body FROM reports ORDER BY uid, received_at",
         )?;
         let mut rows = q.query([])?;
         while let Some(r) = rows.next()? {
-            rebuild.latest(r.get(0)?, r.get_ref(1)?.as_blob()?);
-        }
-        let mut q = tx.prepare(
-            "SELECT d.day, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id",
-        )?;
-        let mut rows = q.query([])?;
-        while let Some(r) = rows.next()? {
-            rebuild.daily(r.get(0)?, r.get_ref(1)?.as_blob()?);
+            rebuild.report(
+                r.get_ref(0)?.as_str()?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get_ref(3)?.as_blob()?,
+            );
         }
         rebuild.finish()
     };
@@ -529,6 +495,16 @@ fn rebuild_counters(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A uid's previous latest report, from `SELECT id, received_at, sha256, body`.
+fn prev_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Prev> {
+    Ok(Prev::from_row(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get_ref(3)?.as_blob()?,
+    ))
 }
 
 fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<Outcome>> {
@@ -564,33 +540,38 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
             .map(|(r, _)| *r)
             .collect();
         let batch = batch.as_slice();
+        // Each uid's latest stored report, by the index on (uid, received_at).
         let mut prev_latest = HashMap::new();
         let mut q = tx.prepare_cached(
-            "SELECT l.report_id, l.received_at, r.sha256, r.body FROM latest l JOIN reports r ON r.id = l.report_id WHERE l.uid = ?1",
+            "SELECT id, received_at, sha256, body FROM reports WHERE uid = ?1
+             ORDER BY received_at DESC, id DESC LIMIT 1",
         )?;
         for r in batch {
             let uid = &r.report.uid;
-            if prev_latest.contains_key(uid) {
-                continue;
-            }
-            let row: Option<(i64, i64, String, Vec<u8>)> = q
-                .query_row([uid], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .optional()?;
-            if let Some((id, at, sha, body)) = row {
-                prev_latest.insert(uid.clone(), Prev::from_row(id, at, sha, &body));
+            if !prev_latest.contains_key(uid)
+                && let Some(p) = q.query_row([uid], prev_row).optional()?
+            {
+                prev_latest.insert(uid.clone(), p);
             }
         }
         let (o, fresh) = dedupe(batch, &prev_latest);
         outcomes = merge_outcomes(verdicts, o);
+        let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
+        // Read before the batch's own rows are inserted.
+        let (mut prev_day, missing) = prev_days(&fresh, &prev_latest);
+        let mut q = tx.prepare_cached(PREV_OF_DAY)?;
+        for (day, uid) in missing {
+            let (from, to) = (day * MICROS_PER_DAY, (day + 1) * MICROS_PER_DAY);
+            if let Some(p) = q.query_row(params![uid, from, to], prev_row).optional()? {
+                prev_day.insert((day, uid), p);
+            }
+        }
         let mut with_ids = Vec::with_capacity(fresh.len());
         let mut ins = tx.prepare_cached(
             "INSERT INTO reports (received_at, uid, kind, sha256, body, signed_by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for i in fresh {
-            let r = batch[i];
+        for r in fresh {
             ins.execute(params![
                 r.received_at,
                 r.report.uid,
@@ -601,45 +582,11 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
             ])?;
             with_ids.push((tx.last_insert_rowid(), r));
         }
-        let mut prev_day = HashMap::new();
-        let mut q = tx.prepare_cached(
-            "SELECT d.report_id, d.received_at, r.sha256, r.body FROM day_latest d JOIN reports r ON r.id = d.report_id WHERE d.day = ?1 AND d.uid = ?2",
-        )?;
-        for (_, r) in &with_ids {
-            let key = (day_of(r.received_at), r.report.uid.clone());
-            if prev_day.contains_key(&key) {
-                continue;
-            }
-            let row: Option<(i64, i64, String, Vec<u8>)> = q
-                .query_row(params![key.0, key.1], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .optional()?;
-            if let Some((id, at, sha, body)) = row {
-                prev_day.insert(key, Prev::from_row(id, at, sha, &body));
-            }
-        }
-        let mut plan = plan(&with_ids, prev_latest, prev_day);
+        let mut counters = plan(&with_ids, prev_latest, prev_day);
         for (k, v) in pinned {
-            *plan.counters.entry(k).or_default() += v;
+            *counters.entry(k).or_default() += v;
         }
-        let mut q = tx.prepare_cached(
-            "INSERT INTO latest (uid, kind, report_id, received_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (uid) DO UPDATE SET kind = excluded.kind, report_id = excluded.report_id,
-             received_at = excluded.received_at",
-        )?;
-        for (uid, (kind, id, at)) in &plan.latest {
-            q.execute(params![uid, kind, id, at])?;
-        }
-        let mut q = tx.prepare_cached(
-            "INSERT INTO day_latest (day, uid, report_id, received_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (day, uid) DO UPDATE SET report_id = excluded.report_id,
-             received_at = excluded.received_at",
-        )?;
-        for ((day, uid), (id, at)) in &plan.day_latest {
-            q.execute(params![day, uid, id, at])?;
-        }
-        add_counters(&tx, &plan.counters)?;
+        add_counters(&tx, &counters)?;
     }
     tx.commit().context("committing a batch of reports")?;
     Ok(outcomes)
