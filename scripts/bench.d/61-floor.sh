@@ -25,7 +25,7 @@
 # pages was 1.3x faster but raised p99 to 61 ms. Closing the gap needs one uid-keyed structure
 # per report instead of three (see the store docs).
 # Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (400000),
-# BENCH_CONCURRENCY (64). Needs wrk (apt package wrk; installed when missing).
+# BENCH_CONCURRENCY (64), BENCH_FLOOR_STORES ("sqlite postgres"). Needs wrk (apt package wrk; installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ttn-lw-telemetry/target}"
@@ -34,6 +34,7 @@ secs="${BENCH_FLOOR_SECS:-8}"
 rounds="${BENCH_FLOOR_ROUNDS:-2}"
 nbodies="${BENCH_FLOOR_BODIES:-400000}"
 concurrency="${BENCH_CONCURRENCY:-64}"
+stores="${BENCH_FLOOR_STORES:-sqlite postgres}"
 threads=2
 pg_admin="${TTN_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 
@@ -98,13 +99,13 @@ measure() { # measure STORE WHAT ROUND -> appends "rps p50 p99" to $work/STORE.W
 }
 
 echo "wrk -t$threads -c$concurrency -d${secs}s, $nbodies distinct reports, $rounds rounds each, alternating"
-for store in sqlite postgres; do
+for store in $stores; do
   for r in $(seq "$rounds"); do
     measure "$store" floor "$r"
     measure "$store" collector "$r"
   done
 done
-for store in sqlite postgres; do
+for store in $stores; do
   paste "$work/$store.collector" "$work/$store.floor" | awk -v s="$store" '
     { c += $1; f += $4; k++; if ($3 > cp) cp = $3; if ($6 > fp) fp = $6 }
     END { printf "%-8s collector %.0f reports/s (worst p99 %.2f ms), floor %.0f reports/s (worst p99 %.2f ms): collector/floor = %.2f\n",

@@ -528,8 +528,9 @@ pub struct Prev {
     /// SHA-256 of its body, hex.
     pub sha256: String,
     /// The report, parsed from its stored body; `None` when the current core refuses it (stored
-    /// by an older collector): such a report counts in no aggregate.
-    pub report: Option<Report>,
+    /// by an older collector): such a report counts in no aggregate. Shared, since a batch
+    /// holds it as the latest of its uid and of its day.
+    pub report: Option<std::sync::Arc<Report>>,
 }
 
 impl Prev {
@@ -539,7 +540,7 @@ impl Prev {
             id,
             received_at,
             sha256,
-            report: parse_report(body).ok(),
+            report: parse_report(body).ok().map(std::sync::Arc::new),
         }
     }
 }
@@ -615,10 +616,11 @@ pub fn plan(
     mut prev_latest: HashMap<String, Prev>,
     mut prev_day: HashMap<(i64, String), Prev>,
 ) -> Deltas {
-    let mut deltas: BTreeMap<(String, String), i128> = BTreeMap::new();
-    *deltas.entry(("meta".into(), "reports".into())).or_default() += new.len() as i128;
+    let mut deltas = Acc::default();
+    bump(&mut deltas, "meta", "reports", new.len() as i128);
     for &(id, r) in new {
         let uid = r.report.uid.clone();
+        let this = Prev::of(id, r);
         let newer = |p: &Prev| (r.received_at, id) > (p.received_at, p.id);
         let cur = prev_latest.get(&uid);
         if cur.is_none_or(newer) {
@@ -631,7 +633,7 @@ pub fn plan(
                 add_latest(&mut deltas, p, *received_at, -1);
             }
             add_latest(&mut deltas, &r.report, r.received_at, 1);
-            prev_latest.insert(uid.clone(), Prev::of(id, r));
+            prev_latest.insert(uid.clone(), this.clone());
         }
         let day = day_of(r.received_at);
         let key = (day, uid);
@@ -644,11 +646,10 @@ pub fn plan(
                 add_daily(&mut deltas, p, day, -1);
             }
             add_daily(&mut deltas, &r.report, day, 1);
-            prev_day.insert(key, Prev::of(id, r));
+            prev_day.insert(key, this);
         }
     }
-    deltas.retain(|_, v| *v != 0);
-    deltas
+    deltas.into_deltas()
 }
 
 impl Prev {
@@ -657,7 +658,7 @@ impl Prev {
             id,
             received_at: r.received_at,
             sha256: r.sha256.clone(),
-            report: Some(r.report.clone()),
+            report: Some(std::sync::Arc::new(r.report.clone())),
         }
     }
 }
@@ -665,14 +666,44 @@ impl Prev {
 /// Counter deltas by `(scope, name)`.
 pub type Deltas = BTreeMap<(String, String), i128>;
 
-fn bump(d: &mut Deltas, scope: &str, name: &str, v: i128) {
-    if v != 0 {
-        *d.entry((scope.to_owned(), name.to_owned())).or_default() += v;
+/// Counter deltas being summed, by scope and then name: looked up by `&str`, so a key is
+/// allocated once, when first seen (a batch bumps a few dozen keys thousands of times).
+#[derive(Debug, Default)]
+struct Acc(HashMap<String, HashMap<String, i128>>);
+
+impl Acc {
+    /// The sums, zeros left out.
+    fn into_deltas(self) -> Deltas {
+        let mut d = Deltas::new();
+        for (scope, names) in self.0 {
+            for (name, v) in names {
+                if v != 0 {
+                    d.insert((scope.clone(), name), v);
+                }
+            }
+        }
+        d
+    }
+}
+
+fn bump(d: &mut Acc, scope: &str, name: &str, v: i128) {
+    if v == 0 {
+        return;
+    }
+    let names = match d.0.get_mut(scope) {
+        Some(names) => names,
+        None => d.0.entry(scope.to_owned()).or_default(),
+    };
+    match names.get_mut(name) {
+        Some(sum) => *sum += v,
+        None => {
+            names.insert(name.to_owned(), v);
+        }
     }
 }
 
 /// Bumps a spread's entry and its sum (scope `sum`, named after the spread).
-fn bump_spread(d: &mut Deltas, scope: &str, name: &str, v: i128) {
+fn bump_spread(d: &mut Acc, scope: &str, name: &str, v: i128) {
     bump(d, scope, name, v);
     bump(d, "sum", scope, v);
 }
@@ -689,14 +720,17 @@ pub fn day_name(day: i64) -> String {
 }
 
 /// The counters one report adds (sign 1) or removes (sign −1) as the latest of its deployment.
-fn add_latest(d: &mut Deltas, r: &Report, received_at: i64, sign: i128) {
-    let kind = kind_of(r);
-    bump_spread(d, &format!("{kind}_version"), &r.os.binary_version, sign);
-    bump_spread(d, &format!("{kind}_os"), &r.os.operating_system, sign);
-    bump_spread(d, &format!("{kind}_arch"), &r.os.arch, sign);
+fn add_latest(d: &mut Acc, r: &Report, received_at: i64, sign: i128) {
+    let [version, os, arch, seen_day] = match kind_of(r) {
+        "is" => ["is_version", "is_os", "is_arch", "is_seen_day"],
+        _ => ["cli_version", "cli_os", "cli_arch", "cli_seen_day"],
+    };
+    bump_spread(d, version, &r.os.binary_version, sign);
+    bump_spread(d, os, &r.os.operating_system, sign);
+    bump_spread(d, arch, &r.os.arch, sign);
     bump(
         d,
-        &format!("{kind}_seen_day"),
+        seen_day,
         &day_name(day_of(received_at)),
         sign,
     );
@@ -732,7 +766,7 @@ fn add_latest(d: &mut Deltas, r: &Report, received_at: i64, sign: i128) {
 }
 
 /// The counters one report adds or removes as the latest of its deployment on `day`.
-fn add_daily(d: &mut Deltas, r: &Report, day: i64, sign: i128) {
+fn add_daily(d: &mut Acc, r: &Report, day: i64, sign: i128) {
     let scope = day_scope(day);
     match &r.payload {
         Payload::Cli(_) | Payload::CliWithoutUsage => bump(d, &scope, "cli_installations", sign),
@@ -914,11 +948,11 @@ pub fn merge_outcomes(verdicts: Vec<Option<Outcome>>, admitted: Vec<Outcome>) ->
 
 /// The counter deltas of new pins.
 pub fn pin_deltas(new_pins: &[NewPin]) -> Deltas {
-    let mut d = Deltas::new();
+    let mut d = Acc::default();
     for (_, _, kind, _) in new_pins {
         bump(&mut d, "latest", verified_name(kind), 1);
     }
-    d
+    d.into_deltas()
 }
 
 /// An operation on one uid that only its pinned key may ask for (issue 14 §2 and §3).
@@ -1023,7 +1057,7 @@ impl Newest {
 
     /// Adds (`sign` 1) or removes (−1) what these reports count for in the aggregates. A report
     /// the core now refuses (stored by an older collector) counts in nothing.
-    fn count(&self, d: &mut Deltas, sign: i128) {
+    fn count(&self, d: &mut Acc, sign: i128) {
         if let Some((at, _, body)) = &self.latest
             && let Ok(r) = parse_report(body)
         {
@@ -1041,14 +1075,13 @@ impl Newest {
 /// reports, `reports` is how many it had, and `pin_kind` the kind of its pin. Applied to the
 /// counters, they give what the counters would be had the uid never reported.
 pub fn forget_deltas(newest: &Newest, reports: u64, pin_kind: Option<&str>) -> Deltas {
-    let mut d = Deltas::new();
+    let mut d = Acc::default();
     bump(&mut d, "meta", "reports", -i128::from(reports));
     newest.count(&mut d, -1);
     if let Some(kind) = pin_kind {
         bump(&mut d, "latest", verified_name(kind), -1);
     }
-    d.retain(|_, v| *v != 0);
-    d
+    d.into_deltas()
 }
 
 /// Rebuilds every counter from the store's rows (a schema migration): feed it every stored
@@ -1056,7 +1089,7 @@ pub fn forget_deltas(newest: &Newest, reports: u64, pin_kind: Option<&str>) -> D
 /// write [`Rebuild::finish`]. Reports the core now refuses count in nothing.
 #[derive(Debug)]
 pub struct Rebuild {
-    deltas: Deltas,
+    deltas: Acc,
     /// The uid being read, and its reports so far.
     cur: Option<(String, Newest)>,
 }
@@ -1064,7 +1097,7 @@ pub struct Rebuild {
 impl Rebuild {
     /// Starts from the number of stored reports.
     pub fn new(reports: i64) -> Rebuild {
-        let mut deltas = Deltas::new();
+        let mut deltas = Acc::default();
         bump(&mut deltas, "meta", "reports", i128::from(reports));
         Rebuild { deltas, cur: None }
     }
@@ -1094,8 +1127,7 @@ impl Rebuild {
     /// The counters, zeros left out.
     pub fn finish(mut self) -> Deltas {
         self.flush();
-        self.deltas.retain(|_, v| *v != 0);
-        self.deltas
+        self.deltas.into_deltas()
     }
 }
 

@@ -96,11 +96,10 @@ fn open_conn(path: &Path) -> anyhow::Result<Connection> {
     let conn =
         Connection::open(path).with_context(|| format!("opening SQLite {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // A larger page cache and memory-mapped reads keep the lookups of each batch (a uid's
-    // latest report) off the read syscalls.
-    conn.execute_batch(
-        "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;",
-    )?;
+    // Memory-mapped reads keep the lookups of each batch (a uid's latest report) off the read
+    // syscalls. The page cache keeps SQLite's default size: a commit walks all of it (to drop
+    // pages past the end of the file), which with a 64 MiB cache took 5% of ingest's CPU.
+    conn.execute_batch("PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;")?;
     Ok(conn)
 }
 
