@@ -69,11 +69,7 @@ impl WriterMetrics {
 impl WriterMetrics {
     /// Records what one retention step deleted.
     pub fn pruned(&self, p: &super::store::Pruned) {
-        for (n, v) in self
-            .deleted
-            .iter()
-            .zip([p.reports, p.buckets])
-        {
+        for (n, v) in self.deleted.iter().zip([p.reports, p.buckets]) {
             n.fetch_add(v, Ordering::Relaxed);
         }
     }
@@ -188,10 +184,7 @@ impl Metrics {
             "Rows deleted by retention since start-up, by table (the aggregates are kept).",
             "counter",
         );
-        for (table, n) in ["reports", "uid_buckets"]
-            .iter()
-            .zip(&writer.deleted)
-        {
+        for (table, n) in ["reports", "uid_buckets"].iter().zip(&writer.deleted) {
             let _ = writeln!(
                 out,
                 "{name}{{table=\"{table}\"}} {}",

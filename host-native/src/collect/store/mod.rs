@@ -595,9 +595,7 @@ pub fn prev_days(
         };
         let (day, latest_day) = (day_of(r.received_at), day_of(p.received_at));
         if latest_day == day {
-            known
-                .entry((day, uid.clone()))
-                .or_insert_with(|| p.clone());
+            known.entry((day, uid.clone())).or_insert_with(|| p.clone());
         } else if latest_day > day {
             missing.insert((day, uid.clone()));
         }
@@ -728,12 +726,7 @@ fn add_latest(d: &mut Acc, r: &Report, received_at: i64, sign: i128) {
     bump_spread(d, version, &r.os.binary_version, sign);
     bump_spread(d, os, &r.os.operating_system, sign);
     bump_spread(d, arch, &r.os.arch, sign);
-    bump(
-        d,
-        seen_day,
-        &day_name(day_of(received_at)),
-        sign,
-    );
+    bump(d, seen_day, &day_name(day_of(received_at)), sign);
     match &r.payload {
         Payload::Cli(_) => bump(d, "latest", "cli_installations", sign),
         Payload::CliWithoutUsage => {

@@ -471,9 +471,8 @@ fn rebuild_counters(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
         while let Some(r) = rows.next()? {
             rebuild.pin(r.get_ref(0)?.as_str()?);
         }
-        let mut q = tx.prepare(
-            "SELECT uid, received_at, id, body FROM reports ORDER BY uid, received_at",
-        )?;
+        let mut q =
+            tx.prepare("SELECT uid, received_at, id, body FROM reports ORDER BY uid, received_at")?;
         let mut rows = q.query([])?;
         while let Some(r) = rows.next()? {
             rebuild.report(
