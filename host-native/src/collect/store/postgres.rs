@@ -36,7 +36,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Statement};
 use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs, redact_uri};
 
 use super::super::metrics::WriterMetrics;
@@ -431,13 +431,18 @@ async fn writer(
     metrics: Arc<WriterMetrics>,
     per_uid: Option<RateLimit>,
 ) {
+    let mut prepared = None;
     while let Some(first) = rx.recv().await {
         let (jobs, then) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
             let started = Instant::now();
+            if client.is_closed() {
+                // Statements belong to their connection.
+                prepared = None;
+            }
             let whole = match reconnect(&uri, &mut client).await {
-                Ok(()) => write_batch(&mut client, &batch, per_uid).await,
+                Ok(()) => write_batch(&mut client, &mut prepared, &batch, per_uid).await,
                 Err(e) => Err(e),
             };
             // One report at a time when the batch failed, so that one that cannot be stored
@@ -446,7 +451,7 @@ async fn writer(
                 let mut one = Vec::with_capacity(batch.len());
                 for r in &batch {
                     one.push(
-                        write_batch(&mut client, &[r], per_uid)
+                        write_batch(&mut client, &mut prepared, &[r], per_uid)
                             .await
                             .map(|mut o| o.remove(0))
                             .or_else(|e| unstorable(&e).ok_or_else(|| format!("{e:#}"))),
@@ -669,6 +674,15 @@ async fn add_counters(
     tx: &impl GenericClient,
     deltas: &Deltas,
 ) -> Result<(), tokio_postgres::Error> {
+    add_counters_with(tx, None, deltas).await
+}
+
+/// [`add_counters`], with [`ADD_COUNTERS`] prepared on `tx`'s connection when given.
+async fn add_counters_with(
+    tx: &impl GenericClient,
+    prepared: Option<&Statement>,
+    deltas: &Deltas,
+) -> Result<(), tokio_postgres::Error> {
     if deltas.is_empty() {
         return Ok(());
     }
@@ -680,21 +694,91 @@ async fn add_counters(
         h.push(hi);
         v.push(lo);
     }
-    tx.execute_typed(
-        "INSERT INTO counters (scope, name, hi, value)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-         ON CONFLICT (scope, name) DO UPDATE SET
-           hi = counters.hi + excluded.hi + (counters.value + excluded.value) / 1000000000000000000,
-           value = (counters.value + excluded.value) % 1000000000000000000",
-        &[
-            (&s, Type::TEXT_ARRAY),
-            (&n, Type::TEXT_ARRAY),
-            (&h, Type::INT8_ARRAY),
-            (&v, Type::INT8_ARRAY),
-        ],
-    )
-    .await?;
+    match prepared {
+        Some(st) => tx.execute(st, &[&s, &n, &h, &v]).await?,
+        None => {
+            tx.execute_typed(
+                ADD_COUNTERS,
+                &[
+                    (&s, Type::TEXT_ARRAY),
+                    (&n, Type::TEXT_ARRAY),
+                    (&h, Type::INT8_ARRAY),
+                    (&v, Type::INT8_ARRAY),
+                ],
+            )
+            .await?
+        }
+    };
     Ok(())
+}
+
+/// Adds the `(scope, name, hi, value)` rows of `$1`..`$4` to the counters (see
+/// [`add_counters`]).
+const ADD_COUNTERS: &str = "INSERT INTO counters (scope, name, hi, value)
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+     ON CONFLICT (scope, name) DO UPDATE SET
+       hi = counters.hi + excluded.hi + (counters.value + excluded.value) / 1000000000000000000,
+       value = (counters.value + excluded.value) % 1000000000000000000";
+
+/// Inserts the reports of a batch (`$1`..`$7`: ids, received times, uids, kinds, digests,
+/// bodies, signers).
+const INSERT_REPORTS: &str =
+    "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                          $6::bytea[], $7::text[])";
+
+/// A batch's statements, prepared once per connection: a batch then only binds and runs them
+/// (no parsing or planning per batch).
+struct Statements {
+    pins: Statement,
+    latest: Statement,
+    ids: Statement,
+    insert: Statement,
+    counters: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        let (pins, latest, ids, insert, counters) = tokio::join!(
+            client.prepare_typed(
+                "SELECT uid, keyid FROM pins WHERE uid = ANY($1)",
+                &[Type::TEXT_ARRAY]
+            ),
+            client.prepare_typed(PREV_LATEST, &[Type::TEXT_ARRAY]),
+            client.prepare_typed(
+                "SELECT nextval('reports_id_seq') FROM generate_series(1, $1::int)",
+                &[Type::INT4]
+            ),
+            client.prepare_typed(
+                INSERT_REPORTS,
+                &[
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::BYTEA_ARRAY,
+                    Type::TEXT_ARRAY
+                ]
+            ),
+            client.prepare_typed(
+                ADD_COUNTERS,
+                &[
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT8_ARRAY,
+                    Type::INT8_ARRAY
+                ]
+            ),
+        );
+        Ok(Statements {
+            pins: pins?,
+            latest: latest?,
+            ids: ids?,
+            insert: insert?,
+            counters: counters?,
+        })
+    }
 }
 
 /// Reads the latest report of each of the uids `$1` for [`dedupe`] and [`plan`]: one probe of
@@ -721,10 +805,19 @@ const PREV_OF_DAYS: &str = "SELECT k.day_from, l.uid, l.id, l.received_at, l.sha
 /// only ends the aborted transaction) and the batch fails.
 async fn write_batch(
     client: &mut Client,
+    prepared: &mut Option<Statements>,
     all: &[&NewReport],
     per_uid: Option<RateLimit>,
 ) -> anyhow::Result<Vec<Outcome>> {
-    let done = batch_in_transaction(client, all, per_uid).await;
+    let st = match prepared {
+        Some(st) => st,
+        None => prepared.insert(
+            Statements::prepare(client)
+                .await
+                .context("preparing the batch statements")?,
+        ),
+    };
+    let done = batch_in_transaction(client, st, all, per_uid).await;
     if done.is_err()
         && !client.is_closed()
         // Ends the transaction if it is still open; outside one, PostgreSQL only warns.
@@ -737,6 +830,7 @@ async fn write_batch(
 
 async fn batch_in_transaction(
     tx: &Client,
+    st: &Statements,
     all: &[&NewReport],
     per_uid: Option<RateLimit>,
 ) -> anyhow::Result<Vec<Outcome>> {
@@ -746,16 +840,13 @@ async fn batch_in_transaction(
     // skipped), and the pins and latest rows of every uid: the lock comes first in the
     // pipeline, so all of it is read under the lock.
     let n = i32::try_from(all.len())?;
-    let by_uid: &[(&(dyn ToSql + Sync), Type)] = &[(&uids, Type::TEXT_ARRAY)];
-    let count: &[(&(dyn ToSql + Sync), Type)] = &[(&n, Type::INT4)];
+    let by_uid: &[&(dyn ToSql + Sync)] = &[&uids];
+    let count: &[&(dyn ToSql + Sync)] = &[&n];
     let (locked, pin_rows, latest_rows, id_rows) = tokio::join!(
         tx.batch_execute(&begin),
-        tx.query_typed("SELECT uid, keyid FROM pins WHERE uid = ANY($1)", by_uid),
-        tx.query_typed(PREV_LATEST, by_uid),
-        tx.query_typed(
-            "SELECT nextval('reports_id_seq') FROM generate_series(1, $1::int)",
-            count,
-        ),
+        tx.query(&st.pins, by_uid),
+        tx.query(&st.latest, by_uid),
+        tx.query(&st.ids, count),
     );
     // Errors in the order the queries were sent: a query after a failed one fails only
     // because the transaction is aborted (25P02), which would hide the cause.
@@ -809,7 +900,7 @@ async fn batch_in_transaction(
     ids.sort_unstable();
     // The pins' counters are added with the batch's other counters (one write of counters
     // per batch).
-    let mut stored = store_and_commit(tx, &allowed, prev_latest, &ids, pin_deltas(&new_pins))
+    let mut stored = store_and_commit(tx, st, &allowed, prev_latest, &ids, pin_deltas(&new_pins))
         .await?
         .into_iter();
     let limited = waits
@@ -828,6 +919,7 @@ async fn batch_in_transaction(
 /// least) the batch's uids, `ids` (ascending) at least one free row id per report.
 async fn store_and_commit(
     tx: &Client,
+    st: &Statements,
     batch: &[&NewReport],
     prev_latest: HashMap<String, Prev>,
     ids: &[i64],
@@ -836,8 +928,10 @@ async fn store_and_commit(
     let (outcomes, fresh) = dedupe(batch, &prev_latest);
     let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
     if fresh.is_empty() {
-        let (added, committed) =
-            tokio::join!(add_counters(tx, &pinned), tx.batch_execute("COMMIT"));
+        let (added, committed) = tokio::join!(
+            add_counters_with(tx, Some(&st.counters), &pinned),
+            tx.batch_execute("COMMIT")
+        );
         added?;
         committed.context("committing a batch of reports")?;
         return Ok(outcomes);
@@ -874,23 +968,11 @@ async fn store_and_commit(
     let digests: Vec<&str> = fresh.iter().map(|r| r.sha256.as_str()).collect();
     let bodies: Vec<&[u8]> = fresh.iter().map(|r| r.body.as_slice()).collect();
     let signers: Vec<Option<&str>> = fresh.iter().map(|r| r.signed_by.as_deref()).collect();
-    let rows: &[(&(dyn ToSql + Sync), Type)] = &[
-        (&ids, Type::INT8_ARRAY),
-        (&received, Type::INT8_ARRAY),
-        (&uids, Type::TEXT_ARRAY),
-        (&kinds, Type::TEXT_ARRAY),
-        (&digests, Type::TEXT_ARRAY),
-        (&bodies, Type::BYTEA_ARRAY),
-        (&signers, Type::TEXT_ARRAY),
-    ];
+    let rows: &[&(dyn ToSql + Sync)] =
+        &[&ids, &received, &uids, &kinds, &digests, &bodies, &signers];
     let (inserted, added, committed) = tokio::join!(
-        tx.execute_typed(
-            "INSERT INTO reports (id, received_at, uid, kind, sha256, body, signed_by)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                                  $6::bytea[], $7::text[])",
-            rows,
-        ),
-        add_counters(tx, &counters),
+        tx.execute(&st.insert, rows),
+        add_counters_with(tx, Some(&st.counters), &counters),
         tx.batch_execute("COMMIT"),
     );
     // Errors in the order the statements were sent (see `batch_in_transaction`).
