@@ -766,3 +766,106 @@ async fn version_2_stores_gain_plan_deployment_counts(b: Backend) {
     assert_eq!(s.entities.gateways, 10);
     store.close().await;
 }
+
+both!(version_5_stores_keep_one_uid_structure);
+/// Schema version 6 reads each deployment's latest report, and its latest of each day, from
+/// `reports` itself (one index by uid), and PostgreSQL keeps the spreads' counters apart. A
+/// store a version-5 collector left behind (the tables `latest` and `day_latest`, the index
+/// `reports (uid)`, and on PostgreSQL the spreads in `counters` with their index) opens with
+/// the same stats, without the old structures, and the next reports move the aggregates as
+/// in a store that was never migrated.
+async fn version_5_stores_keep_one_uid_structure(b: Backend) {
+    let day = civil_to_unix_micros(2026, 7, 1, 0);
+    let (uri, _guard) = fresh_store(b, "v5to6").await;
+    let (control_uri, _g2) = fresh_store(b, "v5to6_ref").await;
+    let store = Store::open(Some(&uri)).await.unwrap();
+    let control = Store::open(Some(&control_uri)).await.unwrap();
+    let first: Vec<(i64, Vec<u8>)> = (0..4)
+        .map(|i| (day + i as i64, is_report(i, 0)))
+        .chain([(day + 10, is_report(0, 1))])
+        .collect();
+    for s in [&store, &control] {
+        let batch = first
+            .iter()
+            .map(|(at, body)| NewReport::parse(*at, body.clone()).unwrap())
+            .collect();
+        s.insert(batch).await.unwrap();
+    }
+    let before = store.stats(day + 20, 1).await.unwrap();
+    store.close().await;
+    let v5 = match b {
+        Backend::Sqlite => {
+            "CREATE TABLE latest (uid TEXT PRIMARY KEY, kind TEXT NOT NULL,
+                 report_id INTEGER NOT NULL, received_at INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE day_latest (day INTEGER NOT NULL, uid TEXT NOT NULL,
+                 report_id INTEGER NOT NULL, received_at INTEGER NOT NULL,
+                 PRIMARY KEY (day, uid)) WITHOUT ROWID;
+             DROP INDEX reports_uid_received;
+             CREATE INDEX reports_uid ON reports (uid)"
+        }
+        Backend::Postgres => {
+            "CREATE TABLE latest (uid TEXT PRIMARY KEY, kind TEXT NOT NULL,
+                 report_id BIGINT NOT NULL, received_at BIGINT NOT NULL);
+             CREATE TABLE day_latest (day BIGINT NOT NULL, uid TEXT NOT NULL,
+                 report_id BIGINT NOT NULL, received_at BIGINT NOT NULL, PRIMARY KEY (day, uid));
+             DROP INDEX reports_uid_received;
+             CREATE INDEX reports_uid ON reports (uid);
+             INSERT INTO counters SELECT * FROM spreads;
+             DROP TABLE spreads;
+             CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name)"
+        }
+    };
+    collect_util::downgrade(b, &uri, v5, 5).await;
+    let store = Store::open(Some(&uri)).await.unwrap();
+    assert_eq!(store.stats(day + 20, 1).await.unwrap(), before);
+    let gone = match b {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('latest', 'day_latest', 'reports_uid')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let row = client
+                .query_one(
+                    "SELECT (to_regclass('latest') IS NOT NULL)::int + (to_regclass('day_latest') IS NOT NULL)::int
+                          + (to_regclass('reports_uid') IS NOT NULL)::int + (to_regclass('counters_top') IS NOT NULL)::int
+                          + (SELECT count(*) FROM counters WHERE scope = 'is_version')::int",
+                    &[],
+                )
+                .await
+                .unwrap();
+            i64::from(row.get::<_, i32>(0))
+        }
+    };
+    assert_eq!(gone, 0, "the version-5 structures are gone");
+    // The same later reports (a repeat, a newer one the same day, one the next day and one
+    // received out of order on the first day) move both stores alike.
+    let later = [
+        (day + 30, is_report(0, 1)),
+        (day + 40, is_report(1, 2)),
+        (day + MICROS_PER_DAY + 5, is_report(2, 3)),
+        (day + 50, is_report(2, 4)),
+    ];
+    for s in [&store, &control] {
+        for (at, body) in &later {
+            s.insert(vec![NewReport::parse(*at, body.clone()).unwrap()])
+                .await
+                .unwrap();
+        }
+    }
+    let now = day + MICROS_PER_DAY + 10;
+    assert_eq!(
+        store.stats(now, 1).await.unwrap(),
+        control.stats(now, 1).await.unwrap()
+    );
+    store.close().await;
+    control.close().await;
+}

@@ -44,10 +44,10 @@ use super::super::ratelimit::{self, RateLimit};
 use super::super::stats::{DAYS, TOP};
 use super::{
     Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Newest, Outcome,
-    PARTIAL, PLAN_DEPLOYMENTS_OF_TOP, PRUNE_NEXT, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW,
-    Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name,
-    day_of, dedupe, enqueue, failed, forget_deltas, isolate, join_counter, merge_outcomes,
-    pin_deltas, plan, prev_days, split_counter, take_batch,
+    PARTIAL, PRUNE_NEXT, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
+    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
+    failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, prev_days,
+    split_counter, take_batch,
 };
 
 /// Advisory lock key that serializes batches, retention steps and migrations of collectors
@@ -73,7 +73,11 @@ CREATE TABLE IF NOT EXISTS uid_buckets (
 
 /// The counters of schema version 2 (see the parent module). Names compare by bytes
 /// (`COLLATE \"C\"`), as in SQLite and in the stats' own ordering, whatever the database's
-/// locale.
+/// locale. Since version 6 the spreads' entries ([`SPREAD_SCOPES`]) are kept apart, in
+/// `spreads`, with the index that yields a spread's largest entries first; `counters` has its
+/// primary key only and room on its pages, so that the updates of every batch (the totals,
+/// sums and days) are HOT updates: no index entry and no dead row left per update (measured:
+/// ingest 1.2 times faster than one table with the top index).
 const COUNTERS: &str = "
 DROP TABLE IF EXISTS counters;
 CREATE TABLE counters (
@@ -82,21 +86,41 @@ CREATE TABLE counters (
     hi BIGINT NOT NULL,
     value BIGINT NOT NULL,
     PRIMARY KEY (scope, name)
-);
+) WITH (fillfactor = 50);
+DROP TABLE IF EXISTS spreads;
 ";
 
-/// The index that yields a spread's largest entries first (created after [`COUNTERS`]). Since
-/// version 6 it covers the spreads' rows only: the other counters (totals, sums, days), most
-/// of a batch's updates, then write no entry in it (measured: ingest 1.3 times faster).
-fn counters_top() -> String {
+/// The spreads' table (see [`COUNTERS`]); run after it.
+const SPREADS: &str = "
+CREATE TABLE IF NOT EXISTS spreads (
+    scope TEXT COLLATE \"C\" NOT NULL,
+    name TEXT COLLATE \"C\" NOT NULL,
+    hi BIGINT NOT NULL,
+    value BIGINT NOT NULL,
+    PRIMARY KEY (scope, name)
+);
+CREATE INDEX IF NOT EXISTS spreads_top ON spreads (scope, hi DESC, value DESC, name);
+";
+
+/// Version 6's move of the spreads' entries out of `counters` (see [`COUNTERS`]).
+fn move_spreads() -> String {
     let spreads: Vec<String> = SPREAD_SCOPES.iter().map(|s| format!("'{s}'")).collect();
+    let list = spreads.join(", ");
     format!(
-        "DROP INDEX IF EXISTS counters_top;
-         CREATE INDEX counters_top ON counters (scope, hi DESC, value DESC, name)
-         WHERE scope IN ({})",
-        spreads.join(", ")
+        "{SPREADS}
+         INSERT INTO spreads SELECT scope, name, hi, value FROM counters WHERE scope IN ({list});
+         DELETE FROM counters WHERE scope IN ({list});
+         DROP INDEX IF EXISTS counters_top;
+         ALTER TABLE counters SET (fillfactor = 50);"
     )
 }
+
+/// How many deployments reported each of the top [`TOP`] + 1 frequency plans by gateways (the
+/// store-neutral [`super::PLAN_DEPLOYMENTS_OF_TOP`], with the plans read from `spreads`).
+const PLAN_DEPLOYMENTS_OF_TOP: &str = "SELECT scope, name, hi, value FROM counters
+     WHERE scope = 'plan_deployments' AND name IN (
+         SELECT name FROM spreads WHERE scope = 'plan' AND (hi > 0 OR value > 0)
+         ORDER BY hi DESC, value DESC, name LIMIT $1)";
 
 /// Schema version 4 (signed reports, see the parent module): the pins and the verified mark of
 /// each report.
@@ -239,15 +263,16 @@ impl PgStore {
             )
             .await?,
         );
-        // The largest entries of each spread, by the index (the scope is written out, so that
-        // the planner sees that the partial index covers it).
+        // The largest entries of each spread, by the index.
+        let q = tx
+            .prepare(
+                "SELECT scope, name, hi, value FROM spreads
+                 WHERE scope = $1 AND (hi > 0 OR value > 0)
+                 ORDER BY hi DESC, value DESC, name LIMIT $2",
+            )
+            .await?;
         for scope in SPREAD_SCOPES {
-            let q = format!(
-                "SELECT scope, name, hi, value FROM counters
-                 WHERE scope = '{scope}' AND (hi > 0 OR value > 0)
-                 ORDER BY hi DESC, value DESC, name LIMIT $1"
-            );
-            push(tx.query(&q, &[&(TOP as i64 + 1)]).await?);
+            push(tx.query(&q, &[&scope, &(TOP as i64 + 1)]).await?);
         }
         // How many deployments reported each of the top plans (k-anonymity).
         push(
@@ -557,7 +582,7 @@ async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     if version < REBUILD_BELOW {
         rebuild_counters(&tx).await?;
     }
-    tx.batch_execute(&counters_top()).await?;
+    tx.batch_execute(&move_spreads()).await?;
     tx.execute(
         "INSERT INTO collector_schema (version) VALUES ($1)",
         &[&SCHEMA_VERSION],
@@ -572,6 +597,7 @@ async fn migrate(client: &mut Client) -> anyhow::Result<()> {
 /// Creates the counters of schema version 3 and fills them from the stored rows.
 async fn rebuild_counters(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
     tx.batch_execute(COUNTERS).await?;
+    tx.batch_execute(SPREADS).await?;
     let reports: i64 = tx
         .query_one("SELECT count(*) FROM reports", &[])
         .await?
@@ -677,28 +703,51 @@ async fn add_counters(
     add_counters_with(tx, None, deltas).await
 }
 
-/// [`add_counters`], with [`ADD_COUNTERS`] prepared on `tx`'s connection when given.
+/// [`add_counters`], with [`ADD_COUNTERS`] and [`ADD_SPREADS`] prepared on `tx`'s connection
+/// when given. The two statements are sent together.
 async fn add_counters_with(
     tx: &impl GenericClient,
-    prepared: Option<&Statement>,
+    prepared: Option<(&Statement, &Statement)>,
     deltas: &Deltas,
 ) -> Result<(), tokio_postgres::Error> {
-    if deltas.is_empty() {
+    let (spreads, counters): (Vec<_>, Vec<_>) = deltas
+        .iter()
+        .partition(|((scope, _), _)| SPREAD_SCOPES.contains(&scope.as_str()));
+    let (to_counters, to_spreads) = match prepared {
+        Some((c, s)) => (Some(c), Some(s)),
+        None => (None, None),
+    };
+    let (c, s) = tokio::join!(
+        add_rows(tx, to_counters, ADD_COUNTERS, &counters),
+        add_rows(tx, to_spreads, ADD_SPREADS, &spreads),
+    );
+    c.and(s)
+}
+
+/// Adds `rows` with `sql` (one of [`ADD_COUNTERS`], [`ADD_SPREADS`]), or with its prepared
+/// `statement`.
+async fn add_rows(
+    tx: &impl GenericClient,
+    statement: Option<&Statement>,
+    sql: &str,
+    rows: &[(&(String, String), &i128)],
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
         return Ok(());
     }
     let (mut s, mut n, mut h, mut v) = (vec![], vec![], vec![], vec![]);
-    for ((scope, name), delta) in deltas {
-        let (hi, lo) = split_counter(*delta);
+    for ((scope, name), delta) in rows {
+        let (hi, lo) = split_counter(**delta);
         s.push(scope.as_str());
         n.push(name.as_str());
         h.push(hi);
         v.push(lo);
     }
-    match prepared {
+    match statement {
         Some(st) => tx.execute(st, &[&s, &n, &h, &v]).await?,
         None => {
             tx.execute_typed(
-                ADD_COUNTERS,
+                sql,
                 &[
                     (&s, Type::TEXT_ARRAY),
                     (&n, Type::TEXT_ARRAY),
@@ -712,13 +761,33 @@ async fn add_counters_with(
     Ok(())
 }
 
-/// Adds the `(scope, name, hi, value)` rows of `$1`..`$4` to the counters (see
+/// Adds the `(scope, name, hi, value)` rows of `$1`..`$4` to a table of counters (see
 /// [`add_counters`]).
-const ADD_COUNTERS: &str = "INSERT INTO counters (scope, name, hi, value)
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-     ON CONFLICT (scope, name) DO UPDATE SET
-       hi = counters.hi + excluded.hi + (counters.value + excluded.value) / 1000000000000000000,
-       value = (counters.value + excluded.value) % 1000000000000000000";
+macro_rules! add_to {
+    ($table:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $table,
+            " (scope, name, hi, value)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (scope, name) DO UPDATE SET
+               hi = ",
+            $table,
+            ".hi + excluded.hi + (",
+            $table,
+            ".value + excluded.value) / 1000000000000000000,
+               value = (",
+            $table,
+            ".value + excluded.value) % 1000000000000000000"
+        )
+    };
+}
+
+/// [`add_to`] `counters`.
+const ADD_COUNTERS: &str = add_to!("counters");
+
+/// [`add_to`] `spreads`.
+const ADD_SPREADS: &str = add_to!("spreads");
 
 /// Inserts the reports of a batch (`$1`..`$7`: ids, received times, uids, kinds, digests,
 /// bodies, signers).
@@ -735,11 +804,18 @@ struct Statements {
     ids: Statement,
     insert: Statement,
     counters: Statement,
+    spreads: Statement,
 }
 
 impl Statements {
     async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
-        let (pins, latest, ids, insert, counters) = tokio::join!(
+        let counter_types = [
+            Type::TEXT_ARRAY,
+            Type::TEXT_ARRAY,
+            Type::INT8_ARRAY,
+            Type::INT8_ARRAY,
+        ];
+        let (pins, latest, ids, insert, counters, spreads) = tokio::join!(
             client.prepare_typed(
                 "SELECT uid, keyid FROM pins WHERE uid = ANY($1)",
                 &[Type::TEXT_ARRAY]
@@ -761,15 +837,8 @@ impl Statements {
                     Type::TEXT_ARRAY
                 ]
             ),
-            client.prepare_typed(
-                ADD_COUNTERS,
-                &[
-                    Type::TEXT_ARRAY,
-                    Type::TEXT_ARRAY,
-                    Type::INT8_ARRAY,
-                    Type::INT8_ARRAY
-                ]
-            ),
+            client.prepare_typed(ADD_COUNTERS, &counter_types),
+            client.prepare_typed(ADD_SPREADS, &counter_types),
         );
         Ok(Statements {
             pins: pins?,
@@ -777,6 +846,7 @@ impl Statements {
             ids: ids?,
             insert: insert?,
             counters: counters?,
+            spreads: spreads?,
         })
     }
 }
@@ -929,7 +999,7 @@ async fn store_and_commit(
     let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
     if fresh.is_empty() {
         let (added, committed) = tokio::join!(
-            add_counters_with(tx, Some(&st.counters), &pinned),
+            add_counters_with(tx, Some((&st.counters, &st.spreads)), &pinned),
             tx.batch_execute("COMMIT")
         );
         added?;
@@ -972,7 +1042,7 @@ async fn store_and_commit(
         &[&ids, &received, &uids, &kinds, &digests, &bodies, &signers];
     let (inserted, added, committed) = tokio::join!(
         tx.execute(&st.insert, rows),
-        add_counters_with(tx, Some(&st.counters), &counters),
+        add_counters_with(tx, Some((&st.counters, &st.spreads)), &counters),
         tx.batch_execute("COMMIT"),
     );
     // Errors in the order the statements were sent (see `batch_in_transaction`).
