@@ -21,6 +21,10 @@
 //!
 //! Every report is built by the core from plain inputs; nothing here writes report JSON.
 
+/// The allocator of `ttn-lw-telemetry` itself (see the workspace manifest).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
