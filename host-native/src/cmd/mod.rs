@@ -24,7 +24,7 @@
 //! line that names the key, the value and the expected form.
 //!
 //! To add a command: a variant of [`Command`], a `clap::Command` in [`cli`], a file in this
-//! folder, and an arm in [`run`].
+//! folder, and an arm in [`run()`].
 
 pub mod collect;
 pub mod demo;

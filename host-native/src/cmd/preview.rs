@@ -21,7 +21,7 @@ use crate::redact::note;
 /// newline, or with `pretty` its field view for people (and a note on stderr that it is not
 /// the wire form). When telemetry is off the report is still shown, and stderr says that
 /// nothing is sent. With `plugin`, the bytes come from that wasm module (see
-/// [`crate::plugin`]).
+/// `crate::plugin`).
 pub fn run(
     loaded: &Loaded,
     pretty: bool,

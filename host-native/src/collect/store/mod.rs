@@ -1,13 +1,16 @@
 //! Where accepted reports are kept: embedded SQLite (the default) or PostgreSQL.
 //!
-//! Both stores keep the same four tables:
+//! Both stores keep the same three tables:
 //!
 //! - `reports`: every accepted report, with its received time (Unix microseconds), uid, kind
-//!   (`is` or `cli`), SHA-256 (hex) and the raw body exactly as received. Append-only.
-//! - `latest`: the latest report of each deployment (by uid), pointing into `reports`.
-//! - `day_latest`: the latest report of each deployment per UTC day, pointing into `reports`.
+//!   (`is` or `cli`), SHA-256 (hex) and the raw body exactly as received. Append-only. Its index
+//!   on `(uid, received_at)` (row id last) is the one structure keyed by uid: a deployment's
+//!   latest report, and its latest of a day, are read from it (see [`Newest`] and
+//!   [`prev_days`]).
+//! - `pins`: the key pinned for each signed uid (version 4, below).
 //! - `counters`: `(scope, name) → hi·10^18 + value` exact sums that the aggregates read, updated
-//!   in the same transaction as the reports they come from (see [`plan`]).
+//!   in the same transaction as the reports they come from (see [`plan`]). PostgreSQL keeps the
+//!   spreads' entries in a table of their own, `spreads` (see [`postgres`]).
 //!
 //! Writes go through one writer per store that takes every request waiting in its queue, commits
 //! them in one transaction, and only then answers each request (group commit). An HTTP 2xx is
@@ -54,7 +57,12 @@
 //!   (retention) and, on PostgreSQL, the table `uid_buckets` (the per-uid rate limit shared by
 //!   collectors, see [`postgres`]); it rebuilds nothing, but building the index reads every
 //!   stored report once, holding the writer for that time on a large store (in proportion to
-//!   the reports stored), once. Migrations are steps, applied in order.
+//!   the reports stored), once. Version 6 made `reports` the one structure keyed by uid: the
+//!   index `reports (uid, received_at)` replaced the tables `latest` and `day_latest` and the
+//!   index `reports (uid)`, which the migration drops (their rows are what the index yields, so
+//!   nothing is rebuilt; the rebuild of older versions reads the reports themselves). On
+//!   PostgreSQL it also moved the spreads' counters to `spreads`. Migrations are steps, applied
+//!   in order.
 //! - **Pins are decided in the writer.** A report's signature is checked before it is queued;
 //!   whether its key may speak for its uid is decided in the batch's transaction ([`authorize`]):
 //!   the first signed report of a uid pins its key (trust on first use), and from then on a
@@ -62,29 +70,30 @@
 //!   ([`Outcome::KeyRefused`], HTTP 401) and nothing of it is written. Since the pin is written
 //!   in the same transaction as the report (under the advisory lock on PostgreSQL), two replicas
 //!   cannot pin two keys for one uid.
-//! - **Forget is exact.** [`Admin::Forget`] deletes a uid's reports, `latest` and `day_latest`
-//!   rows and pin, and subtracts what they added to every counter, computed by the same
-//!   functions that added it: the aggregates are then those of a store that never saw the uid
-//!   (within retention, see below).
+//! - **Forget is exact.** [`Admin::Forget`] deletes a uid's reports and pin, and subtracts what
+//!   its latest report and its latest report of each day added to every counter, computed by
+//!   the same functions that added them: the aggregates are then those of a store that never
+//!   saw the uid (within retention, see below).
 //! - **Retention keeps the aggregates** ([`Store::retain`], `collector.retention`, off by
 //!   default). It deletes the raw reports received before the start of the UTC day of
-//!   `now − retention`, except each deployment's latest report (`latest` points at it, and the
-//!   next report's deltas are computed from its body), and the `day_latest` rows of those
-//!   days. Whole days, so that every `day_latest` row that stays points at a report that stays
-//!   (a later report of the same day subtracts that one's daily contribution). The counters are
-//!   kept, so every aggregate, the daily series and `reports_stored` (every report ever stored,
-//!   not the rows left) are unchanged. A rebuild of the counters from the rows (the
+//!   `now − retention`, except each deployment's latest report (the next report's deltas are
+//!   computed from its body). Whole days, so that each day keeps either all its reports (a
+//!   later report of the same day subtracts its day's latest) or only latest ones. The counters
+//!   are kept, so every aggregate, the daily series and `reports_stored` (every report ever
+//!   stored, not the rows left) are unchanged. A rebuild of the counters from the rows (the
 //!   migration from version 1 or 2) would no longer see the deleted reports; stores that old
 //!   never ran retention. A deployment's contributions to the days before the cut-off can no
-//!   longer be attributed to it once their `day_latest` rows are gone: a forget can then only
-//!   take back its latest counts, its pin and the days still kept; the older daily aggregates
-//!   stay as they are, anonymous sums.
-//! - **What a report costs.** Each stored report writes its row and one random page of each of
-//!   three B-trees keyed by uid (`latest`, `day_latest` and the `reports (uid)` index). That,
-//!   not parsing or HTTP, is what keeps SQLite ingest at about a fifth of a bare append
-//!   (`./task bench floor`, figures in `scripts/bench.d/61-floor.sh`). The known way to close
-//!   it is one uid-keyed structure per report (e.g. `reports` clustered by uid, from which the
-//!   latest and per-day rows are read), a schema change left for a later version.
+//!   longer be attributed to it once those days' reports are gone: a forget can then only take
+//!   back its latest counts (and their day), its pin and the days still kept; the older daily
+//!   aggregates stay as they are, anonymous sums.
+//! - **What a report costs.** Each stored report writes its row, an entry at the end of the
+//!   index by received time, and one entry at a random place of the index by uid, besides the
+//!   batch's counter updates. Until version 5 it wrote three uid-keyed B-trees (`latest`,
+//!   `day_latest`, `reports (uid)`); that was most of what kept ingest at a fifth of a bare
+//!   append (`./task bench floor`, figures in `scripts/bench.d/61-floor.sh`). On SQLite the one
+//!   random page per report (written whole to the WAL, and again by the checkpoint) is still
+//!   the larger part of a commit; removing it needs the uid index kept outside SQLite's
+//!   per-commit pages (an in-memory index rebuilt on open, or a merged one), which is not done.
 //!
 //! [`stats::TOP`]: super::stats::TOP
 //! [`stats::DAYS`]: super::stats::DAYS
