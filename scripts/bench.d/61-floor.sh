@@ -10,20 +10,26 @@
 # per run (with the bytes the server process wrote and the CPU it used per report; on
 # PostgreSQL that leaves out the database server's own work), then per store the mean
 # reports/s, the worst p99 and the ratio collector/floor of the means.
-# Measured on a quiet machine (2 cores; the load generator shares them), 2 rounds of 8 s:
-#   sqlite   collector 11,291 reports/s (p99 15.5 ms), floor 64,684 (p99 13.1 ms): 0.17
-#   postgres collector  8,437 reports/s (p99 11.4 ms), floor 42,109 (p99 3.1 ms):  0.20
-#   (PostgreSQL was 5,470 reports/s, 0.13, before its batch was pipelined: 12 round trips a
-#   batch, now 7, with TLS to the database as libpq's sslmode=prefer gives it.)
-# What separates the SQLite collector from its floor: the floor writes ~1.7 KB and spends ~15 µs
-# of CPU per report; the collector ~38 KB and ~85 µs, three quarters of it in its one writer
-# thread: each report inserts into three B-trees keyed by uid (`latest`, `day_latest`, the
-# `reports (uid)` index of issue 14), each a random page per report, written whole to the WAL
-# and again by the checkpoint. With the `latest` and `day_latest` writes switched off (an
-# experiment, not a mode) the collector reached 0.44 of the floor; with every index write off,
-# 0.50. Smaller pages (1 or 2 KiB) halve the bytes but not the time; checkpointing every 16,384
-# pages was 1.3x faster but raised p99 to 61 ms. Closing the gap needs one uid-keyed structure
-# per report instead of three (see the store docs).
+# Measured on a quiet machine (2 cores; the load generator shares them), 8 s rounds:
+#   before (schema 5, 2 rounds):
+#     sqlite   collector 11,291 reports/s (p99 15.5 ms), floor 64,684 (p99 13.1 ms): 0.17
+#     postgres collector  8,437 reports/s (p99 11.4 ms), floor 42,109 (p99 3.1 ms):  0.20
+#   after (schema 6, 3 rounds):
+#     sqlite   collector 22,052 reports/s (p99 13.6 ms), floor 62,648 (p99 5.6 ms):  0.35
+#     postgres collector 24,565 reports/s (p99 5.9-132.8 ms), floor 44,681 (p99 2.6-33.3 ms): 0.55
+#   (PostgreSQL's p99 swings with its own checkpoints, in the floor's runs as in ours.)
+# What closed the gap: one uid-keyed structure per report instead of three (38 KB written per
+# report on SQLite before, 14.6 KB after); on PostgreSQL, a writer thread of its own (a round
+# trip had waited ~0.5 ms for a turn among the HTTP tasks), 2 round trips a batch with prepared
+# statements, and HOT counter updates (the spreads apart); everywhere, counter deltas summed
+# without an allocation per bump, SQLite's default page cache (a commit walked all 64 MiB of
+# the old one) and mimalloc. What is left on SQLite (perf, collector process): the commit is
+# ~36% of the CPU (WAL frames 12%, WAL fsync 9%, the automatic checkpoint 14%), most of it the
+# one random page of the uid index per report, written whole to the WAL and again to the
+# database; the HTTP side is ~44%, the lookups, inserts and counters ~15%. Tried and left out:
+# checkpoints on a thread of their own (1.04x, p99 17-22 ms), larger checkpoint intervals (no
+# gain, p99 23-38 ms), 1 or 2 KiB pages (slower). Reaching 0.5 on SQLite needs the uid index
+# out of SQLite's per-commit pages (see the store docs).
 # Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (400000),
 # BENCH_CONCURRENCY (64), BENCH_FLOOR_STORES ("sqlite postgres"). Needs wrk (apt package wrk; installed when missing).
 set -euo pipefail
