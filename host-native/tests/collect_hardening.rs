@@ -629,8 +629,11 @@ async fn old_stores_are_migrated_on_open(b: Backend) {
     match b {
         Backend::Sqlite => {
             let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
-            conn.execute_batch(&V1_TABLES.replace("BYTEA", "BLOB"))
-                .unwrap();
+            // As SQLite stores were made: the row id is the report id.
+            let v1 = V1_TABLES
+                .replace("BYTEA", "BLOB")
+                .replace("id BIGINT PRIMARY KEY", "id INTEGER PRIMARY KEY");
+            conn.execute_batch(&v1).unwrap();
             for (id, uid, kind, body) in &rows {
                 conn.execute(
                     "INSERT INTO reports VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -800,7 +803,8 @@ async fn version_5_stores_keep_one_uid_structure(b: Backend) {
              CREATE TABLE day_latest (day INTEGER NOT NULL, uid TEXT NOT NULL,
                  report_id INTEGER NOT NULL, received_at INTEGER NOT NULL,
                  PRIMARY KEY (day, uid)) WITHOUT ROWID;
-             DROP INDEX reports_uid_received;
+             DROP INDEX reports_received_uid;
+             CREATE INDEX reports_received ON reports (received_at);
              CREATE INDEX reports_uid ON reports (uid)"
         }
         Backend::Postgres => {
@@ -822,7 +826,8 @@ async fn version_5_stores_keep_one_uid_structure(b: Backend) {
         Backend::Sqlite => {
             let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
             conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name IN ('latest', 'day_latest', 'reports_uid')",
+                "SELECT count(*) FROM sqlite_master
+                 WHERE name IN ('latest', 'day_latest', 'reports_uid', 'reports_received')",
                 [],
                 |r| r.get::<_, i64>(0),
             )

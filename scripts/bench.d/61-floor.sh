@@ -30,7 +30,7 @@
 # checkpoints on a thread of their own (1.04x, p99 17-22 ms), larger checkpoint intervals (no
 # gain, p99 23-38 ms), 1 or 2 KiB pages (slower). Reaching 0.5 on SQLite needs the uid index
 # out of SQLite's per-commit pages (see the store docs).
-# Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (400000),
+# Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (700000),
 # BENCH_CONCURRENCY (64), BENCH_FLOOR_STORES ("sqlite postgres"). Needs wrk (apt package wrk; installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,7 +38,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ttn-lw-telemetry/targe
 export CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback
 secs="${BENCH_FLOOR_SECS:-8}"
 rounds="${BENCH_FLOOR_ROUNDS:-2}"
-nbodies="${BENCH_FLOOR_BODIES:-400000}"
+nbodies="${BENCH_FLOOR_BODIES:-700000}"
 concurrency="${BENCH_CONCURRENCY:-64}"
 stores="${BENCH_FLOOR_STORES:-sqlite postgres}"
 threads=2

@@ -4,9 +4,10 @@
 //!
 //! - `reports`: every accepted report, with its received time (Unix microseconds), uid, kind
 //!   (`is` or `cli`), SHA-256 (hex) and the raw body exactly as received. Append-only. Its index
-//!   on `(uid, received_at)` (row id last) is the one structure keyed by uid: a deployment's
-//!   latest report, and its latest of a day, are read from it (see [`Newest`] and
-//!   [`prev_days`]).
+//!   by uid is the one structure keyed by uid: a deployment's latest report, and its latest of a
+//!   day, are read from it (see [`Newest`] and [`prev_days`]). PostgreSQL keeps it as the index
+//!   `reports (uid, received_at, id)`; SQLite in memory ([`uid_index`]), built from the table
+//!   when the store opens.
 //! - `pins`: the key pinned for each signed uid (version 4, below).
 //! - `counters`: `(scope, name) → hi·10^18 + value` exact sums that the aggregates read, updated
 //!   in the same transaction as the reports they come from (see [`plan`]). PostgreSQL keeps the
@@ -88,18 +89,18 @@
 //!   aggregates stay as they are, anonymous sums.
 //! - **What a report costs.** Each stored report writes its row, an entry at the end of the
 //!   index by received time, and one entry at a random place of the index by uid, besides the
-//!   batch's counter updates. Until version 5 it wrote three uid-keyed B-trees (`latest`,
-//!   `day_latest`, `reports (uid)`); that was most of what kept ingest at a fifth of a bare
-//!   append (`./task bench floor`, figures in `scripts/bench.d/61-floor.sh`). On SQLite the one
-//!   random page per report (written whole to the WAL, and again by the checkpoint) is still
-//!   the larger part of a commit; removing it needs the uid index kept outside SQLite's
-//!   per-commit pages (an in-memory index rebuilt on open, or a merged one), which is not done.
+//!   batch's counter updates (on SQLite the index by uid costs no page: it is in memory).
+//!   Until version 5 each report wrote three uid-keyed B-trees (`latest`, `day_latest`,
+//!   `reports (uid)`), each a page at a random place, written whole to SQLite's WAL and again
+//!   by its checkpoint: that was most of what kept ingest at a fifth of a bare append
+//!   (`./task bench floor`, figures in `scripts/bench.d/61-floor.sh`).
 //!
 //! [`stats::TOP`]: super::stats::TOP
 //! [`stats::DAYS`]: super::stats::DAYS
 
 pub mod postgres;
 pub mod sqlite;
+pub mod uid_index;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -166,7 +167,8 @@ pub const SPREAD_SCOPES: [&str; 7] = [
 ];
 
 /// Reads the deployment count (scope `plan_deployments`) of each of the top [`stats::TOP`] + 1
-/// frequency plans by gateways, for k-anonymity: one query, the same text on both stores
+/// frequency plans by gateways, for k-anonymity: one query (SQLite; PostgreSQL reads the plans
+/// from its table `spreads`)
 /// (`$1` is the limit).
 ///
 /// [`stats::TOP`]: super::stats::TOP
@@ -177,7 +179,7 @@ pub const PLAN_DEPLOYMENTS_OF_TOP: &str = "SELECT scope, name, hi, value FROM co
 
 /// Whether the report `r` is its uid's latest: no report of the uid was received later (or at
 /// the same time with a higher id). `reports` is the one uid-keyed structure (version 6), and
-/// its index on `(uid, received_at)` answers this with one probe.
+/// its index on `(uid, received_at, id)` answers this with one probe (PostgreSQL).
 macro_rules! newest_of_its_uid {
     () => {
         "NOT EXISTS (SELECT 1 FROM reports n WHERE n.uid = r.uid AND n.received_at >= r.received_at
@@ -186,7 +188,8 @@ macro_rules! newest_of_its_uid {
 }
 
 /// Counts the deployments of kind `$1` whose latest report was received in `[$2, $3)` (the
-/// partial-day windows of [`Snapshot::partial`]): the same text on both stores.
+/// partial-day windows of [`Snapshot::partial`]) on PostgreSQL (SQLite keeps its uid index in
+/// memory, see [`uid_index`]).
 pub const PARTIAL: &str = concat!(
     "SELECT count(*) FROM reports r WHERE r.kind = $1 AND r.received_at >= $2 AND r.received_at < $3 AND ",
     newest_of_its_uid!()
@@ -194,19 +197,13 @@ pub const PARTIAL: &str = concat!(
 
 /// The next reports of a retention pass (received before `$1`, after `($2, $3)` in
 /// `(received_at, id)` order, at most `$4`), each with whether it is still its uid's latest
-/// (kept): the same text on both stores.
+/// (kept), on PostgreSQL.
 pub const PRUNE_NEXT: &str = concat!(
     "SELECT r.id, r.received_at, ",
     newest_of_its_uid!(),
     " FROM reports r WHERE r.received_at < $1 AND (r.received_at, r.id) > ($2, $3)
      ORDER BY r.received_at, r.id LIMIT $4"
 );
-
-/// A uid's (`$1`) latest report received in `[$2, $3)`: the previous report of a day that
-/// [`prev_days`] could not derive (SQLite; PostgreSQL reads them for a whole batch at once).
-pub const PREV_OF_DAY: &str = "SELECT id, received_at, sha256, body FROM reports
-     WHERE uid = $1 AND received_at >= $2 AND received_at < $3
-     ORDER BY received_at DESC, id DESC LIMIT 1";
 
 /// The names of each day's counters (scope [`day_scope`]); a day has at most this many rows.
 pub const DAY_FIELDS: [&str; 10] = [

@@ -7,6 +7,11 @@
 //!
 //! One writer thread owns the write connection and commits batches (see the parent module). A
 //! separate read connection serves stats; WAL lets it read while the writer writes.
+//!
+//! Reports by uid are found through [`UidIndex`], kept in memory (see there why): the writer
+//! reads a uid's latest report by its row id, and changes the index after each commit, before
+//! it answers; the stats count the latest reports' times in it; a deployment's reports are
+//! read by the row ids it lists.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,12 +25,13 @@ use ttn_telemetry_core::{MICROS_PER_DAY, cutoffs};
 
 use super::super::metrics::WriterMetrics;
 use super::super::stats::{DAYS, TOP};
+use super::uid_index::{At, UidIndex};
 use super::{
     Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Newest, Outcome,
-    PARTIAL, PLAN_DEPLOYMENTS_OF_TOP, PREV_OF_DAY, PRUNE_NEXT, Pin, Prev, PruneStep, Pruned,
-    REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot, StoredReport, answer,
-    authorize, day_name, day_of, dedupe, enqueue, failed, forget_deltas, isolate, join_counter,
-    merge_outcomes, pin_deltas, plan, prev_days, split_counter, take_batch,
+    PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
+    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
+    failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, prev_days,
+    split_counter, take_batch,
 };
 
 const TABLES: &str = "
@@ -37,14 +43,16 @@ CREATE TABLE IF NOT EXISTS reports (
     sha256 TEXT NOT NULL,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS reports_received ON reports (received_at);
 ";
 
-/// Schema version 6 (see the parent module): `reports` is the one structure keyed by uid. Its
-/// index yields a uid's reports newest last (the row id, which SQLite appends to every index
-/// entry, breaks ties); the tables it replaces go.
+/// Schema version 6 (see the parent module): `reports` is the one structure keyed by uid, and
+/// on SQLite its index by uid is kept in memory ([`UidIndex`]). The index by received time
+/// (retention) also holds the uid, so the memory index is built from it alone; the tables and
+/// the index it replaces go.
 const BY_UID: &str = "
-CREATE INDEX IF NOT EXISTS reports_uid_received ON reports (uid, received_at);
+DROP INDEX IF EXISTS reports_received;
+CREATE INDEX IF NOT EXISTS reports_received_uid ON reports (received_at, id, uid, kind);
+DROP INDEX IF EXISTS reports_uid_received;
 DROP INDEX IF EXISTS reports_uid;
 DROP TABLE IF EXISTS latest;
 DROP TABLE IF EXISTS day_latest;
@@ -81,6 +89,9 @@ pub struct SqliteStore {
     path: PathBuf,
     pub(super) tx: mpsc::UnboundedSender<Msg>,
     read: Arc<Mutex<Connection>>,
+    /// The reports by uid (see [`UidIndex`]): the writer changes it after each commit, the
+    /// stats read the latest reports' times from it.
+    index: Arc<Mutex<UidIndex>>,
     pub(super) metrics: Arc<WriterMetrics>,
 }
 
@@ -108,7 +119,7 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> anyhow::Result<SqliteStore> {
         let path = path.to_path_buf();
         let p = path.clone();
-        let (write, read) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (write, read, index) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut write = open_conn(&p)?;
             let mode: String = write.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
@@ -116,24 +127,27 @@ impl SqliteStore {
             }
             write.execute_batch("PRAGMA synchronous=FULL;")?;
             migrate(&mut write).context("creating or migrating the collector schema")?;
+            let index = load_index(&write).context("reading the reports' uids")?;
             let read = open_conn(&p)?;
             read.execute_batch("PRAGMA query_only=ON;")?;
-            Ok((write, read))
+            Ok((write, read, index))
         })
         .await??;
         let (tx, rx) = mpsc::unbounded_channel();
         let metrics = Arc::new(WriterMetrics::default());
+        let index = Arc::new(Mutex::new(index));
         std::thread::Builder::new()
             .name("collect-sqlite-writer".into())
             .spawn({
-                let metrics = metrics.clone();
-                move || writer(write, rx, &metrics)
+                let (metrics, index) = (metrics.clone(), index.clone());
+                move || writer(write, rx, &metrics, &index)
             })
             .context("starting the SQLite writer")?;
         Ok(SqliteStore {
             path,
             tx,
             read: Arc::new(Mutex::new(read)),
+            index,
             metrics,
         })
     }
@@ -146,6 +160,7 @@ impl SqliteStore {
     /// Reads the counters and the partial-day window counts in one read transaction.
     pub async fn snapshot(&self, now: i64) -> anyhow::Result<Snapshot> {
         let read = self.read.clone();
+        let index = self.index.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = read.lock().map_err(|_| anyhow!("SQLite reader poisoned"))?;
             let tx = conn.transaction()?;
@@ -193,11 +208,11 @@ impl SqliteStore {
                      ORDER BY scope DESC LIMIT ?1",
                 )?;
                 push(&mut q.query(params![(DAYS * DAY_FIELDS.len()) as i64])?)?;
-                let mut q = tx.prepare_cached(PARTIAL)?;
+                let index = index.lock().map_err(|_| anyhow!("SQLite uid index poisoned"))?;
                 for kind in ["is", "cli"] {
                     for cut in [c.last_day, c.last_week, c.last_month] {
                         let end = (day_of(cut) + 1) * MICROS_PER_DAY;
-                        let n: i64 = q.query_row(params![kind, cut, end], |r| r.get(0))?;
+                        let n = index.latest_between(kind, cut, end);
                         snap.partial.insert((kind.to_owned(), cut), n);
                     }
                 }
@@ -225,6 +240,7 @@ impl SqliteStore {
     /// A uid's pin and stored reports, if `keyid` is its pinned key (one read transaction).
     pub async fn deployment(&self, uid: &str, keyid: &str) -> anyhow::Result<Held> {
         let read = self.read.clone();
+        let index = self.index.clone();
         let (uid, keyid) = (uid.to_owned(), keyid.to_owned());
         tokio::task::spawn_blocking(move || {
             let mut conn = read.lock().map_err(|_| anyhow!("SQLite reader poisoned"))?;
@@ -235,14 +251,24 @@ impl SqliteStore {
             if pin.keyid != keyid {
                 return Ok(Held::WrongKey);
             }
-            let reports = {
+            let ids = index
+                .lock()
+                .map_err(|_| anyhow!("SQLite uid index poisoned"))?
+                .ids(&uid);
+            let mut reports = Vec::with_capacity(ids.len());
+            {
+                // By row id, from the index; a report committed after this read began is not
+                // seen, like any other.
                 let mut q = tx.prepare_cached(
                     "SELECT id, received_at, uid, kind, sha256, body, signed_by FROM reports
-                     WHERE uid = ?1 ORDER BY id",
+                     WHERE id = ?1 AND uid = ?2",
                 )?;
-                q.query_map([&uid], stored_report)?
-                    .collect::<Result<Vec<_>, _>>()?
-            };
+                for id in ids {
+                    if let Some(r) = q.query_row(params![id, uid], stored_report).optional()? {
+                        reports.push(r);
+                    }
+                }
+            }
             tx.commit()?;
             Ok(Held::Found(pin, reports))
         })
@@ -283,7 +309,7 @@ fn read_pin(tx: &rusqlite::Transaction<'_>, uid: &str) -> anyhow::Result<Option<
 }
 
 /// Runs an [`Admin`] request in its own transaction.
-fn admin(conn: &mut Connection, op: &Admin) -> anyhow::Result<AdminReply> {
+fn admin(conn: &mut Connection, index: &Mutex<UidIndex>, op: &Admin) -> anyhow::Result<AdminReply> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (uid, keyid) = op.who();
     let Some(pin) = read_pin(&tx, uid)? else {
@@ -292,6 +318,7 @@ fn admin(conn: &mut Connection, op: &Admin) -> anyhow::Result<AdminReply> {
     if pin.keyid != keyid {
         return Ok(AdminReply::WrongKey);
     }
+    let mut forgotten = Vec::new();
     let reply = match op {
         Admin::Rotate { new, at, .. } => {
             tx.execute(
@@ -301,22 +328,26 @@ fn admin(conn: &mut Connection, op: &Admin) -> anyhow::Result<AdminReply> {
             AdminReply::Rotated
         }
         Admin::Forget { .. } => {
+            let ids = lock(index)?.ids(uid);
             let mut sha256 = Vec::new();
             let mut newest = Newest::default();
             {
-                let mut q = tx.prepare(
-                    "SELECT id, received_at, sha256, body FROM reports WHERE uid = ?1 ORDER BY id",
+                let mut q = tx.prepare_cached(
+                    "SELECT received_at, sha256, body FROM reports WHERE id = ?1",
                 )?;
-                let mut rows = q.query([uid])?;
-                while let Some(r) = rows.next()? {
-                    newest.add(r.get(1)?, r.get(0)?, r.get_ref(3)?.as_blob()?);
-                    sha256.push(r.get::<_, String>(2)?);
+                let mut del = tx.prepare_cached("DELETE FROM reports WHERE id = ?1")?;
+                for &id in &ids {
+                    let (at, sha, body): (i64, String, Vec<u8>) =
+                        q.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    newest.add(at, id, &body);
+                    sha256.push(sha);
+                    del.execute([id])?;
                 }
             }
             let deltas = forget_deltas(&newest, sha256.len() as u64, Some(&pin.kind));
             add_counters(&tx, &deltas)?;
-            tx.execute("DELETE FROM reports WHERE uid = ?1", [uid])?;
             tx.execute("DELETE FROM pins WHERE uid = ?1", [uid])?;
+            forgotten = ids;
             AdminReply::Forgotten(Forgotten {
                 uid: uid.to_owned(),
                 reports: sha256.len() as u64,
@@ -329,6 +360,7 @@ fn admin(conn: &mut Connection, op: &Admin) -> anyhow::Result<AdminReply> {
     };
     tx.commit()
         .context("committing a request of a pinned key")?;
+    lock(index)?.remove(uid, &forgotten);
     Ok(reply)
 }
 
@@ -352,15 +384,20 @@ fn add_counters(tx: &rusqlite::Transaction<'_>, deltas: &Deltas) -> anyhow::Resu
     Ok(())
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &WriterMetrics) {
+fn writer(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    metrics: &WriterMetrics,
+    index: &Mutex<UidIndex>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let (jobs, then) = take_batch(first, &mut rx);
         if !jobs.is_empty() {
             let batch: Vec<&NewReport> = jobs.iter().flat_map(|(r, _)| r.iter()).collect();
             let started = Instant::now();
-            let whole = write_batch(&mut conn, &batch);
+            let whole = write_batch(&mut conn, index, &batch);
             let results = isolate(&batch, whole, |r| {
-                write_batch(&mut conn, &[r])
+                write_batch(&mut conn, index, &[r])
                     .map(|mut o| o.remove(0))
                     .or_else(|e| unstorable(&e).ok_or_else(|| format!("{e:#}")))
             });
@@ -373,10 +410,10 @@ fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &
                 return;
             }
             Some(Msg::Prune(step, reply)) => {
-                let _ = reply.send(prune(&mut conn, step).map_err(|e| format!("{e:#}")));
+                let _ = reply.send(prune(&mut conn, index, step).map_err(|e| format!("{e:#}")));
             }
             Some(Msg::Admin(op, reply)) => {
-                let _ = reply.send(admin(&mut conn, &op).map_err(|e| format!("{e:#}")));
+                let _ = reply.send(admin(&mut conn, index, &op).map_err(|e| format!("{e:#}")));
             }
             Some(Msg::Insert(..)) | None => {}
         }
@@ -384,25 +421,38 @@ fn writer(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, metrics: &
 }
 
 /// One bounded step of retention (see [`super::Store::retain`]), in one transaction.
-fn prune(conn: &mut Connection, step: PruneStep) -> anyhow::Result<Pruned> {
+fn prune(
+    conn: &mut Connection,
+    index: &Mutex<UidIndex>,
+    step: PruneStep,
+) -> anyhow::Result<Pruned> {
     let mut out = Pruned::default();
     let Some(before) = step.before else {
         return Ok(out);
     };
     let limit = i64::try_from(step.limit)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut gone: HashMap<String, Vec<i64>> = HashMap::new();
     {
-        // The next reports by received time, each marked when it is still a deployment's latest.
-        let mut q = tx.prepare_cached(PRUNE_NEXT)?;
-        let rows: Vec<(i64, i64, bool)> = q
+        // The next reports by received time; each deployment's latest is kept.
+        let mut q = tx.prepare_cached(
+            "SELECT id, received_at, uid FROM reports
+             WHERE received_at < ?1 AND (received_at, id) > (?2, ?3)
+             ORDER BY received_at, id LIMIT ?4",
+        )?;
+        let rows: Vec<(i64, i64, String)> = q
             .query_map(params![before, step.after.0, step.after.1, limit], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_, _>>()?;
         let mut del = tx.prepare_cached("DELETE FROM reports WHERE id = ?1")?;
-        for (id, _, kept) in &rows {
-            if !kept {
-                out.reports += del.execute([id])? as u64;
+        {
+            let index = lock(index)?;
+            for (id, at, uid) in &rows {
+                if index.latest(uid) != Some((*at, *id)) {
+                    out.reports += del.execute([id])? as u64;
+                    gone.entry(uid.clone()).or_default().push(*id);
+                }
             }
         }
         if rows.len() == step.limit {
@@ -410,6 +460,10 @@ fn prune(conn: &mut Connection, step: PruneStep) -> anyhow::Result<Pruned> {
         }
     }
     tx.commit().context("committing a retention step")?;
+    let mut index = lock(index)?;
+    for (uid, ids) in gone {
+        index.remove(&uid, &ids);
+    }
     Ok(out)
 }
 
@@ -495,6 +549,22 @@ fn rebuild_counters(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the uid index from the stored reports (a scan of the index by received time, which
+/// holds the uid and kind).
+fn load_index(conn: &Connection) -> anyhow::Result<UidIndex> {
+    let mut index = UidIndex::default();
+    let mut q = conn.prepare("SELECT uid, kind, received_at, id FROM reports")?;
+    let mut rows = q.query([])?;
+    while let Some(r) = rows.next()? {
+        index.add(
+            r.get_ref(0)?.as_str()?,
+            r.get_ref(1)?.as_str()?,
+            (r.get(2)?, r.get(3)?),
+        );
+    }
+    Ok(index)
+}
+
 /// A uid's previous latest report, from `SELECT id, received_at, sha256, body`.
 fn prev_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Prev> {
     Ok(Prev::from_row(
@@ -505,9 +575,24 @@ fn prev_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Prev> {
     ))
 }
 
-fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<Outcome>> {
+/// Locks the uid index (a panic while it was held leaves it unusable: the store fails).
+fn lock(index: &Mutex<UidIndex>) -> anyhow::Result<std::sync::MutexGuard<'_, UidIndex>> {
+    index
+        .lock()
+        .map_err(|_| anyhow!("the SQLite uid index is poisoned"))
+}
+
+/// A report by row id, as [`prev_row`] reads it.
+const REPORT_BY_ID: &str = "SELECT id, received_at, sha256, body FROM reports WHERE id = ?1";
+
+fn write_batch(
+    conn: &mut Connection,
+    index: &Mutex<UidIndex>,
+    all: &[&NewReport],
+) -> anyhow::Result<Vec<Outcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let outcomes;
+    let added: Vec<(&str, &str, At)>;
     {
         // Which reports their uid's pin admits, and the pins this batch makes.
         let mut pins = HashMap::new();
@@ -538,18 +623,22 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
             .map(|(r, _)| *r)
             .collect();
         let batch = batch.as_slice();
-        // Each uid's latest stored report, by the index on (uid, received_at).
+        // Each uid's latest stored report, found in the uid index.
+        let latest: HashMap<&str, i64> = {
+            let index = lock(index)?;
+            batch
+                .iter()
+                .filter_map(|r| {
+                    let uid = r.report.uid.as_str();
+                    index.latest(uid).map(|(_, id)| (uid, id))
+                })
+                .collect()
+        };
         let mut prev_latest = HashMap::new();
-        let mut q = tx.prepare_cached(
-            "SELECT id, received_at, sha256, body FROM reports WHERE uid = ?1
-             ORDER BY received_at DESC, id DESC LIMIT 1",
-        )?;
-        for r in batch {
-            let uid = &r.report.uid;
-            if !prev_latest.contains_key(uid)
-                && let Some(p) = q.query_row([uid], prev_row).optional()?
-            {
-                prev_latest.insert(uid.clone(), p);
+        let mut q = tx.prepare_cached(REPORT_BY_ID)?;
+        for (uid, id) in latest {
+            if let Some(p) = q.query_row([id], prev_row).optional()? {
+                prev_latest.insert(uid.to_owned(), p);
             }
         }
         let (o, fresh) = dedupe(batch, &prev_latest);
@@ -557,11 +646,20 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
         let fresh: Vec<&NewReport> = fresh.into_iter().map(|i| batch[i]).collect();
         // Read before the batch's own rows are inserted.
         let (mut prev_day, missing) = prev_days(&fresh, &prev_latest);
-        let mut q = tx.prepare_cached(PREV_OF_DAY)?;
-        for (day, uid) in missing {
-            let (from, to) = (day * MICROS_PER_DAY, (day + 1) * MICROS_PER_DAY);
-            if let Some(p) = q.query_row(params![uid, from, to], prev_row).optional()? {
-                prev_day.insert((day, uid), p);
+        let found: Vec<((i64, String), i64)> = {
+            let index = lock(index)?;
+            missing
+                .into_iter()
+                .filter_map(|(day, uid)| {
+                    let (from, to) = (day * MICROS_PER_DAY, (day + 1) * MICROS_PER_DAY);
+                    let (_, id) = index.latest_in(&uid, from, to)?;
+                    Some(((day, uid), id))
+                })
+                .collect()
+        };
+        for (key, id) in found {
+            if let Some(p) = q.query_row([id], prev_row).optional()? {
+                prev_day.insert(key, p);
             }
         }
         let mut with_ids = Vec::with_capacity(fresh.len());
@@ -585,7 +683,16 @@ fn write_batch(conn: &mut Connection, all: &[&NewReport]) -> anyhow::Result<Vec<
             *counters.entry(k).or_default() += v;
         }
         add_counters(&tx, &counters)?;
+        added = with_ids
+            .iter()
+            .map(|&(id, r)| (r.report.uid.as_str(), r.kind(), (r.received_at, id)))
+            .collect();
     }
     tx.commit().context("committing a batch of reports")?;
+    // Before anyone is answered, so that a reader after a 2xx finds the report.
+    let mut index = lock(index)?;
+    for (uid, kind, at) in added {
+        index.add(uid, kind, at);
+    }
     Ok(outcomes)
 }
