@@ -10,8 +10,9 @@
 //!
 //! Reports by uid are found through [`UidIndex`], kept in memory (see there why): the writer
 //! reads a uid's latest report by its row id, and changes the index after each commit, before
-//! it answers; the stats count the latest reports' times in it; a deployment's reports are
-//! read by the row ids it lists.
+//! it answers; the stats count the latest reports' times in it (as of the read, which may be
+//! one batch ahead of the counters read beside it); a deployment's reports are read by the row
+//! ids it lists.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -208,7 +209,7 @@ impl SqliteStore {
                      ORDER BY scope DESC LIMIT ?1",
                 )?;
                 push(&mut q.query(params![(DAYS * DAY_FIELDS.len()) as i64])?)?;
-                let index = index.lock().map_err(|_| anyhow!("SQLite uid index poisoned"))?;
+                let index = lock(&index)?;
                 for kind in ["is", "cli"] {
                     for cut in [c.last_day, c.last_week, c.last_month] {
                         let end = (day_of(cut) + 1) * MICROS_PER_DAY;
@@ -251,10 +252,7 @@ impl SqliteStore {
             if pin.keyid != keyid {
                 return Ok(Held::WrongKey);
             }
-            let ids = index
-                .lock()
-                .map_err(|_| anyhow!("SQLite uid index poisoned"))?
-                .ids(&uid);
+            let ids = lock(&index)?.ids(&uid);
             let mut reports = Vec::with_capacity(ids.len());
             {
                 // By row id, from the index; a report committed after this read began is not
@@ -575,11 +573,13 @@ fn prev_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Prev> {
     ))
 }
 
-/// Locks the uid index (a panic while it was held leaves it unusable: the store fails).
+/// Locks the uid index. Its changes cannot panic half-way, so a panic elsewhere while it was
+/// held left it whole: it is used on (failing here instead could report a committed batch as
+/// failed, and its retry would store it twice).
 fn lock(index: &Mutex<UidIndex>) -> anyhow::Result<std::sync::MutexGuard<'_, UidIndex>> {
-    index
+    Ok(index
         .lock()
-        .map_err(|_| anyhow!("the SQLite uid index is poisoned"))
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 /// A report by row id, as [`prev_row`] reads it.
