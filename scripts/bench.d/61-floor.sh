@@ -14,22 +14,27 @@
 #   before (schema 5, 2 rounds):
 #     sqlite   collector 11,291 reports/s (p99 15.5 ms), floor 64,684 (p99 13.1 ms): 0.17
 #     postgres collector  8,437 reports/s (p99 11.4 ms), floor 42,109 (p99 3.1 ms):  0.20
-#   after (schema 6, 3 rounds):
-#     sqlite   collector 22,052 reports/s (p99 13.6 ms), floor 62,648 (p99 5.6 ms):  0.35
-#     postgres collector 24,565 reports/s (p99 5.9-132.8 ms), floor 44,681 (p99 2.6-33.3 ms): 0.55
-#   (PostgreSQL's p99 swings with its own checkpoints, in the floor's runs as in ours.)
-# What closed the gap: one uid-keyed structure per report instead of three (38 KB written per
-# report on SQLite before, 14.6 KB after); on PostgreSQL, a writer thread of its own (a round
-# trip had waited ~0.5 ms for a turn among the HTTP tasks), 2 round trips a batch with prepared
-# statements, and HOT counter updates (the spreads apart); everywhere, counter deltas summed
-# without an allocation per bump, SQLite's default page cache (a commit walked all 64 MiB of
-# the old one) and mimalloc. What is left on SQLite (perf, collector process): the commit is
-# ~36% of the CPU (WAL frames 12%, WAL fsync 9%, the automatic checkpoint 14%), most of it the
-# one random page of the uid index per report, written whole to the WAL and again to the
-# database; the HTTP side is ~44%, the lookups, inserts and counters ~15%. Tried and left out:
-# checkpoints on a thread of their own (1.04x, p99 17-22 ms), larger checkpoint intervals (no
-# gain, p99 23-38 ms), 1 or 2 KiB pages (slower). Reaching 0.5 on SQLite needs the uid index
-# out of SQLite's per-commit pages (see the store docs).
+#   after (schema 6, 3 rounds, 700,000 distinct reports so that no run repeats one):
+#     sqlite   collector 52,632 reports/s (p99 54-58 ms), floor 73,587 (p99 4.6-22.7 ms): 0.72
+#     postgres collector 26,985 reports/s (p99 4.4-51.5 ms), floor 47,145 (p99 6.0-51.7 ms): 0.57
+#   p99 is set by fsync stalls of this VM's disk, which hit the floor too (22-52 ms in some of
+#   its rounds); the collector writes twice the floor's bytes per report on SQLite and so meets
+#   more of them. In six more single 8 s runs, the SQLite collector's p99 was 5.6-64 ms.
+# What closed the gap:
+#   - one uid-keyed structure per report instead of three (schema 6; bytes written per report
+#     on SQLite 38 KB -> 14.6 KB), and on SQLite that index kept in memory (-> 3.8 KB; 0.35 ->
+#     0.72): a B-tree by uid costs a page at a random place per report, written whole to the
+#     WAL and again by the checkpoint;
+#   - PostgreSQL: a writer thread of its own (a round trip had waited ~0.5 ms for a turn among
+#     the HTTP tasks), 2 round trips a batch with prepared statements, HOT counter updates (the
+#     spreads apart; 54,000 dead rows after 8 s before);
+#   - everywhere: counter deltas summed without an allocation per bump, SQLite's default page
+#     cache (a commit walked all 64 MiB of the old one: 5% of the CPU), mimalloc (1.09x).
+# Profile before (perf, SQLite collector, share of its CPU): commit 24% (WAL frames, fsync),
+# automatic checkpoint 10%, plan 7%, pcache truncation 6%, HTTP side 42%. After: HTTP side about
+# half; the commit (WAL frames and fsync) most of the writer's share.
+# Tried and left out: checkpoints on a thread of their own (no throughput gain, p99 no better),
+# larger checkpoint intervals (p99 23-38 ms), 1 or 2 KiB pages (slower).
 # Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (700000),
 # BENCH_CONCURRENCY (64), BENCH_FLOOR_STORES ("sqlite postgres"). Needs wrk (apt package wrk; installed when missing).
 set -euo pipefail
