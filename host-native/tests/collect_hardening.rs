@@ -874,3 +874,26 @@ async fn version_5_stores_keep_one_uid_structure(b: Backend) {
     store.close().await;
     control.close().await;
 }
+
+/// The SQLite store keeps its index by uid in the memory of the collector that opened it, so a
+/// second collector on the same file is refused with a message that says what to do; once the
+/// first one has closed it, it opens again.
+#[tokio::test]
+async fn an_sqlite_store_serves_one_collector() {
+    let (uri, _guard) = fresh_store(Backend::Sqlite, "one_writer").await;
+    let first = Store::open(Some(&uri)).await.unwrap();
+    let err = Store::open(Some(&uri)).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("in use by another collector") && msg.contains("PostgreSQL"),
+        "{msg}"
+    );
+    first
+        .insert(vec![NewReport::parse(1, is_report(1, 0)).unwrap()])
+        .await
+        .unwrap();
+    first.close().await;
+    let again = Store::open(Some(&uri)).await.unwrap();
+    assert_eq!(again.all_reports().await.unwrap().len(), 1);
+    again.close().await;
+}

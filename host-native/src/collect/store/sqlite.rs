@@ -104,6 +104,36 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Takes the lock that makes this process the store's only writer, held by the writer thread
+/// until it stops. The uid index lives in this process's memory ([`UidIndex`]), so a second
+/// process writing the same file would leave it stale: it is refused instead. The lock is an
+/// OS lock on a file beside the database (`…-collector.lock`), released when the process ends,
+/// however it ends; never on the database file itself, whose POSIX locks a second descriptor
+/// would disturb.
+fn own(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-collector.lock");
+    let lock = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .with_context(|| format!("opening the lock file {}", lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "the SQLite store {} is in use by another collector (it holds {}); an SQLite store \
+             serves one collector: for several, use PostgreSQL (collector.database-uri)",
+            path.display(),
+            lock.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", lock.display()))
+        }
+    }
+}
+
 fn open_conn(path: &Path) -> anyhow::Result<Connection> {
     let conn =
         Connection::open(path).with_context(|| format!("opening SQLite {}", path.display()))?;
@@ -120,20 +150,22 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> anyhow::Result<SqliteStore> {
         let path = path.to_path_buf();
         let p = path.clone();
-        let (write, read, index) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut write = open_conn(&p)?;
-            let mode: String = write.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                anyhow::bail!("SQLite {} refused WAL mode (got {mode})", p.display());
-            }
-            write.execute_batch("PRAGMA synchronous=FULL;")?;
-            migrate(&mut write).context("creating or migrating the collector schema")?;
-            let index = load_index(&write).context("reading the reports' uids")?;
-            let read = open_conn(&p)?;
-            read.execute_batch("PRAGMA query_only=ON;")?;
-            Ok((write, read, index))
-        })
-        .await??;
+        let (write, read, index, owner) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let owner = own(&p)?;
+                let mut write = open_conn(&p)?;
+                let mode: String = write.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    anyhow::bail!("SQLite {} refused WAL mode (got {mode})", p.display());
+                }
+                write.execute_batch("PRAGMA synchronous=FULL;")?;
+                migrate(&mut write).context("creating or migrating the collector schema")?;
+                let index = load_index(&write).context("reading the reports' uids")?;
+                let read = open_conn(&p)?;
+                read.execute_batch("PRAGMA query_only=ON;")?;
+                Ok((write, read, index, owner))
+            })
+            .await??;
         let (tx, rx) = mpsc::unbounded_channel();
         let metrics = Arc::new(WriterMetrics::default());
         let index = Arc::new(Mutex::new(index));
@@ -141,7 +173,7 @@ impl SqliteStore {
             .name("collect-sqlite-writer".into())
             .spawn({
                 let (metrics, index) = (metrics.clone(), index.clone());
-                move || writer(write, rx, &metrics, &index)
+                move || writer(write, rx, &metrics, &index, owner)
             })
             .context("starting the SQLite writer")?;
         Ok(SqliteStore {
@@ -387,6 +419,7 @@ fn writer(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     metrics: &WriterMetrics,
     index: &Mutex<UidIndex>,
+    owner: std::fs::File,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let (jobs, then) = take_batch(first, &mut rx);
@@ -404,6 +437,8 @@ fn writer(
         }
         match then {
             Some(Msg::Close(reply)) => {
+                // Released first: the store may be opened again as soon as this answers.
+                drop(owner);
                 let _ = reply.send(());
                 return;
             }
