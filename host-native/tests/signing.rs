@@ -521,8 +521,11 @@ async fn collected_and_forget_need_the_pinned_key_and_forget_is_exact(b: Backend
     control.close().await;
 }
 
-both!(concurrent_first_reports_pin_one_key);
-async fn concurrent_first_reports_pin_one_key(b: Backend) {
+/// Replicas share a PostgreSQL store only: an SQLite store serves one collector
+/// (`collect_hardening::an_sqlite_store_serves_one_collector`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_reports_pin_one_key() {
+    let b = Backend::Postgres;
     let (uri, _g) = fresh_store(b, "sig_race").await;
     let clock = TestClock::at(T0);
     // Two collectors on one store (replicas): each gets a first report of the same uid, signed
