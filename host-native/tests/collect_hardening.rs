@@ -156,37 +156,24 @@ async fn nul_is_refused_alone(b: Backend) {
 /// Makes the store refuse reports of `uid` with a constraint error (as a database refuses data
 /// it cannot keep), behind the collector's back.
 async fn poison_uid(b: Backend, uri: &str, uid: &str) {
-    match b {
-        Backend::Sqlite => {
-            let path = uri.strip_prefix("sqlite:").unwrap();
-            let conn = rusqlite::Connection::open(path).unwrap();
-            conn.execute_batch(&format!(
-                "CREATE TRIGGER poison BEFORE INSERT ON reports WHEN NEW.uid = '{uid}'
-                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
-            ))
-            .unwrap();
-        }
-        Backend::Postgres => {
-            let (client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-                .batch_execute(&format!(
-                    "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
-                     BEGIN
-                       IF NEW.uid = '{uid}' THEN
-                         RAISE EXCEPTION 'poisoned row' USING ERRCODE = 'check_violation';
-                       END IF;
-                       RETURN NEW;
-                     END $$;
-                     CREATE TRIGGER poison BEFORE INSERT ON reports
-                       FOR EACH ROW EXECUTE FUNCTION poison();"
-                ))
-                .await
-                .unwrap();
-        }
-    }
+    let sql = match b {
+        Backend::Sqlite => format!(
+            "CREATE TRIGGER poison BEFORE INSERT ON reports WHEN NEW.uid = '{uid}'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+        ),
+        Backend::Postgres => format!(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.uid = '{uid}' THEN
+                 RAISE EXCEPTION 'poisoned row' USING ERRCODE = 'check_violation';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON reports
+               FOR EACH ROW EXECUTE FUNCTION poison();"
+        ),
+    };
+    collect_util::run_sql(b, uri, &sql).await;
 }
 
 both!(an_unstorable_row_fails_alone);

@@ -172,28 +172,33 @@ impl Drop for StoreGuard {
     }
 }
 
-/// Takes the (closed) store at `uri` back to schema `version`: runs `sql` (what that version
-/// did not have), then sets the version mark, as an older collector would have left it.
-pub async fn downgrade(backend: Backend, uri: &str, sql: &str, version: i64) {
+/// Runs `sql` (several statements) on the store at `uri`, behind any collector's back.
+pub async fn run_sql(backend: Backend, uri: &str, sql: &str) {
     match backend {
         Backend::Sqlite => {
             let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
-            conn.execute_batch(&format!("{sql}; PRAGMA user_version = {version};"))
-                .unwrap();
+            conn.execute_batch(sql).unwrap();
         }
         Backend::Postgres => {
             let (client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
                 .await
                 .unwrap();
             tokio::spawn(conn);
-            client
-                .batch_execute(&format!(
-                    "{sql}; DELETE FROM collector_schema; INSERT INTO collector_schema VALUES ({version})"
-                ))
-                .await
-                .unwrap();
+            client.batch_execute(sql).await.unwrap();
         }
     }
+}
+
+/// Takes the (closed) store at `uri` back to schema `version`: runs `sql` (what that version
+/// did not have), then sets the version mark, as an older collector would have left it.
+pub async fn downgrade(backend: Backend, uri: &str, sql: &str, version: i64) {
+    let mark = match backend {
+        Backend::Sqlite => format!("PRAGMA user_version = {version}"),
+        Backend::Postgres => {
+            format!("DELETE FROM collector_schema; INSERT INTO collector_schema VALUES ({version})")
+        }
+    };
+    run_sql(backend, uri, &format!("{sql}; {mark}")).await;
 }
 
 /// A database URI for a fresh store of `backend`, and the guard that removes it.

@@ -177,34 +177,6 @@ pub const PLAN_DEPLOYMENTS_OF_TOP: &str = "SELECT scope, name, hi, value FROM co
          SELECT name FROM counters WHERE scope = 'plan' AND (hi > 0 OR value > 0)
          ORDER BY hi DESC, value DESC, name LIMIT $1)";
 
-/// Whether the report `r` is its uid's latest: no report of the uid was received later (or at
-/// the same time with a higher id). `reports` is the one uid-keyed structure (version 6), and
-/// its index on `(uid, received_at, id)` answers this with one probe (PostgreSQL).
-macro_rules! newest_of_its_uid {
-    () => {
-        "NOT EXISTS (SELECT 1 FROM reports n WHERE n.uid = r.uid AND n.received_at >= r.received_at
-             AND (n.received_at > r.received_at OR n.id > r.id))"
-    };
-}
-
-/// Counts the deployments of kind `$1` whose latest report was received in `[$2, $3)` (the
-/// partial-day windows of [`Snapshot::partial`]) on PostgreSQL (SQLite keeps its uid index in
-/// memory, see [`uid_index`]).
-pub const PARTIAL: &str = concat!(
-    "SELECT count(*) FROM reports r WHERE r.kind = $1 AND r.received_at >= $2 AND r.received_at < $3 AND ",
-    newest_of_its_uid!()
-);
-
-/// The next reports of a retention pass (received before `$1`, after `($2, $3)` in
-/// `(received_at, id)` order, at most `$4`), each with whether it is still its uid's latest
-/// (kept), on PostgreSQL.
-pub const PRUNE_NEXT: &str = concat!(
-    "SELECT r.id, r.received_at, ",
-    newest_of_its_uid!(),
-    " FROM reports r WHERE r.received_at < $1 AND (r.received_at, r.id) > ($2, $3)
-     ORDER BY r.received_at, r.id LIMIT $4"
-);
-
 /// The names of each day's counters (scope [`day_scope`]); a day has at most this many rows.
 pub const DAY_FIELDS: [&str; 10] = [
     "deployments",

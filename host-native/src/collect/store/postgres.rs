@@ -57,12 +57,39 @@ use super::super::metrics::WriterMetrics;
 use super::super::ratelimit::{self, RateLimit};
 use super::super::stats::{DAYS, TOP};
 use super::{
-    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Newest, Outcome,
-    PARTIAL, PRUNE_NEXT, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
-    failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, prev_days,
-    split_counter, take_batch,
+    Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Newest, Outcome, Pin,
+    Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION, SPREAD_SCOPES, Snapshot,
+    StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue, failed, forget_deltas,
+    isolate, join_counter, merge_outcomes, pin_deltas, plan, prev_days, split_counter, take_batch,
 };
+
+/// Whether the report `r` is its uid's latest: no report of the uid was received later (or at
+/// the same time with a higher id). `reports` is the one uid-keyed structure (version 6), and
+/// its index on `(uid, received_at, id)` answers this with one probe (PostgreSQL).
+macro_rules! newest_of_its_uid {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM reports n WHERE n.uid = r.uid AND n.received_at >= r.received_at
+             AND (n.received_at > r.received_at OR n.id > r.id))"
+    };
+}
+
+/// Counts the deployments of kind `$1` whose latest report was received in `[$2, $3)` (the
+/// partial-day windows of [`Snapshot::partial`]; SQLite counts them in its
+/// [`super::uid_index`]).
+const PARTIAL: &str = concat!(
+    "SELECT count(*) FROM reports r WHERE r.kind = $1 AND r.received_at >= $2 AND r.received_at < $3 AND ",
+    newest_of_its_uid!()
+);
+
+/// The next reports of a retention pass (received before `$1`, after `($2, $3)` in
+/// `(received_at, id)` order, at most `$4`), each with whether it is still its uid's latest
+/// (kept).
+const PRUNE_NEXT: &str = concat!(
+    "SELECT r.id, r.received_at, ",
+    newest_of_its_uid!(),
+    " FROM reports r WHERE r.received_at < $1 AND (r.received_at, r.id) > ($2, $3)
+     ORDER BY r.received_at, r.id LIMIT $4"
+);
 
 /// Advisory lock key that serializes batches, retention steps and migrations of collectors
 /// sharing a database ("ttnc").
