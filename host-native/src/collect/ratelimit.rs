@@ -98,10 +98,10 @@ impl<K: Hash + Ord + Clone> Buckets<K> {
             limit,
             capacity: capacity.max(1),
             state: Mutex::new(State {
-                // Sized for the bound up front (up to 2^17 keys): growing moves every entry at
-                // once, under the lock every request takes (the SQLite uid index's growth
-                // stalled its writer 60-140 ms at 229k uids). At the default bound, about 5 MB of address
-                // space, paged in as keys arrive.
+                // Sized for the bound up front (up to 2^17 keys): growing moves every entry
+                // at once, under the lock every request takes (the SQLite uid index's growth
+                // stalled its writer 60-140 ms at 229k uids). At the default bound, about
+                // 5 MB of address space, paged in as keys arrive.
                 tat: HashMap::with_capacity(capacity.clamp(1, 1 << 17)),
                 by_time: BTreeSet::new(),
             }),

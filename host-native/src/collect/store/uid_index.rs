@@ -172,9 +172,11 @@ mod tests {
         for i in 0..n {
             x.add(&format!("uid-{i}"), "is", (1, i as i64));
         }
-        let (fewest, most) = x.by_uid.iter().map(HashMap::len).fold((n, 0), |(lo, hi), l| {
-            (lo.min(l), hi.max(l))
-        });
+        let (fewest, most) = x
+            .by_uid
+            .iter()
+            .map(HashMap::len)
+            .fold((n, 0), |(lo, hi), l| (lo.min(l), hi.max(l)));
         // 64 a shard on average; a bad pick (a few bits, or the maps' own) lands them in a few.
         assert!(fewest >= 24 && most <= 128, "shard sizes {fewest}..={most}");
         assert_eq!(x.latest("uid-77"), Some((1, 77)));
