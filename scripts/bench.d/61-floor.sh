@@ -17,9 +17,18 @@
 #   after (schema 6, 3 rounds, 700,000 distinct reports so that no run repeats one):
 #     sqlite   collector 52,632 reports/s (p99 54-58 ms), floor 73,587 (p99 4.6-22.7 ms): 0.72
 #     postgres collector 26,985 reports/s (p99 4.4-51.5 ms), floor 47,145 (p99 6.0-51.7 ms): 0.57
-#   p99 is set by fsync stalls of this VM's disk, which hit the floor too (22-52 ms in some of
-#   its rounds); the collector writes twice the floor's bytes per report on SQLite and so meets
-#   more of them. In six more single 8 s runs, the SQLite collector's p99 was 5.6-64 ms.
+#   then (the uid index in 256 maps; each run settled, see settle), on a slower day of the
+#   same VM (its floor as fast, the collector's CPU per report 30 us instead of 25):
+#     sqlite   collector 42,069 reports/s (p99 7.3-8.9 ms), floor 73,395 (p99 4.9-8.8 ms): 0.57
+#     postgres collector 19,790 reports/s (p99 6.8-7.3 ms), floor 40,577 (p99 3.5-4.1 ms): 0.49
+#   and in the run before it 0.61 (p99 4.9-7.2 ms) and 0.46 (p99 5.1-6.4 ms).
+# p99: wrk corrects for coordinated omission (a request that took S ms adds samples for the
+# requests its connection would have sent meanwhile), so one stall of all 64 connections
+# weighs as much as every request of its length: one 140 ms stall in 8 s set a p99 of 50-60
+# ms. The SQLite collector's stalls (10-140 ms, 3 a run) were its uid index growing (a hash map
+# moves every entry at once, at 57k, 115k and 229k uids): now 256 maps that grow apart
+# (uid_index.rs). The PostgreSQL rounds' 26-58 ms, floor and collector alike, came from the
+# SQLite rounds' writeback and PostgreSQL's checkpoint of the previous run's database: settle.
 # What closed the gap:
 #   - one uid-keyed structure per report instead of three (schema 6; bytes written per report
 #     on SQLite 38 KB -> 14.6 KB), and on SQLite that index kept in memory (-> 3.8 KB; 0.35 ->
@@ -33,6 +42,13 @@
 # Profile before (perf, SQLite collector, share of its CPU): commit 24% (WAL frames, fsync),
 # automatic checkpoint 10%, plan 7%, pcache truncation 6%, HTTP side 42%. After: HTTP side about
 # half; the commit (WAL frames and fsync) most of the writer's share.
+# PostgreSQL now (perf -a and log_min_duration_statement): the server's own CPU is 31-36 us a
+# report against the floor's 11-12 (inserting the row and its 3 indexes about a third, the
+# latest-report probe a sixth, then the commit, the counters and spreads); one backend does
+# a batch at a time under the advisory lock, busy about 3/4 of the time, waiting on the writer's
+# round trips the rest (26% of both cores idle). Dropping reports_received gained 4-7%, the
+# primary key 3%: both are needed (retention, deletes by id). What would move it: sending the
+# next batch's BEGIN, lock and reads behind a batch's COMMIT on the same connection.
 # Tried and left out: checkpoints on a thread of their own (no throughput gain, p99 no better),
 # larger checkpoint intervals (p99 23-38 ms), 1 or 2 KiB pages (slower).
 # Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (700000),
