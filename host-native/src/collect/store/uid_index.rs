@@ -16,9 +16,10 @@ pub type At = (i64, i64);
 
 /// How many hash maps the uids are spread over. A hash map grows by moving every entry at
 /// once, and the writer holds the index meanwhile: with one map, growing past 57k, 115k and
-/// 229k uids stalled every commit for 10, 20 and 60–140 ms, each time a request waited for,
-/// which set the p99 of `./task bench floor` (52–106 ms). Each shard grows alone and moves
-/// 1/256 of the uids: at a million uids about 4k entries, well under a millisecond.
+/// 229k uids stalled the writer for 10, 20 and 60–140 ms, and every request of the moment
+/// with it: that set the p99 of `./task bench floor` (50–60 ms in 8 s runs; 5–9 ms since).
+/// Each shard grows alone and moves 1/256 of the uids: at a million uids about 4k entries, well
+/// under a millisecond.
 const SHARDS: usize = 256;
 
 /// Every stored report's `(received_at, id)` by uid, and each uid's latest by kind and time.
