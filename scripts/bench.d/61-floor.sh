@@ -47,8 +47,9 @@
 # latest-report probe a sixth, then the commit, the counters and spreads); one backend does
 # a batch at a time under the advisory lock, busy about 3/4 of the time, waiting on the writer's
 # round trips the rest (26% of both cores idle). Dropping reports_received gained 4-7%, the
-# primary key 3%: both are needed (retention, deletes by id). What would move it: sending the
-# next batch's BEGIN, lock and reads behind a batch's COMMIT on the same connection.
+# primary key 3%: both are needed (retention, deletes by id). Sending the next batch's BEGIN,
+# lock and reads right behind a batch's COMMIT on the one connection made it 10-15% slower
+# (smaller batches, 38-41 us of server CPU a report): left out.
 # Tried and left out: checkpoints on a thread of their own (no throughput gain, p99 no better),
 # larger checkpoint intervals (p99 23-38 ms), 1 or 2 KiB pages (slower).
 # Knobs: BENCH_FLOOR_SECS (8), BENCH_FLOOR_ROUNDS (2), BENCH_FLOOR_BODIES (700000),
