@@ -862,6 +862,93 @@ async fn version_5_stores_keep_one_uid_structure(b: Backend) {
     control.close().await;
 }
 
+both!(version_6_stores_gain_seen_hours);
+/// Schema version 7 counts deployments by the hour of their latest report, and PostgreSQL
+/// counts a cut-off's partial day from those counters. A store a version-6 collector left
+/// behind (no such counters) gains them on open from each uid's latest report: the same
+/// counters as a store that counted them all along, and the same stats, with windows that
+/// start mid-day.
+async fn version_6_stores_gain_seen_hours(b: Backend) {
+    const HOUR: i64 = 3_600_000_000;
+    let day = civil_to_unix_micros(2026, 7, 1, 0);
+    let (uri, _guard) = fresh_store(b, "v6to7").await;
+    let (control_uri, _g2) = fresh_store(b, "v6to7_ref").await;
+    let store = Store::open(Some(&uri)).await.unwrap();
+    let control = Store::open(Some(&control_uri)).await.unwrap();
+    // Deployments whose latest report falls before, in and after the cut-off's hour (3:00 +
+    // 30 min), one replaced later the same day, one a week earlier, and a report the core now
+    // refuses cannot be among them (every body here is valid).
+    let reports: Vec<(i64, Vec<u8>)> = vec![
+        (day + HOUR, is_report(0, 0)),
+        (day + 3 * HOUR + 10, is_report(1, 0)),
+        (day + 3 * HOUR + HOUR / 2 + 5, is_report(2, 0)),
+        (day + 5 * HOUR, is_report(3, 0)),
+        (day + 9 * HOUR, is_report(4, 0)),
+        (day + 20 * HOUR, is_report(4, 1)),
+        (day - 7 * MICROS_PER_DAY + 7 * HOUR, is_report(5, 0)),
+    ];
+    for s in [&store, &control] {
+        let batch = reports
+            .iter()
+            .map(|(at, body)| NewReport::parse(*at, body.clone()).unwrap())
+            .collect();
+        s.insert(batch).await.unwrap();
+    }
+    store.close().await;
+    collect_util::downgrade(b, &uri, "SELECT 1", 6).await;
+    assert!(seen_hours(b, &uri).await.is_empty(), "downgraded");
+    let store = Store::open(Some(&uri)).await.unwrap();
+    let want = seen_hours(b, &control_uri).await;
+    // By hour: 1:00, 3:00 (two), 5:00, 20:00 (uid 4's replaced 9:00 is not), and a week back.
+    let hour = |at: i64| format!("{:09}", at / HOUR);
+    let at = |t: i64, n: i64| ("is_seen_hour".to_owned(), hour(t), n);
+    let mut expected = vec![
+        at(day + HOUR, 1),
+        at(day + 3 * HOUR, 2),
+        at(day + 5 * HOUR, 1),
+        at(day + 20 * HOUR, 1),
+        at(day - 7 * MICROS_PER_DAY + 7 * HOUR, 1),
+    ];
+    expected.sort();
+    assert_eq!(want, expected);
+    assert_eq!(seen_hours(b, &uri).await, want);
+    // The last day from 3:30 on the first day: uids 2, 3 and 4.
+    let now = day + MICROS_PER_DAY + 3 * HOUR + HOUR / 2;
+    let got = store.stats(now, 1).await.unwrap();
+    assert_eq!(got, control.stats(now, 1).await.unwrap());
+    assert_eq!(got.deployments.last_day, 3);
+    assert_eq!(got.deployments.total, 6);
+    store.close().await;
+    control.close().await;
+}
+
+/// The `…_seen_hour` counters of a store: `(scope, name, value)`, ordered.
+async fn seen_hours(b: Backend, uri: &str) -> Vec<(String, String, i64)> {
+    let sql = "SELECT scope, name, value FROM counters
+               WHERE scope IN ('is_seen_hour', 'cli_seen_hour') AND (hi <> 0 OR value <> 0)
+               ORDER BY scope, name";
+    match b {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(uri.strip_prefix("sqlite:").unwrap()).unwrap();
+            let mut q = conn.prepare(sql).unwrap();
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let rows = client.query(sql, &[]).await.unwrap();
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+        }
+    }
+}
+
 /// The SQLite store keeps its index by uid in the memory of the collector that opened it, so a
 /// second collector on the same file is refused with a message that says what to do; once the
 /// first one has closed it, it opens again.

@@ -198,7 +198,13 @@ pub async fn downgrade(backend: Backend, uri: &str, sql: &str, version: i64) {
             format!("DELETE FROM collector_schema; INSERT INTO collector_schema VALUES ({version})")
         }
     };
-    run_sql(backend, uri, &format!("{sql}; {mark}")).await;
+    // What later versions added that a store of `version` never held.
+    let later = if version < 7 {
+        "DELETE FROM counters WHERE scope IN ('is_seen_hour', 'cli_seen_hour'); "
+    } else {
+        ""
+    };
+    run_sql(backend, uri, &format!("{sql}; {later}{mark}")).await;
 }
 
 /// A database URI for a fresh store of `backend`, and the guard that removes it.

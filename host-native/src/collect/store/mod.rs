@@ -62,8 +62,13 @@
 //!   index `reports (uid, received_at)` replaced the tables `latest` and `day_latest` and the
 //!   index `reports (uid)`, which the migration drops (their rows are what the index yields, so
 //!   nothing is rebuilt; the rebuild of older versions reads the reports themselves). On
-//!   PostgreSQL it also moved the spreads' counters to `spreads`. Migrations are steps, applied
-//!   in order.
+//!   PostgreSQL it also moved the spreads' counters to `spreads`. Version 7 added the counters
+//!   `is_seen_hour` and `cli_seen_hour` (deployments by the UTC hour of their latest report,
+//!   beside `…_seen_day`), filled from each uid's latest report: PostgreSQL counts a cut-off's
+//!   partial day from them and an exact count over the rest of the cut-off's hour, instead of
+//!   a probe of the uid index per report of that day (over a million reports the stats took
+//!   545 ms with six of those, against the 200 ms target of `./task bench collect`). Migrations
+//!   are steps, applied in order.
 //! - **Pins are decided in the writer.** A report's signature is checked before it is queued;
 //!   whether its key may speak for its uid is decided in the batch's transaction ([`authorize`]):
 //!   the first signed report of a uid pins its key (trust on first use), and from then on a
@@ -118,7 +123,7 @@ use super::stats::Stats;
 pub const DEFAULT_SQLITE_FILE: &str = "ttn-lw-telemetry-collector.sqlite3";
 
 /// The schema version this collector writes (see the module docs).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Stores below this version get their counters rebuilt when migrated (see the module docs).
 const REBUILD_BELOW: i64 = 3;
@@ -278,6 +283,39 @@ pub fn kind_of(report: &Report) -> &'static str {
 /// The UTC day number (days since 1970-01-01) of a Unix-microsecond time.
 pub fn day_of(micros: i64) -> i64 {
     micros.div_euclid(MICROS_PER_DAY)
+}
+
+/// Microseconds in an hour.
+pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// The hour number (hours since 1970-01-01 00:00 UTC) of a Unix-microsecond time.
+pub fn hour_of(micros: i64) -> i64 {
+    micros.div_euclid(MICROS_PER_HOUR)
+}
+
+/// The counter name of an hour (zero-padded, so that names sort as hours do).
+pub fn hour_name(hour: i64) -> String {
+    format!("{hour:09}")
+}
+
+/// How a store turns its uids' latest reports (`received_at`, body) into the `…_seen_hour`
+/// counters of version 7 (see the module docs), as deltas to add. Like every aggregate, a
+/// body the core refuses (stored by an older collector) counts nowhere: [`plan`] would never
+/// take it away again.
+pub fn seen_hours<'a>(latest: impl IntoIterator<Item = (i64, &'a [u8])>) -> Deltas {
+    let mut d = Acc::default();
+    for (received_at, body) in latest {
+        if let Ok(r) = parse_report(body) {
+            let scope = seen_hour_scope(kind_of(&r));
+            bump(&mut d, &scope, &hour_name(hour_of(received_at)), 1);
+        }
+    }
+    d.into_deltas()
+}
+
+/// `is_seen_hour` or `cli_seen_hour`.
+pub fn seen_hour_scope(kind: &str) -> String {
+    format!("{kind}_seen_hour")
 }
 
 /// An open store.
@@ -697,14 +735,27 @@ pub fn day_name(day: i64) -> String {
 
 /// The counters one report adds (sign 1) or removes (sign −1) as the latest of its deployment.
 fn add_latest(d: &mut Acc, r: &Report, received_at: i64, sign: i128) {
-    let [version, os, arch, seen_day] = match kind_of(r) {
-        "is" => ["is_version", "is_os", "is_arch", "is_seen_day"],
-        _ => ["cli_version", "cli_os", "cli_arch", "cli_seen_day"],
+    let [version, os, arch, seen_day, seen_hour] = match kind_of(r) {
+        "is" => [
+            "is_version",
+            "is_os",
+            "is_arch",
+            "is_seen_day",
+            "is_seen_hour",
+        ],
+        _ => [
+            "cli_version",
+            "cli_os",
+            "cli_arch",
+            "cli_seen_day",
+            "cli_seen_hour",
+        ],
     };
     bump_spread(d, version, &r.os.binary_version, sign);
     bump_spread(d, os, &r.os.operating_system, sign);
     bump_spread(d, arch, &r.os.arch, sign);
     bump(d, seen_day, &day_name(day_of(received_at)), sign);
+    bump(d, seen_hour, &hour_name(hour_of(received_at)), sign);
     match &r.payload {
         Payload::Cli(_) => bump(d, "latest", "cli_installations", sign),
         Payload::CliWithoutUsage => {
@@ -1175,6 +1226,17 @@ mod tests {
         assert_eq!(counter(&p, "latest", "deployments"), 0);
         assert_eq!(counter(&p, "is_seen_day", "0000010"), -1);
         assert_eq!(counter(&p, "is_seen_day", "0000012"), 1);
+        let hour = |r: &NewReport| hour_name(hour_of(r.received_at));
+        assert_eq!(counter(&p, "is_seen_hour", &hour(&a2)), -1);
+        assert_eq!(counter(&p, "is_seen_hour", &hour(&a3)), 1);
+        // The migration to version 7 counts the same from the latest reports alone.
+        let h = seen_hours([
+            (a3.received_at, a3.body.as_slice()),
+            (a3.received_at + 1, a2.body.as_slice()),
+            (0, b"{}".as_slice()),
+        ]);
+        assert_eq!(h.get(&(seen_hour_scope("is"), hour(&a3))), Some(&2));
+        assert_eq!(h.len(), 1, "a body the core refuses counts nowhere");
         assert!(!p.contains_key(&("is_version".into(), "1.1".into())));
     }
 

@@ -32,7 +32,7 @@ use super::{
     PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
     SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
     failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, prev_days,
-    split_counter, take_batch,
+    seen_hours, split_counter, take_batch,
 };
 
 const TABLES: &str = "
@@ -540,6 +540,28 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     tx.execute_batch(BY_UID)?;
     if version < REBUILD_BELOW {
         rebuild_counters(&tx)?;
+    } else if version < 7 {
+        // Version 7: the latest reports by hour, from the index by received time.
+        let mut latest: HashMap<String, (i64, i64)> = HashMap::new();
+        let mut q = tx.prepare("SELECT uid, received_at, id FROM reports")?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let at: (i64, i64) = (r.get(1)?, r.get(2)?);
+            let uid = r.get_ref(0)?.as_str()?;
+            if latest.get(uid).is_none_or(|seen| *seen < at) {
+                latest.insert(uid.to_owned(), at);
+            }
+        }
+        drop(rows);
+        let mut body = tx.prepare("SELECT body FROM reports WHERE id = ?1")?;
+        let mut hours = Deltas::new();
+        for (t, id) in latest.into_values() {
+            let b: Vec<u8> = body.query_row([id], |r| r.get(0))?;
+            for (k, v) in seen_hours([(t, b.as_slice())]) {
+                *hours.entry(k).or_default() += v;
+            }
+        }
+        add_counters(&tx, &hours)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit().context("committing the schema migration")?;
