@@ -22,8 +22,8 @@
 #   day: stats p50 545 ms, max 805 ms. Schema 7 counts the day's later hours from counters
 #   (`…_seen_hour`) and probes only the rest of the cut-off's hour, with the probe spelled in
 #   the index's order (the planner picks it before ANALYZE has seen the freshly seeded table):
-#     sqlite   stats p50 0.82 ms, max 3.6 ms, collector RSS 300 MB (anonymous 49 MB: the uid
-#              index; file 251 MB: the store's pages mapped in by SQLite's mmap, the kernel's)
+#     sqlite   stats p50 0.82 ms, max 3.6 ms, collector RSS 300 MB (anonymous 49 MB, the uid
+#              index among it; file 251 MB: store pages mapped in by SQLite, the kernel's)
 #     postgres stats p50 13.4 ms, max 59 ms, collector RSS 31 MB (anonymous 23 MB)
 #     seeding through the store: sqlite 37,409 reports/s, postgres 18,005 reports/s
 # Signed ingest (issue 14 §2): the same load with each of its fresh deployments signing its report
