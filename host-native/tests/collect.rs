@@ -622,7 +622,10 @@ async fn postgres_connections_come_back() {
         )
         .await
         .unwrap();
-    assert_eq!(killed, 2, "the writer's and the reader's connections");
+    assert_eq!(
+        killed, 3,
+        "the writer's, its flusher's and the reader's connections"
+    );
     // The backends are gone once the server no longer lists them (each check is a round trip).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -642,9 +645,20 @@ async fn postgres_connections_come_back() {
             "{left} backends outlived pg_terminate_backend"
         );
     }
+    // The agent sends the same report again until it is acknowledged (a 503 may come after
+    // the batch was written, before it was known to be durable: the retry is then a repeat).
+    let statuses = post_until_200(c.local_addr(), is_report(10, 0)).await;
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    let s = stats(c.local_addr()).await;
+    assert_eq!(s["reports_stored"], 2);
+    c.shutdown().await;
+}
+
+/// Posts `body` up to 5 times while the answer is 503 (with a Retry-After); the statuses.
+async fn post_until_200(addr: std::net::SocketAddr, body: Vec<u8>) -> Vec<u16> {
     let mut statuses = Vec::new();
-    for i in 0..5 {
-        let r = post_json(c.local_addr(), is_report(10 + i, 0)).await;
+    for _ in 0..5 {
+        let r = post_json(addr, body.clone()).await;
         statuses.push(r.status);
         if r.status == 200 {
             break;
@@ -652,9 +666,40 @@ async fn postgres_connections_come_back() {
         assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
         assert!(r.headers.contains_key("retry-after"));
     }
+    statuses
+}
+
+/// A batch commits without waiting for the disk and is answered once a commit on the writer's
+/// second connection (its flusher) has flushed the WAL past it. When that connection drops, the
+/// flusher connects again (a batch whose flush fails on the way is answered 503, never 200),
+/// and the report is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_flusher_connection_comes_back() {
+    let (uri, _db) = fresh_store(Backend::Postgres, "flusher").await;
+    let c = start(&uri, unlimited(), None).await;
+    assert_eq!(post_json(c.local_addr(), is_report(1, 0)).await.status, 200);
+    let (admin, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db = uri.rsplit('/').next().unwrap();
+    // The flusher's backend is the one whose last statement was the flush.
+    let killed = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND query LIKE '%txid_current()%'",
+            &[&db],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the flusher's connection");
+    let statuses = post_until_200(c.local_addr(), is_report(2, 0)).await;
     assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    // Sent once more after its 200: a repeat, not a second row.
+    let again = post_json(c.local_addr(), is_report(2, 0)).await;
+    assert_eq!(again.status, 200);
     let s = stats(c.local_addr()).await;
-    assert_eq!(s["reports_stored"], 2);
+    assert_eq!(s["reports_stored"], 2, "{statuses:?}");
     c.shutdown().await;
 }
 

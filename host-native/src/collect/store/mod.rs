@@ -831,7 +831,7 @@ enum Msg {
 const MAX_BATCH: usize = 4096;
 
 /// Queued reports and where to answer once their commit is done.
-type Job = (Vec<NewReport>, oneshot::Sender<Reply>);
+pub(super) type Job = (Vec<NewReport>, oneshot::Sender<Reply>);
 
 /// Takes `first` and whatever else is already queued (up to [`MAX_BATCH`] inserts, stopping at
 /// a request that is not an insert (close, retention step, admin request), which is returned
@@ -852,7 +852,7 @@ fn take_batch(first: Msg, rx: &mut mpsc::UnboundedReceiver<Msg>) -> (Vec<Job>, O
 }
 
 /// The result of storing one report: its outcome, or the store's failure.
-type One = Result<Outcome, String>;
+pub(super) type One = Result<Outcome, String>;
 
 /// How many reports of a batch the store failed to write (for the metrics).
 fn failed(results: &[One]) -> usize {
