@@ -17,11 +17,12 @@
 #   after (schema 6, 3 rounds, 700,000 distinct reports so that no run repeats one):
 #     sqlite   collector 52,632 reports/s (p99 54-58 ms), floor 73,587 (p99 4.6-22.7 ms): 0.72
 #     postgres collector 26,985 reports/s (p99 4.4-51.5 ms), floor 47,145 (p99 6.0-51.7 ms): 0.57
-#   then (the uid index in 256 maps; each run settled, see settle), on a slower day of the
-#   same VM (its floor as fast, the collector's CPU per report 30 us instead of 25):
-#     sqlite   collector 42,069 reports/s (p99 7.3-8.9 ms), floor 73,395 (p99 4.9-8.8 ms): 0.57
-#     postgres collector 19,790 reports/s (p99 6.8-7.3 ms), floor 40,577 (p99 3.5-4.1 ms): 0.49
-#   and in the run before it 0.61 (p99 4.9-7.2 ms) and 0.46 (p99 5.1-6.4 ms).
+#   then (schema 7: the uid index in 256 maps; PostgreSQL batches answered after a flush on a
+#   second connection; each run settled, see settle), 3 rounds:
+#     sqlite   collector 49,402 reports/s (p99 4.9-7.0 ms), floor 81,319 (p99 4.7-4.8 ms): 0.61
+#     postgres collector 30,387 reports/s (p99 4.0-4.6 ms), floor 50,524 (p99 2.5-3.8 ms): 0.60
+#   (earlier the same day, before the flusher, PostgreSQL gave 0.46-0.51 in three runs, with
+#   floors of 40-47k and the collector at 20-22k.)
 # p99: wrk corrects for coordinated omission (a request that took S ms adds samples for the
 # requests its connection would have sent meanwhile), so one stall of all 64 connections
 # weighs as much as every request of its length: one 140 ms stall in 8 s set a p99 of 50-60
@@ -42,12 +43,17 @@
 # Profile before (perf, SQLite collector, share of its CPU): commit 24% (WAL frames, fsync),
 # automatic checkpoint 10%, plan 7%, pcache truncation 6%, HTTP side 42%. After: HTTP side about
 # half; the commit (WAL frames and fsync) most of the writer's share.
-# PostgreSQL now (perf -a and log_min_duration_statement): the server's own CPU is 31-36 us a
+# PostgreSQL (perf -a and log_min_duration_statement): the server's own CPU is 31-36 us a
 # report against the floor's 11-12 (inserting the row and its 3 indexes about a third, the
 # latest-report probe a sixth, then the commit, the counters and spreads); one backend does
-# a batch at a time under the advisory lock, busy about 3/4 of the time, waiting on the writer's
-# round trips the rest (26% of both cores idle). Dropping reports_received gained 4-7%, the
-# primary key 3%: both are needed (retention, deletes by id). Sending the next batch's BEGIN,
+# a batch at a time under the advisory lock, and 26% of both cores stood idle: the commit's WAL
+# flush, about a quarter of a batch's time, held the lock. So a batch now commits with
+# synchronous_commit off and is answered once a synchronous commit on a second connection has
+# flushed the WAL past it (store/postgres.rs, Flusher): the same durability for every 2xx, the
+# flush beside the next batch; 1.3x (20.6k -> 26.8k reports/s in three alternating pairs of
+# 8 s runs of the collector alone). The floor keeps its synchronous commit: the plain program
+# doing the same I/O. Dropping reports_received gained 4-7%, the primary key 3%: both are
+# needed (retention, deletes by id). Sending the next batch's BEGIN,
 # lock and reads right behind a batch's COMMIT on the one connection made it 10-15% slower
 # (smaller batches, 38-41 us of server CPU a report): left out.
 # Tried and left out: checkpoints on a thread of their own (no throughput gain, p99 no better),
