@@ -607,7 +607,46 @@ async fn database_uris() {
 /// agent retries later) at most briefly, then reconnects; nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_come_back() {
-    let (uri, _db) = fresh_store(Backend::Postgres, "reconnect").await;
+    let (c, _db, killed) = with_backends_terminated("reconnect", "TRUE").await;
+    assert_eq!(
+        killed, 3,
+        "the writer's, its flusher's and the reader's connections"
+    );
+    // The agent sends the same report again until it is acknowledged (a 503 may come after
+    // the batch was written, before it was known to be durable: the retry is then a repeat).
+    let statuses = post_until_200(c.local_addr(), is_report(10, 0)).await;
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    let s = stats(c.local_addr()).await;
+    assert_eq!(s["reports_stored"], 2);
+    c.shutdown().await;
+}
+
+/// A batch commits without waiting for the disk and is answered once a commit on the writer's
+/// second connection (its flusher) has flushed the WAL past it. When that connection drops, the
+/// flusher connects again (a batch whose flush fails on the way is answered 503, never 200),
+/// and the report is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_flusher_connection_comes_back() {
+    // The flusher's backend is the one whose last statement was the flush.
+    let (c, _db, killed) =
+        with_backends_terminated("flusher", "query LIKE '%txid_current()%'").await;
+    assert_eq!(killed, 1, "the flusher's connection");
+    let statuses = post_until_200(c.local_addr(), is_report(2, 0)).await;
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    // Sent once more after its 200: a repeat, not a second row.
+    let again = post_json(c.local_addr(), is_report(2, 0)).await;
+    assert_eq!(again.status, 200);
+    let s = stats(c.local_addr()).await;
+    assert_eq!(s["reports_stored"], 2, "{statuses:?}");
+    c.shutdown().await;
+}
+
+/// Starts a collector on a fresh PostgreSQL database and stores a report; then terminates the
+/// collector's backends that `which` (a condition on `pg_stat_activity`) selects, and waits
+/// until the server no longer lists them. Returns the collector, the database's guard and how
+/// many backends were terminated.
+async fn with_backends_terminated(tag: &str, which: &str) -> (collect::Collector, StoreGuard, u64) {
+    let (uri, db_guard) = fresh_store(Backend::Postgres, tag).await;
     let c = start(&uri, unlimited(), None).await;
     assert_eq!(post_json(c.local_addr(), is_report(1, 0)).await.status, 200);
     let (admin, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
@@ -617,21 +656,20 @@ async fn postgres_connections_come_back() {
     let db = uri.rsplit('/').next().unwrap();
     let killed = admin
         .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND ({which})"
+            ),
             &[&db],
         )
         .await
         .unwrap();
-    assert_eq!(
-        killed, 3,
-        "the writer's, its flusher's and the reader's connections"
-    );
     // The backends are gone once the server no longer lists them (each check is a round trip).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left: i64 = admin
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND ({which})"),
                 &[&db],
             )
             .await
@@ -645,13 +683,7 @@ async fn postgres_connections_come_back() {
             "{left} backends outlived pg_terminate_backend"
         );
     }
-    // The agent sends the same report again until it is acknowledged (a 503 may come after
-    // the batch was written, before it was known to be durable: the retry is then a repeat).
-    let statuses = post_until_200(c.local_addr(), is_report(10, 0)).await;
-    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
-    let s = stats(c.local_addr()).await;
-    assert_eq!(s["reports_stored"], 2);
-    c.shutdown().await;
+    (c, db_guard, killed)
 }
 
 /// Posts `body` up to 5 times while the answer is 503 (with a Retry-After); the statuses.
@@ -667,40 +699,6 @@ async fn post_until_200(addr: std::net::SocketAddr, body: Vec<u8>) -> Vec<u16> {
         assert!(r.headers.contains_key("retry-after"));
     }
     statuses
-}
-
-/// A batch commits without waiting for the disk and is answered once a commit on the writer's
-/// second connection (its flusher) has flushed the WAL past it. When that connection drops, the
-/// flusher connects again (a batch whose flush fails on the way is answered 503, never 200),
-/// and the report is stored once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_flusher_connection_comes_back() {
-    let (uri, _db) = fresh_store(Backend::Postgres, "flusher").await;
-    let c = start(&uri, unlimited(), None).await;
-    assert_eq!(post_json(c.local_addr(), is_report(1, 0)).await.status, 200);
-    let (admin, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let db = uri.rsplit('/').next().unwrap();
-    // The flusher's backend is the one whose last statement was the flush.
-    let killed = admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND query LIKE '%txid_current()%'",
-            &[&db],
-        )
-        .await
-        .unwrap();
-    assert_eq!(killed, 1, "the flusher's connection");
-    let statuses = post_until_200(c.local_addr(), is_report(2, 0)).await;
-    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
-    // Sent once more after its 200: a repeat, not a second row.
-    let again = post_json(c.local_addr(), is_report(2, 0)).await;
-    assert_eq!(again.status, 200);
-    let s = stats(c.local_addr()).await;
-    assert_eq!(s["reports_stored"], 2, "{statuses:?}");
-    c.shutdown().await;
 }
 
 both!(stats_json_matches_golden);
