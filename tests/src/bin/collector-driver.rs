@@ -3,7 +3,6 @@
 //!
 //! ```text
 //! collector-driver serve --listen 127.0.0.1:0 [--database-uri URI] [--no-rate-limit | --no-addr-limit]
-//!     [--metrics-listen ADDR]
 //!     prints `listening http://ADDR` once bound, serves until killed or Ctrl-C
 //! collector-driver seed --database-uri URI --deployments N --days D [--cli M] [--batch B] [--hostile H]
 //!     stores N deployments × D daily reports (plus M CLI installations) straight into the store,
@@ -168,11 +167,7 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--no-addr-limit") {
         opts.limits.per_addr = None;
     }
-    opts.metrics_listen = arg(args, "--metrics-listen");
     let c = collect::start(opts).await?;
-    if let Some(m) = c.metrics_addr() {
-        println!("metrics http://{m}/metrics");
-    }
     println!("listening http://{}", c.local_addr());
     collect::stop_signal().await?;
     c.shutdown().await;

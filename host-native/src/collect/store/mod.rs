@@ -298,19 +298,25 @@ pub fn hour_name(hour: i64) -> String {
     format!("{hour:09}")
 }
 
-/// How a store turns its uids' latest reports (`received_at`, body) into the `…_seen_hour`
-/// counters of version 7 (see the module docs), as deltas to add. Like every aggregate, a
-/// body the core refuses (stored by an older collector) counts nowhere: [`plan`] would never
-/// take it away again.
-pub fn seen_hours<'a>(latest: impl IntoIterator<Item = (i64, &'a [u8])>) -> Deltas {
-    let mut d = Acc::default();
-    for (received_at, body) in latest {
+/// The `…_seen_hour` counters of version 7 (see the module docs), summed from the uids' latest
+/// reports as a migration reads them. Like every aggregate, a body the core refuses (stored by
+/// an older collector) counts nowhere: [`plan`] would never take it away again.
+#[derive(Debug, Default)]
+pub struct SeenHours(Acc);
+
+impl SeenHours {
+    /// Counts a uid's latest report, received at `received_at`.
+    pub fn add(&mut self, received_at: i64, body: &[u8]) {
         if let Ok(r) = parse_report(body) {
             let scope = seen_hour_scope(kind_of(&r));
-            bump(&mut d, &scope, &hour_name(hour_of(received_at)), 1);
+            bump(&mut self.0, &scope, &hour_name(hour_of(received_at)), 1);
         }
     }
-    d.into_deltas()
+
+    /// The counters, as deltas to add.
+    pub fn into_deltas(self) -> Deltas {
+        self.0.into_deltas()
+    }
 }
 
 /// `is_seen_hour` or `cli_seen_hour`.
@@ -1230,11 +1236,11 @@ mod tests {
         assert_eq!(counter(&p, "is_seen_hour", &hour(&a2)), -1);
         assert_eq!(counter(&p, "is_seen_hour", &hour(&a3)), 1);
         // The migration to version 7 counts the same from the latest reports alone.
-        let h = seen_hours([
-            (a3.received_at, a3.body.as_slice()),
-            (a3.received_at + 1, a2.body.as_slice()),
-            (0, b"{}".as_slice()),
-        ]);
+        let mut h = SeenHours::default();
+        h.add(a3.received_at, &a3.body);
+        h.add(a3.received_at + 1, &a2.body);
+        h.add(0, b"{}");
+        let h = h.into_deltas();
         assert_eq!(h.get(&(seen_hour_scope("is"), hour(&a3))), Some(&2));
         assert_eq!(h.len(), 1, "a body the core refuses counts nowhere");
         assert!(!p.contains_key(&("is_version".into(), "1.1".into())));

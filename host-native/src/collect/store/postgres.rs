@@ -64,9 +64,9 @@ use super::super::stats::{DAYS, TOP};
 use super::{
     Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Job, MICROS_PER_HOUR, Msg, NewReport,
     Newest, One, Outcome, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
-    failed, forget_deltas, hour_name, hour_of, isolate, join_counter, merge_outcomes, pin_deltas,
-    plan, prev_days, seen_hour_scope, seen_hours, split_counter, take_batch,
+    SPREAD_SCOPES, SeenHours, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe,
+    enqueue, failed, forget_deltas, hour_name, hour_of, isolate, join_counter, merge_outcomes,
+    pin_deltas, plan, prev_days, seen_hour_scope, split_counter, take_batch,
 };
 
 /// Whether the report `r` is its uid's latest: no report of the uid was received later (or at
@@ -746,19 +746,15 @@ async fn migrate(client: &mut Client) -> anyhow::Result<()> {
     tx.batch_execute(&move_spreads()).await?;
     // Version 7: the latest reports by hour (a rebuild counted them already).
     if (REBUILD_BELOW..7).contains(&version) {
-        let mut hours = Deltas::new();
+        let mut hours = SeenHours::default();
         for_each_row(
             &tx,
             "SELECT DISTINCT ON (uid) received_at, body FROM reports
              ORDER BY uid, received_at DESC, id DESC",
-            |r| {
-                for (k, v) in seen_hours([(r.get(0), r.get(1))]) {
-                    *hours.entry(k).or_default() += v;
-                }
-            },
+            |r| hours.add(r.get(0), r.get(1)),
         )
         .await?;
-        add_counters(&tx, &hours).await?;
+        add_counters(&tx, &hours.into_deltas()).await?;
     }
     tx.execute(
         "INSERT INTO collector_schema (version) VALUES ($1)",

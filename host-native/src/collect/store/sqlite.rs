@@ -30,9 +30,9 @@ use super::uid_index::{At, UidIndex};
 use super::{
     Admin, AdminReply, DAY_FIELDS, Deltas, Forgotten, Held, Msg, NewReport, Newest, Outcome,
     PLAN_DEPLOYMENTS_OF_TOP, Pin, Prev, PruneStep, Pruned, REBUILD_BELOW, Rebuild, SCHEMA_VERSION,
-    SPREAD_SCOPES, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe, enqueue,
-    failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan, prev_days,
-    seen_hours, split_counter, take_batch,
+    SPREAD_SCOPES, SeenHours, Snapshot, StoredReport, answer, authorize, day_name, day_of, dedupe,
+    enqueue, failed, forget_deltas, isolate, join_counter, merge_outcomes, pin_deltas, plan,
+    prev_days, split_counter, take_batch,
 };
 
 const TABLES: &str = "
@@ -159,8 +159,12 @@ impl SqliteStore {
                     anyhow::bail!("SQLite {} refused WAL mode (got {mode})", p.display());
                 }
                 write.execute_batch("PRAGMA synchronous=FULL;")?;
-                migrate(&mut write).context("creating or migrating the collector schema")?;
-                let index = load_index(&write).context("reading the reports' uids")?;
+                let migrated =
+                    migrate(&mut write).context("creating or migrating the collector schema")?;
+                let index = match migrated {
+                    Some(index) => index,
+                    None => load_index(&write).context("reading the reports' uids")?,
+                };
                 let read = open_conn(&p)?;
                 read.execute_batch("PRAGMA query_only=ON;")?;
                 Ok((write, read, index, owner))
@@ -516,14 +520,17 @@ fn unstorable(e: &anyhow::Error) -> Option<Outcome> {
 }
 
 /// Creates the schema of a new store, or brings an older one to [`SCHEMA_VERSION`].
-fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+/// Returns the uid index when the migration built it (to be used, not read again).
+fn migrate(conn: &mut Connection) -> anyhow::Result<Option<UidIndex>> {
     // The version is read under the write lock, so that two processes opening one file (which
     // a collector does not do, but a tool may) migrate it once.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if !super::needs_migration(version)? {
-        return Ok(tx.commit()?);
+        tx.commit()?;
+        return Ok(None);
     }
+    let mut index = None;
     tx.execute_batch(TABLES)?;
     // Version 4: pins and the verified mark.
     tx.execute_batch(PINS)?;
@@ -541,31 +548,21 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     if version < REBUILD_BELOW {
         rebuild_counters(&tx)?;
     } else if version < 7 {
-        // Version 7: the latest reports by hour, from the index by received time.
-        let mut latest: HashMap<String, (i64, i64)> = HashMap::new();
-        let mut q = tx.prepare("SELECT uid, received_at, id FROM reports")?;
-        let mut rows = q.query([])?;
-        while let Some(r) = rows.next()? {
-            let at: (i64, i64) = (r.get(1)?, r.get(2)?);
-            let uid = r.get_ref(0)?.as_str()?;
-            if latest.get(uid).is_none_or(|seen| *seen < at) {
-                latest.insert(uid.to_owned(), at);
-            }
-        }
-        drop(rows);
+        // Version 7: the latest reports by hour, found through the uid index.
+        let built = load_index(&tx)?;
         let mut body = tx.prepare("SELECT body FROM reports WHERE id = ?1")?;
-        let mut hours = Deltas::new();
-        for (t, id) in latest.into_values() {
+        let mut hours = SeenHours::default();
+        for (received_at, id) in built.latest_reports() {
             let b: Vec<u8> = body.query_row([id], |r| r.get(0))?;
-            for (k, v) in seen_hours([(t, b.as_slice())]) {
-                *hours.entry(k).or_default() += v;
-            }
+            hours.add(received_at, &b);
         }
-        add_counters(&tx, &hours)?;
+        drop(body);
+        add_counters(&tx, &hours.into_deltas())?;
+        index = Some(built);
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit().context("committing the schema migration")?;
-    Ok(())
+    Ok(index)
 }
 
 /// Creates the counters of schema version 3 and fills them from the stored rows (pins

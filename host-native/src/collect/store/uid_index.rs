@@ -130,6 +130,11 @@ impl UidIndex {
         ids
     }
 
+    /// Each uid's latest report.
+    pub fn latest_reports(&self) -> impl Iterator<Item = At> + '_ {
+        self.latest.iter().map(|&(_, t, id)| (t, id))
+    }
+
     /// How many uids of `kind` have their latest report received in `[from, to)`.
     pub fn latest_between(&self, kind: &str, from: i64, to: i64) -> i64 {
         let lo = (kind.to_owned(), from, i64::MIN);
@@ -157,6 +162,10 @@ mod tests {
         assert_eq!(x.latest_between("is", 0, 100), 1);
         assert_eq!(x.latest_between("is", 31, 100), 0);
         assert_eq!(x.latest_between("cli", 15, 16), 1);
+        assert_eq!(
+            x.latest_reports().collect::<Vec<_>>(),
+            vec![(15, 2), (30, 3)]
+        );
         x.remove("a", &[3]);
         assert_eq!(x.latest("a"), Some((20, 4)));
         assert_eq!(x.latest_between("is", 20, 21), 1);
