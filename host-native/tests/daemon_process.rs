@@ -123,6 +123,16 @@ fn spawn_agent(envs: &[(&str, String)], log: &Path) -> std::process::Child {
     cmd.spawn().unwrap()
 }
 
+/// How many reports the agent with state directory `state` has recorded as delivered.
+fn delivered(state: &std::path::Path) -> usize {
+    read_history(state)
+        .unwrap()
+        .entries
+        .iter()
+        .filter(|e| e.delivered())
+        .count()
+}
+
 fn kill9(child: &mut std::process::Child) {
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
@@ -176,6 +186,12 @@ fn redis_process_killed_mid_send_is_taken_over_by_the_other() {
     // The survivor takes slot 2 over when the lease (1.5 s) runs out, then sends slot 3 at 9 s.
     sink.wait_for(4, Duration::from_secs(15));
     let survivor = 1 - holder;
+    // Its history records slot 3 once the answer is in, just after the sink saw the request:
+    // wait for that line (or the deadline) before killing it.
+    let end = Instant::now() + Duration::from_secs(15);
+    while delivered(&agents[survivor].1) < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     kill9(&mut agents[survivor].0);
     let reqs = sink.requests();
     assert_eq!(
@@ -190,13 +206,10 @@ fn redis_process_killed_mid_send_is_taken_over_by_the_other() {
         took_over >= Duration::from_millis(1000) && took_over < Duration::from_millis(3000),
         "taken over after the lease: {took_over:?}"
     );
-    let survivor_delivered = read_history(&agents[survivor].1)
-        .unwrap()
-        .entries
-        .iter()
-        .filter(|e| e.delivered())
-        .count();
-    assert!(survivor_delivered >= 2, "the survivor sent slots 2 and 3");
+    assert!(
+        delivered(&agents[survivor].1) >= 2,
+        "the survivor sent slots 2 and 3"
+    );
     let mut c = redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
